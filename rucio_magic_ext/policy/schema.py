@@ -1,0 +1,14 @@
+"""Rucio's generic schema, with DID names that admit real MAGIC names.
+
+MAGIC source names carry '+' (``CrabNebula-W0.40+035``, ``1ES1959+650``); Rucio's generic ``NAME``
+pattern refuses it. Only ``NAME`` changes: every other constant falls back to Rucio's generic schema.
+"""
+
+from rucio.common.schema.generic import NAME_LENGTH
+
+NAME = {
+    "description": "Data Identifier name",
+    "type": "string",
+    "maxLength": NAME_LENGTH,
+    "pattern": r"^[/A-Za-z0-9][/A-Za-z0-9\.\-_+]*$",
+}
