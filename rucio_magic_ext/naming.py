@@ -138,7 +138,7 @@ Grammar = Sequence[tuple[str, str, str]]
 
 _SOURCE = (
     "source",
-    r"(?P<source>[A-Za-z0-9+.\-]+?)(?:-W(?P<wobble_offset>\d\.\d\d)\+(?P<wobble_angle>\d{3}))?",
+    r"(?P<source>[A-Za-z0-9][A-Za-z0-9+.\-]*?)(?:-W(?P<wobble_offset>\d\.\d\d)\+(?P<wobble_angle>\d{3}))?",
     "the target name (letters, digits, '+', '-', '.'), optionally followed by -W<offset>+<angle>",
 )
 _EXT = "extension"
