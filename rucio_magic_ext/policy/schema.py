@@ -4,11 +4,11 @@ MAGIC source names carry '+' (``CrabNebula-W0.40+035``, ``1ES1959+650``); Rucio'
 pattern refuses it. Only ``NAME`` changes: every other constant falls back to Rucio's generic schema.
 """
 
-from rucio.common.schema.generic import NAME_LENGTH
+from rucio.common.schema.schema_ref import SchemaRef
 
 NAME = {
     "description": "Data Identifier name",
     "type": "string",
-    "maxLength": NAME_LENGTH,
+    "maxLength": SchemaRef("NAME_LENGTH"),
     "pattern": r"^[/A-Za-z0-9][/A-Za-z0-9\.\-_+]*$",
 }
