@@ -1,0 +1,111 @@
+"""The ledger's tables: one row per file seen on a source RSE, its events, and the folders already listed.
+
+Tables carry the ``magic_ledger_`` prefix and live beside Rucio's own (same database and schema by
+default), so that a stage can move Rucio and the ledger in one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import Enum as SqlEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from rucio_magic_ext.ledger.states import DEAD_ENDS, FLOW, FileState, timestamp_column
+
+PREFIX = "magic_ledger_"
+BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+            "uq": "%(table_name)s_%(column_0_N_name)s_uq",
+            "fk": "%(table_name)s_%(column_0_name)s_fk",
+            "pk": "%(table_name)s_pk",
+            "ck": "%(table_name)s_%(constraint_name)s_ck",
+        }
+    )
+
+
+def _state_type() -> SqlEnum:
+    return SqlEnum(FileState, native_enum=False, length=16, validate_strings=True, create_constraint=False)
+
+
+class LedgerFile(Base):
+    """A file on a source RSE and where it stands. ``<state>_at`` keep when it last entered each state."""
+
+    __tablename__ = PREFIX + "files"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rse: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(String(1024))  # relative to the RSE's prefix
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime: Mapped[float] = mapped_column(Float)
+    adler32: Mapped[str | None] = mapped_column(String(8))
+    md5: Mapped[str | None] = mapped_column(String(32))
+    scope: Mapped[str | None] = mapped_column(String(25))
+    name: Mapped[str | None] = mapped_column(String(250))
+    night: Mapped[date | None] = mapped_column(Date)
+    level: Mapped[str | None] = mapped_column(String(16))
+    carrier: Mapped[str | None] = mapped_column(String(250))
+    state: Mapped[FileState] = mapped_column(_state_type())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    retry_after: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    seen_at: Mapped[datetime | None] = mapped_column(DateTime)
+    stable_at: Mapped[datetime | None] = mapped_column(DateTime)
+    checksummed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    registered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    protected_at: Mapped[datetime | None] = mapped_column(DateTime)
+    replicated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    released_at: Mapped[datetime | None] = mapped_column(DateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    rejected_at: Mapped[datetime | None] = mapped_column(DateTime)
+    quarantined_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index(None, "rse", "path", unique=True),
+        # Each stage asks for "files of this RSE in this state, due now": proportional to that work.
+        Index(None, "rse", "state", "retry_after"),
+        Index(None, "scope", "name"),
+        Index(None, "carrier"),
+        Index(None, "night", "state"),
+    )
+
+
+assert all(hasattr(LedgerFile, timestamp_column(state)) for state in (*FLOW, *DEAD_ENDS))
+
+
+class LedgerEvent(Base):
+    """Every state change and decision, with its reason: the history an operator audits."""
+
+    __tablename__ = PREFIX + "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey(LedgerFile.id, ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    state: Mapped[FileState] = mapped_column(_state_type())
+    actor: Mapped[str] = mapped_column(String(64))  # which daemon stage decided
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "file_id", "at"), Index(None, "at"))
+
+
+class LedgerFolder(Base):
+    """A folder of a source RSE as last listed: an unchanged folder mtime means no new entry to look at."""
+
+    __tablename__ = PREFIX + "folders"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rse: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(String(1024))
+    mtime: Mapped[float] = mapped_column(Float)
+    listed_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index(None, "rse", "path", unique=True),)

@@ -1,0 +1,321 @@
+"""Reading and moving files in the ledger, in bulk.
+
+Every move is conditional on the state the caller saw (``UPDATE ... WHERE state = seen``), so two
+workers can never both move one file, and every move writes an event with who moved it and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from rucio_magic_ext.ledger import engine as ledger_engine
+from rucio_magic_ext.ledger.models import LedgerEvent, LedgerFile, LedgerFolder
+from rucio_magic_ext.ledger.states import FileState, check_move, timestamp_column
+
+CHUNK = 500  # bound on the size of one IN (...) list
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as Rucio stores its own times."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """A file as listed on storage."""
+
+    path: str
+    size: int
+    mtime: float
+
+
+class LostRace(RuntimeError):
+    """Another worker moved some of the files first: the caller should drop them from its batch."""
+
+
+class Ledger:
+    """The ledger of one deployment: an engine, and the bulk operations that the stages need."""
+
+    def __init__(self, engine: Engine, schema: str | None = None) -> None:
+        self.engine = engine
+        self.schema = schema
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str, schema: str | None = None) -> Ledger:
+        return cls(ledger_engine.make_engine(url, schema), schema)
+
+    @classmethod
+    def from_config(cls) -> Ledger:
+        return cls.from_url(*ledger_engine.configured_url_and_schema())
+
+    def upgrade(self) -> None:
+        ledger_engine.upgrade(self.engine, self.schema)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # -- discovery --------------------------------------------------------------------------------------
+
+    def folder_mtimes(self, rse: str) -> dict[str, float]:
+        with self.session() as session:
+            rows = session.execute(select(LedgerFolder.path, LedgerFolder.mtime).where(LedgerFolder.rse == rse))
+            return {path: mtime for path, mtime in rows}
+
+    def save_folders(self, rse: str, mtimes: dict[str, float]) -> None:
+        now = utcnow()
+        with self.session() as session:
+            known = {
+                path: folder_id
+                for folder_id, path in session.execute(
+                    select(LedgerFolder.id, LedgerFolder.path).where(LedgerFolder.rse == rse)
+                )
+            }
+            updates = [
+                {"id": known[path], "mtime": mtime, "listed_at": now} for path, mtime in mtimes.items() if path in known
+            ]
+            inserts = [
+                {"rse": rse, "path": path, "mtime": mtime, "listed_at": now}
+                for path, mtime in mtimes.items()
+                if path not in known
+            ]
+            if updates:
+                session.execute(update(LedgerFolder), updates)
+            if inserts:
+                session.execute(self._insert_ignoring_duplicates(LedgerFolder), inserts)
+
+    def known(self, rse: str, paths: Sequence[str]) -> dict[str, LedgerFile]:
+        """The ledger rows of ``paths`` that exist, by path."""
+        found: dict[str, LedgerFile] = {}
+        with self.session() as session:
+            for chunk in chunks(list(paths)):
+                query = select(LedgerFile).where(LedgerFile.rse == rse, LedgerFile.path.in_(chunk))
+                found.update((row.path, row) for row in session.scalars(query))
+        return found
+
+    def add_seen(self, rse: str, files: Iterable[Seen], actor: str) -> int:
+        """Record new files as SEEN. A file another worker recorded first is left to it."""
+        now = utcnow()
+        rows = [
+            {
+                "rse": rse,
+                "path": seen.path,
+                "size": seen.size,
+                "mtime": seen.mtime,
+                "state": FileState.SEEN,
+                "attempts": 0,
+                "seen_at": now,
+                "updated_at": now,
+            }
+            for seen in files
+        ]
+        if not rows:
+            return 0
+        added = 0
+        with self.session() as session:
+            for chunk in chunks(rows):
+                statement = self._insert_ignoring_duplicates(LedgerFile).returning(LedgerFile.id)
+                ids = list(session.scalars(statement, list(chunk)))
+                self._events(session, ids, FileState.SEEN, actor, None, now)
+                added += len(ids)
+        return added
+
+    def _insert_ignoring_duplicates(self, model: type) -> Any:
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            return postgresql.insert(model).on_conflict_do_nothing()
+        if dialect == "sqlite":
+            return sqlite.insert(model).on_conflict_do_nothing()
+        raise NotImplementedError(f"the ledger supports PostgreSQL and SQLite, not {dialect}")
+
+    # -- the stages' work ---------------------------------------------------------------------------------
+
+    def due(
+        self,
+        rse: str,
+        states: Iterable[FileState],
+        limit: int,
+        worker: int = 0,
+        workers: int = 1,
+        now: datetime | None = None,
+    ) -> list[LedgerFile]:
+        """Files in ``states`` whose retry time has come, this worker's share only (by id)."""
+        now = now or utcnow()
+        query = (
+            select(LedgerFile)
+            .where(
+                LedgerFile.rse == rse,
+                LedgerFile.state.in_(list(states)),
+                or_(LedgerFile.retry_after.is_(None), LedgerFile.retry_after <= now),
+            )
+            .order_by(LedgerFile.id)
+            .limit(limit)
+        )
+        if workers > 1:
+            query = query.where(LedgerFile.id % workers == worker)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def move(
+        self,
+        files: Sequence[LedgerFile],
+        target: FileState,
+        actor: str,
+        detail: str | None = None,
+        values: dict[int, dict[str, Any]] | None = None,
+        session: Session | None = None,
+    ) -> None:
+        """Move ``files`` (as the caller read them) to ``target``, with per-file column values.
+
+        Raises LostRace, changing nothing, if any of them is no longer in the state the caller saw.
+        """
+        if not files:
+            return
+        for row in files:
+            check_move(row.state, target)
+        now = utcnow()
+        column = timestamp_column(target)
+        common = {"state": target, "updated_at": now, "retry_after": None, "last_error": None, column: now}
+        with self._maybe_session(session) as active:
+            for (state, keys), group in _groups(files, values or {}).items():
+                for chunk in chunks(group):
+                    if keys:
+                        # Per-file values: one executemany, each row still conditional on its state.
+                        table = LedgerFile.__table__
+                        statement = (
+                            update(table)
+                            .where(table.c.id == bindparam("file_id"), table.c.state == state)
+                            .values(**common, **{key: bindparam(f"new_{key}") for key in keys})
+                        )
+                        params = [
+                            {"file_id": row.id, **{f"new_{key}": values[row.id][key] for key in keys}}  # type: ignore[index]
+                            for row in chunk
+                        ]
+                        changed = active.execute(statement, params).rowcount
+                    else:
+                        changed = active.execute(
+                            update(LedgerFile)
+                            .where(LedgerFile.id.in_([row.id for row in chunk]), LedgerFile.state == state)
+                            .values(**common)
+                        ).rowcount
+                    if changed != len(chunk):
+                        raise LostRace(f"{len(chunk) - changed} of {len(chunk)} files left {state.value} meanwhile")
+            self._events(active, [row.id for row in files], target, actor, detail, now)
+        for row in files:
+            row.state = target
+            setattr(row, column, now)
+            for key, value in (values or {}).get(row.id, {}).items():
+                setattr(row, key, value)
+
+    def fail(self, files: Sequence[LedgerFile], error: str, actor: str, backoff: timedelta) -> None:
+        """Keep ``files`` where they are, note the error, and retry after a backoff that doubles per attempt."""
+        now = utcnow()
+        with self.session() as session:
+            for row in files:
+                delay = backoff * (2 ** min(row.attempts, 10))
+                session.execute(
+                    update(LedgerFile)
+                    .where(LedgerFile.id == row.id)
+                    .values(attempts=LedgerFile.attempts + 1, last_error=error, retry_after=now + delay, updated_at=now)
+                )
+                row.attempts += 1
+                row.last_error = error
+                row.retry_after = now + delay
+            self._events(session, [row.id for row in files], None, actor, f"error: {error}", now, states=files)
+
+    def note(self, files: Sequence[LedgerFile], actor: str, detail: str) -> None:
+        """A decision that changes no state (kept, dry run, waiting): recorded with its reason."""
+        now = utcnow()
+        with self.session() as session:
+            self._events(session, [row.id for row in files], None, actor, detail, now, states=files)
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def history(self, rse: str, path_or_name: str) -> list[tuple[LedgerFile, list[LedgerEvent]]]:
+        """A file's row and events, found by its path on the RSE or by its DID name."""
+        with self.session() as session:
+            rows = session.scalars(
+                select(LedgerFile).where(
+                    LedgerFile.rse == rse, or_(LedgerFile.path == path_or_name, LedgerFile.name == path_or_name)
+                )
+            ).all()
+            return [
+                (
+                    row,
+                    list(
+                        session.scalars(
+                            select(LedgerEvent).where(LedgerEvent.file_id == row.id).order_by(LedgerEvent.id)
+                        )
+                    ),
+                )
+                for row in rows
+            ]
+
+    def counts(self, rse: str | None = None) -> dict[tuple[date | None, FileState], tuple[int, int]]:
+        """(files, bytes) per night and state."""
+        query = select(LedgerFile.night, LedgerFile.state, func.count(), func.coalesce(func.sum(LedgerFile.size), 0))
+        if rse:
+            query = query.where(LedgerFile.rse == rse)
+        with self.session() as session:
+            rows = session.execute(query.group_by(LedgerFile.night, LedgerFile.state))
+            return {(night, state): (count, size) for night, state, count, size in rows}
+
+    def forget_folder(self, rse: str, path: str) -> None:
+        with self.session() as session:
+            session.execute(delete(LedgerFolder).where(and_(LedgerFolder.rse == rse, LedgerFolder.path == path)))
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _maybe_session(self, session: Session | None) -> Iterator[Session]:
+        if session is not None:
+            yield session
+        else:
+            with self.session() as own:
+                yield own
+
+    @staticmethod
+    def _events(
+        session: Session,
+        ids: Sequence[int],
+        state: FileState | None,
+        actor: str,
+        detail: str | None,
+        at: datetime,
+        states: Sequence[LedgerFile] | None = None,
+    ) -> None:
+        if not ids:
+            return
+        current = {row.id: row.state for row in states or ()}
+        session.execute(
+            insert(LedgerEvent),
+            [
+                {"file_id": file_id, "at": at, "state": state or current[file_id], "actor": actor, "detail": detail}
+                for file_id in ids
+            ],
+        )
+
+
+def _groups(
+    files: Sequence[LedgerFile], values: dict[int, dict[str, Any]]
+) -> dict[tuple[FileState, tuple[str, ...]], list[LedgerFile]]:
+    """Files that one statement can move: same current state, same columns to set."""
+    grouped: dict[tuple[FileState, tuple[str, ...]], list[LedgerFile]] = {}
+    for row in files:
+        grouped.setdefault((row.state, tuple(sorted(values.get(row.id, {})))), []).append(row)
+    return grouped
