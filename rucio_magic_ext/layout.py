@@ -41,7 +41,7 @@ MAIN_CONTAINERS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Placement:
     """Where one file sits in Rucio: its DID, its run dataset and the containers above it (innermost first)."""
 
@@ -137,7 +137,7 @@ def scope_of_name(name: str) -> str:
     return scope(parse(name))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ObservatoryFolder:
     """What the on-site folder of a file says about it: telescope, level and night."""
 

@@ -81,7 +81,7 @@ LEVEL_OF_FAMILY = {
 NOT_UNIQUE_NAMES = frozenset({"Output_flute.root", "Status_flute.root"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MagicName:
     """One parsed MAGIC file name. Fields that a family does not carry are None."""
 

@@ -7,6 +7,7 @@ default), so that a stage can move Rucio and the ledger in one transaction.
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Optional
 
 from sqlalchemy import BigInteger, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy import Enum as SqlEnum
@@ -16,6 +17,9 @@ from rucio_magic_ext.ledger.states import DEAD_ENDS, FLOW, FileState, timestamp_
 
 PREFIX = "magic_ledger_"
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
+
+
+# Column annotations stay Optional[...]: SQLAlchemy evaluates them, and Rucio images run Python 3.9.
 
 
 class Base(DeclarativeBase):
@@ -44,30 +48,30 @@ class LedgerFile(Base):
     path: Mapped[str] = mapped_column(String(1024))  # relative to the RSE's prefix
     size: Mapped[int] = mapped_column(BigInteger)
     mtime: Mapped[float] = mapped_column(Float)
-    adler32: Mapped[str | None] = mapped_column(String(8))
-    md5: Mapped[str | None] = mapped_column(String(32))
-    scope: Mapped[str | None] = mapped_column(String(25))
-    name: Mapped[str | None] = mapped_column(String(250))
-    night: Mapped[date | None] = mapped_column(Date)
-    level: Mapped[str | None] = mapped_column(String(16))
-    carrier: Mapped[str | None] = mapped_column(String(250))
+    adler32: Mapped[Optional[str]] = mapped_column(String(8))
+    md5: Mapped[Optional[str]] = mapped_column(String(32))
+    scope: Mapped[Optional[str]] = mapped_column(String(25))
+    name: Mapped[Optional[str]] = mapped_column(String(250))
+    night: Mapped[Optional[date]] = mapped_column(Date)
+    level: Mapped[Optional[str]] = mapped_column(String(16))
+    carrier: Mapped[Optional[str]] = mapped_column(String(250))
     state: Mapped[FileState] = mapped_column(_state_type())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    retry_after: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    retry_after: Mapped[Optional[datetime]] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
-    seen_at: Mapped[datetime | None] = mapped_column(DateTime)
-    stable_at: Mapped[datetime | None] = mapped_column(DateTime)
-    checksummed_at: Mapped[datetime | None] = mapped_column(DateTime)
-    registered_at: Mapped[datetime | None] = mapped_column(DateTime)
-    protected_at: Mapped[datetime | None] = mapped_column(DateTime)
-    replicated_at: Mapped[datetime | None] = mapped_column(DateTime)
-    verified_at: Mapped[datetime | None] = mapped_column(DateTime)
-    released_at: Mapped[datetime | None] = mapped_column(DateTime)
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
-    rejected_at: Mapped[datetime | None] = mapped_column(DateTime)
-    quarantined_at: Mapped[datetime | None] = mapped_column(DateTime)
+    seen_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    stable_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    checksummed_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    registered_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    protected_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    replicated_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    verified_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    released_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    deleted_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    rejected_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    quarantined_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
 
     __table_args__ = (
         Index(None, "rse", "path", unique=True),
@@ -92,7 +96,7 @@ class LedgerEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime)
     state: Mapped[FileState] = mapped_column(_state_type())
     actor: Mapped[str] = mapped_column(String(64))  # which daemon stage decided
-    detail: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[Optional[str]] = mapped_column(Text)
 
     __table_args__ = (Index(None, "file_id", "at"), Index(None, "at"))
 
