@@ -1,0 +1,41 @@
+"""From a URL scheme to the storage implementation that serves it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from rucio_magic_ext.storage.base import Storage
+from rucio_magic_ext.storage.posix import PosixStorage
+
+StorageFactory = Callable[[], Storage]
+
+_FACTORIES: dict[str, StorageFactory] = {PosixStorage.scheme: PosixStorage}
+
+
+def register_storage(scheme: str, factory: StorageFactory) -> None:
+    """Serve `scheme` with `factory` (e.g. an fsspec-backed root:// storage)."""
+    _FACTORIES[scheme] = factory
+
+
+def supported_schemes() -> frozenset[str]:
+    return frozenset(_FACTORIES)
+
+
+def scheme_of(url_or_scheme: str) -> str:
+    """The scheme of a URL; a bare absolute path is a local file, a bare word is a scheme."""
+    if "://" in url_or_scheme:
+        return urlsplit(url_or_scheme).scheme
+    if url_or_scheme.startswith("/"):
+        return PosixStorage.scheme
+    return url_or_scheme
+
+
+def get_storage(url_or_scheme: str) -> Storage:
+    """The storage for a URL (`file://host/path`, `root://...`), a local path, or a scheme name."""
+    scheme = scheme_of(url_or_scheme)
+    try:
+        factory = _FACTORIES[scheme]
+    except KeyError:
+        raise ValueError(f"no storage implementation for scheme {scheme!r}") from None
+    return factory()
