@@ -1,0 +1,46 @@
+"""``rucio-magic``: the MAGIC extension's command line. One subcommand per task (``bootstrap`` so far)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    from rucio_magic_ext.site import bootstrap, load_site
+
+    defines = dict(item.split("=", 1) for item in args.define)
+    changes = bootstrap(load_site(args.site, defines))
+    print("\n".join(changes) if changes else "site already bootstrapped: nothing changed")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser; add a subcommand with ``subparsers.add_parser(...)`` and ``set_defaults(handler=...)``."""
+    parser = argparse.ArgumentParser(prog="rucio-magic", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+
+    boot = subparsers.add_parser("bootstrap", help="create the site's RSEs, accounts and scopes (idempotent)",
+                                 description="Runs server-side: needs RUCIO_CONFIG with a [database] section.")
+    boot.add_argument("--site", default="etc/site.cfg", help="site description (default: %(default)s)")
+    boot.add_argument("--define", action="append", default=[], metavar="NAME=VALUE",
+                      help="override an entry of the site's [vars] section, e.g. storage_root=/data")
+    boot.set_defaults(handler=_bootstrap)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Bootstrap of a MAGIC site in Rucio: RSEs, protocols, attributes, distances, accounts, limits, scopes.
+
+The site is described in an INI file (``etc/site.cfg`` is the development one), so that names, folders
+and ports are configuration. ``bootstrap()`` runs server-side through Rucio's core API in one transaction
+and is idempotent: it only creates or corrects what differs from the description, and returns what it did.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+PROTOCOL_KEYS = ("scheme", "hostname", "port", "prefix", "impl")
+# Every operation on both domains: the dev storages are local folders reachable by all daemons.
+ALL_DOMAINS = {
+    "lan": {"read": 1, "write": 1, "delete": 1},
+    "wan": {"read": 1, "write": 1, "delete": 1, "third_party_copy_read": 1, "third_party_copy_write": 1},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RSESpec:
+    name: str
+    deterministic: bool
+    rse_type: str
+    protocol: dict[str, Any]
+    attributes: dict[str, str | bool]
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountSpec:
+    name: str
+    type: str = "SERVICE"
+    email: str | None = None
+    attributes: dict[str, str] = dataclasses.field(default_factory=dict)
+    limits: dict[str, int] = dataclasses.field(default_factory=dict)
+    create: bool = True  # False: must exist already (root), only its attributes and limits are set
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    rses: list[RSESpec]
+    distances: list[tuple[str, str, int]]
+    accounts: list[AccountSpec]
+    scopes: dict[str, str]  # scope -> owning account
+
+
+def _value(text: str) -> str | bool:
+    """RSE attribute values: true/false become booleans (as Rucio's clients send them), the rest stays text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return text.strip()
+
+
+def load_site(path: Path | str, defines: Mapping[str, str] | None = None) -> Site:
+    """Read a site description; ``defines`` override entries of its ``[vars]`` section."""
+    parser = configparser.ConfigParser(interpolation=configparser.ExtendedInterpolation())
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # RSE and attribute names keep their case
+    with open(path) as handle:
+        parser.read_file(handle)
+    if defines:
+        if not parser.has_section("vars"):
+            parser.add_section("vars")
+        for key, value in defines.items():
+            parser.set("vars", key, value)
+
+    def section(name: str) -> dict[str, str]:
+        return dict(parser.items(name)) if parser.has_section(name) else {}
+
+    rses = []
+    for name in parser.sections():
+        kind, _, rse = name.partition(" ")
+        if kind == "rse" and " " not in rse:
+            fields = section(name)
+            protocol: dict[str, Any] = {key: fields[key] for key in PROTOCOL_KEYS if key in fields}
+            protocol["port"] = int(protocol.get("port", 0))
+            rses.append(RSESpec(name=rse, deterministic=_value(fields.get("deterministic", "true")) is True,
+                                rse_type=fields.get("rse_type", "DISK"), protocol=protocol,
+                                attributes={k: _value(v) for k, v in section(f"{name} attributes").items()}))
+    accounts = []
+    names = dict.fromkeys(name.split()[1] for name in parser.sections() if name.startswith("account "))
+    for account in names:
+        fields = section(f"account {account}")
+        accounts.append(AccountSpec(name=account, type=fields.get("type", "SERVICE"), email=fields.get("email"),
+                                    attributes=section(f"account {account} attributes"),
+                                    limits={k: int(v) for k, v in section(f"account {account} limits").items()},
+                                    create=parser.has_section(f"account {account}")))
+    distances = []
+    for pair, distance in section("distances").items():
+        source, _, destination = (part.strip() for part in pair.partition("->"))
+        distances.append((source, destination, int(distance)))
+    return Site(rses=rses, distances=distances, accounts=accounts, scopes=section("scopes"))
+
+
+def bootstrap(site: Site) -> list[str]:
+    """Make Rucio's catalogue match ``site``; return one line per change (empty when nothing changed).
+
+    Needs a server-side Rucio config (``[database]``). Runs in one write transaction, so a failure
+    leaves the catalogue as it was.
+    """
+    from rucio.db.sqla.constants import DatabaseOperationType
+    from rucio.db.sqla.session import db_session
+
+    changes: list[str] = []
+    with db_session(DatabaseOperationType.WRITE) as session:
+        rse_ids = {spec.name: _ensure_rse(spec, changes, session) for spec in site.rses}
+        for source, destination, distance in site.distances:
+            _ensure_distance(rse_ids, source, destination, distance, changes, session)
+        for account in site.accounts:
+            _ensure_account(account, rse_ids, changes, session)
+        for scope, owner in site.scopes.items():
+            _ensure_scope(scope, owner, changes, session)
+    return changes
+
+
+def _ensure_rse(spec: RSESpec, changes: list[str], session: Session) -> str:
+    from rucio.core import rse as rse_core
+    from rucio.db.sqla.constants import RSEType
+
+    if rse_core.rse_exists(spec.name, session=session):
+        rse_id = rse_core.get_rse_id(spec.name, session=session)
+        current = rse_core.get_rse(rse_id, session=session)
+        if current["deterministic"] != spec.deterministic:
+            rse_core.update_rse(rse_id, {"deterministic": spec.deterministic}, session=session)
+            changes.append(f"RSE {spec.name}: deterministic={spec.deterministic}")
+    else:
+        rse_id = rse_core.add_rse(spec.name, deterministic=spec.deterministic, rse_type=RSEType[spec.rse_type],
+                                  session=session)
+        changes.append(f"RSE {spec.name}: created")
+
+    existing = rse_core.list_rse_attributes(rse_id, session=session)
+    for key, value in spec.attributes.items():
+        if existing.get(key) != value:
+            rse_core.add_rse_attribute(rse_id, key, value, session=session)
+            changes.append(f"RSE {spec.name}: attribute {key}={value}")
+
+    protocol = spec.protocol
+    known = rse_core.get_rse_protocols(rse_id, session=session)["protocols"]
+    same = [p for p in known if (p["scheme"], p["hostname"], p["port"]) ==
+            (protocol["scheme"], protocol.get("hostname", "localhost"), protocol["port"])]
+    if not same:
+        rse_core.add_protocol(rse_id, {**protocol, "domains": ALL_DOMAINS}, session=session)
+        changes.append(f"RSE {spec.name}: protocol {protocol['scheme']} at {protocol.get('prefix')}")
+    elif any(same[0].get(key) != protocol[key] for key in ("prefix", "impl") if key in protocol):
+        data = {key: protocol[key] for key in ("prefix", "impl") if key in protocol}
+        rse_core.update_protocols(rse_id, protocol["scheme"], data, same[0]["hostname"], same[0]["port"],
+                                  session=session)
+        changes.append(f"RSE {spec.name}: protocol {protocol['scheme']} updated {data}")
+    return rse_id
+
+
+def _ensure_distance(rse_ids: Mapping[str, str], source: str, destination: str, distance: int,
+                     changes: list[str], session: Session) -> None:
+    from rucio.core import distance as distance_core
+    from rucio.core.rse import get_rse_id
+
+    src_id = rse_ids.get(source) or get_rse_id(source, session=session)
+    dst_id = rse_ids.get(destination) or get_rse_id(destination, session=session)
+    current = distance_core.get_distances(src_id, dst_id, session=session)
+    if not current:
+        distance_core.add_distance(src_id, dst_id, distance, session=session)
+    elif current[0]["distance"] != distance:
+        distance_core.update_distances(src_id, dst_id, distance, session=session)
+    else:
+        return
+    changes.append(f"distance {source} -> {destination} = {distance}")
+
+
+def _ensure_account(spec: AccountSpec, rse_ids: Mapping[str, str], changes: list[str], session: Session) -> None:
+    from rucio.common.types import InternalAccount
+    from rucio.core import account as account_core
+    from rucio.core import account_limit
+    from rucio.core.rse import get_rse_id
+    from rucio.db.sqla.constants import AccountType
+
+    account = InternalAccount(spec.name)
+    if spec.create and not account_core.account_exists(account, session=session):
+        account_core.add_account(account, AccountType[spec.type], spec.email, session=session)
+        changes.append(f"account {spec.name}: created ({spec.type})")
+
+    attributes = {a["key"]: a["value"] for a in account_core.list_account_attributes(account, session=session)}
+    for key, value in spec.attributes.items():
+        if key in attributes and str(attributes[key]) == value:
+            continue
+        if key in attributes:
+            account_core.del_account_attribute(account, key, session=session)
+        account_core.add_account_attribute(account, key, value, session=session)
+        changes.append(f"account {spec.name}: attribute {key}={value}")
+
+    for rse, limit in spec.limits.items():
+        rse_id = rse_ids.get(rse) or get_rse_id(rse, session=session)
+        current = account_limit.get_local_account_limit(account, rse_ids=rse_id, session=session)
+        wanted = float("inf") if limit == -1 else limit
+        if current != wanted:
+            account_limit.set_local_account_limit(account, rse_id, limit, session=session)
+            changes.append(f"account {spec.name}: limit on {rse} = {'unlimited' if limit == -1 else limit}")
+
+
+def _ensure_scope(scope: str, owner: str, changes: list[str], session: Session) -> None:
+    from rucio.common.types import InternalAccount, InternalScope
+    from rucio.core import scope as scope_core
+
+    if not scope_core.check_scope(InternalScope(scope), session=session):
+        scope_core.add_scope(InternalScope(scope), InternalAccount(owner), session=session)
+        changes.append(f"scope {scope}: created, owned by {owner}")

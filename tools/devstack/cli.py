@@ -1,0 +1,52 @@
+"""Command line of the dev stack: ``python3 tools/devstack up|down|status|reset|check``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import database
+from .config import DEFAULT_STATE, Settings
+from .database import DatabaseUnavailable
+from .stack import Stack, StackError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python3 tools/devstack", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "reset", "check"],
+                        help="check: the venv is ready (made if missing) and PostgreSQL answers")
+    parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="state folder (default: %(default)s)")
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], help="database (default: sqlite, or as last up)")
+    parser.add_argument("--port", type=int, help="REST server port on 127.0.0.1 (default: 18080, or as last up)")
+    parser.add_argument("--pg-database", help="PostgreSQL database name (default: rucio_magic_dev)")
+    parser.add_argument("--daemons", help="comma-separated daemons to start with up (default: all)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    options = {key: value for key, value in (("db", args.db), ("port", args.port),
+                                             ("pg_database", args.pg_database)) if value is not None}
+    stack = Stack(args.state, **options)
+    try:
+        if args.command == "up":
+            daemons = None if args.daemons is None else [d for d in args.daemons.split(",") if d]
+            stack.up(daemons=daemons)
+            print(json.dumps(stack.status(), indent=2))
+        elif args.command == "down":
+            stack.down()
+        elif args.command == "status":
+            status = stack.status()
+            print(json.dumps(status, indent=2))
+            return 0 if status["rest_answers"] else 3
+        elif args.command == "reset":
+            stack.reset()
+        elif args.command == "check":
+            database.check_postgresql(Settings(state=args.state))
+            print("ok: .venv ready, PostgreSQL answers")
+    except (StackError, DatabaseUnavailable) as error:
+        print(f"devstack {args.command}: {error}")
+        return 1
+    return 0

@@ -1,0 +1,139 @@
+"""Settings of one dev stack and the config files rendered from them (``rucio.cfg``, ``alembic.ini``).
+
+Everything a running stack needs to be found again (database, port) is kept in ``<state>/stack.json``,
+so ``status``/``down``/``reset`` work without repeating the options given to ``up``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import importlib.util
+import json
+import os
+import string
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ETC = REPO / "etc"
+DEFAULT_STATE = REPO / ".state" / "devstack"
+DEFAULT_PORT = 18080
+# DEVSTACK_POLICY_PACKAGE="" runs with Rucio's generic policy (no package), e.g. to bisect a policy problem.
+POLICY_PACKAGE = os.environ.get("DEVSTACK_POLICY_PACKAGE", "rucio_magic_ext.policy")
+# The project's tool, which really copies between the local storages (rucio_magic_ext.transfertool).
+DEFAULT_TRANSFERTOOL = "magic"
+
+
+@dataclasses.dataclass
+class Settings:
+    """What makes one stack: where its state lives, its database and its REST port."""
+
+    state: Path
+    db: str = "sqlite"  # "sqlite" or "postgresql"
+    port: int = DEFAULT_PORT
+    pg_database: str = "rucio_magic_dev"
+    pg_user: str = "rucio"
+    pg_password: str = "rucio"
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5432
+    root_identity: str = "ddmlab"
+    root_password: str = "secret"
+    loglevel: str = "INFO"
+    policy_package: str = POLICY_PACKAGE
+    transfertool: str = DEFAULT_TRANSFERTOOL
+    extra: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # rucio.cfg overrides
+
+    @property
+    def rucio_cfg(self) -> Path:
+        return self.state / "rucio.cfg"
+
+    @property
+    def alembic_ini(self) -> Path:
+        return self.state / "alembic.ini"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state / "log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state / "run"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.state / "storage"
+
+    @property
+    def db_url(self) -> str:
+        if self.db == "sqlite":
+            return f"sqlite:///{self.state / 'rucio.db'}"
+        if self.db == "postgresql":
+            return (f"postgresql+psycopg://{self.pg_user}:{self.pg_password}"
+                    f"@{self.pg_host}:{self.pg_port}/{self.pg_database}")
+        raise ValueError(f"unknown database kind {self.db!r}: use sqlite or postgresql")
+
+    @property
+    def db_schema(self) -> str:
+        """Rucio's tables live in schema ``rucio`` on PostgreSQL; SQLite has no schemas."""
+        return "rucio" if self.db == "postgresql" else ""
+
+    def save(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        data = dataclasses.asdict(self)
+        data["state"] = str(self.state)
+        (self.state / "stack.json").write_text(json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, state: Path) -> Settings | None:
+        """The settings saved by the last ``up`` in this state folder, if any."""
+        path = state / "stack.json"
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        data["state"] = Path(data["state"])
+        return cls(**data)
+
+
+def render(template: Path, values: dict[str, str], overrides: dict[str, dict[str, str]] | None = None) -> str:
+    """Fill ``template`` (string.Template syntax), drop options whose placeholder is empty, apply ``overrides``."""
+    unset = "<unset>"
+    text = string.Template(template.read_text()).substitute({k: v or unset for k, v in values.items()})
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep option case
+    parser.read_string(text)
+    for section in parser.sections():
+        for option, value in list(parser.items(section)):
+            if value.strip() == unset:
+                parser.remove_option(section, option)
+    for section, options in (overrides or {}).items():
+        if not parser.has_section(section):
+            parser.add_section(section)
+        for option, value in options.items():
+            parser.set(section, option, value)
+    lines: list[str] = []
+    for section in parser.sections():
+        lines.append(f"[{section}]")
+        lines.extend(f"{option} = {value}" for option, value in parser.items(section))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_configs(settings: Settings) -> None:
+    """Render ``rucio.cfg`` and ``alembic.ini`` into the state folder."""
+    rucio_dir = Path(importlib.util.find_spec("rucio").submodule_search_locations[0])  # type: ignore[union-attr]
+    values = {
+        "state": str(settings.state),
+        "port": str(settings.port),
+        "db_url": settings.db_url,
+        "db_schema": settings.db_schema,
+        "root_identity": settings.root_identity,
+        "root_password": settings.root_password,
+        "loglevel": settings.loglevel,
+        "policy_package": settings.policy_package,
+        "transfertool": settings.transfertool,
+        "migrate_repo": str(rucio_dir / "db" / "sqla" / "migrate_repo"),
+    }
+    for folder in (settings.state, settings.log_dir, settings.run_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    settings.rucio_cfg.write_text(render(ETC / "rucio.cfg.template", values, settings.extra))
+    settings.alembic_ini.write_text(render(ETC / "alembic.ini.template", values))

@@ -1,0 +1,35 @@
+"""Make sure the repository's virtualenv exists with the project installed, then continue inside it.
+
+Standard library only: this runs with the system python before any dependency is there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VENV = REPO / ".venv"
+VENV_PYTHON = VENV / "bin" / "python"
+
+
+def _installed() -> bool:
+    probe = "import importlib.metadata as m; m.version('rucio-magic-ext'); import rucio, gunicorn, pytest"
+    return subprocess.run([str(VENV_PYTHON), "-c", probe], capture_output=True).returncode == 0
+
+
+def ensure() -> None:
+    """Create ``.venv`` and ``pip install -e '.[test,server]'`` if needed, then re-exec with its python."""
+    if Path(sys.prefix).resolve() == VENV.resolve():
+        return
+    if not VENV_PYTHON.exists():
+        print(f"creating {VENV}", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    if not _installed():
+        print("installing the project into .venv (pip install -e '.[test,server]')", file=sys.stderr)
+        subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
+        subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "-e", ".[test,server]"],
+                       check=True, cwd=REPO)
+    os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
