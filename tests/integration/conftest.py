@@ -6,50 +6,17 @@
         run_daemon_once("judge-evaluator")
         run_daemon_once("conveyor-submitter")          # one pass, without the 10 s partition wait
 
-``rucio_stack`` is a ``devstack.stack.Stack`` started on a fresh PostgreSQL database with the REST server
-only: daemons run when a test asks, so every step is deterministic. Its database is dropped at the end.
+``rucio_stack`` (tests/conftest.py) is a ``devstack.stack.Stack`` started on a fresh PostgreSQL database with
+the REST server only: daemons run when a test asks, so every step is deterministic.
 """
 
 from __future__ import annotations
 
-import socket
-import sys
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-
-from devstack import database
 from devstack.stack import Stack
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def rucio_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A running stack on its own PostgreSQL database; stopped and dropped at the end, even on failure."""
-    stack = Stack(tmp_path_factory.mktemp("devstack"), db="postgresql", port=_free_port(),
-                  pg_database=f"rucio_magic_test_{uuid.uuid4().hex[:10]}")
-    try:
-        database.check_postgresql(stack.settings)
-    except database.DatabaseUnavailable as error:
-        pytest.fail(f"integration tests need PostgreSQL: {error}", pytrace=False)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RUCIO_CONFIG", str(stack.settings.rucio_cfg))
-        try:
-            stack.up(daemons=[])
-            yield stack
-        finally:
-            stack.down()
-            database.drop(stack.settings)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,68 @@
+"""One Rucio configuration for the whole test run, in place before any test imports Rucio.
+
+Rucio reads parts of its configuration once per process, at import (the database schema, the policy
+package). So the stack that the integration tests start is planned here, at configuration time: its
+``rucio.cfg`` is written and ``RUCIO_CONFIG`` set before collection, and the stack itself only starts
+when a test first asks for it (tests/integration/conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
+from devstack import database
+from devstack.config import write_configs
+from devstack.stack import Stack
+
+STACK_KEY = pytest.StashKey[Stack]()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    state = Path(tempfile.mkdtemp(prefix="rucio-magic-tests-"))
+    stack = Stack(
+        state,
+        db="postgresql",
+        port=_free_port(),
+        pg_database=f"rucio_magic_test_{uuid.uuid4().hex[:10]}",
+        extra={"magic-policy": {"embargo_rse_expression": "PIC-DISK"}},
+    )
+    write_configs(stack.settings)
+    os.environ["RUCIO_CONFIG"] = str(stack.settings.rucio_cfg)
+    config.stash[STACK_KEY] = stack
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(config.stash[STACK_KEY].state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def rucio_stack(pytestconfig: pytest.Config) -> Iterator[Stack]:
+    """The planned stack, running on its own PostgreSQL database; stopped and dropped at the end, even on failure."""
+    stack = pytestconfig.stash[STACK_KEY]
+    try:
+        database.check_postgresql(stack.settings)
+    except database.DatabaseUnavailable as error:
+        pytest.fail(f"integration tests need PostgreSQL: {error}", pytrace=False)
+    try:
+        stack.up(daemons=[])
+        yield stack
+    finally:
+        stack.down()
+        database.drop(stack.settings)

@@ -1,0 +1,20 @@
+"""A synthetic but realistic MAGIC night, laid out like the La Palma storage.
+
+``plan_night`` decides every file (name, folder, size, content seed) without touching the disk;
+``write_night`` puts a plan on disk, at once or trickled in like a running DAQ. Run
+``python tools/make_night --help`` for the command line.
+"""
+
+from tools.make_night.plan import Content, PlannedFile, observatory_dir, plan_night
+from tools.make_night.write import DEFAULT_DL3_TEMPLATE, Written, write_file, write_night
+
+__all__ = [
+    "DEFAULT_DL3_TEMPLATE",
+    "Content",
+    "PlannedFile",
+    "Written",
+    "observatory_dir",
+    "plan_night",
+    "write_file",
+    "write_night",
+]
