@@ -5,7 +5,8 @@
 Each file is copied to a hidden temporary name next to its destination, the copy's size and
 checksums are compared with the source's bytes and with the catalogue's values, and only then
 is it renamed to its final name. Whatever fails, nothing is left at the final name.
-Imports nothing from Rucio: it starts fast and needs no Rucio configuration.
+Copies need nothing from Rucio; at the end, when Rucio's database is configured, the copier reports the
+outcome at once (``receiver.py``), and otherwise the poller finds it in the job's status.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rucio_magic_ext.checksum import ADLER32, MD5
 from rucio_magic_ext.storage import Storage, get_storage
 from rucio_magic_ext.storage.base import LoggerFunction
 from rucio_magic_ext.transfertool.jobs import ACTIVE, DONE, FAILED, FINISHED, LOG_FILE, STARTED, JobStore, utcnow
+from rucio_magic_ext.transfertool.receiver import report_if_configured
 
 
 class Cancelled(Exception):
@@ -189,6 +191,8 @@ def run_job(store: JobStore, job_id: str, logger: LoggerFunction = logging.log) 
                 store.write_status(job_id, status)
         status.update(state=FINISHED, finished_at=utcnow())
         store.write_status(job_id, status)
+    if job.get("report", True):
+        report_if_configured(job_id, status["files"], logger)
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:

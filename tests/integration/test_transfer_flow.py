@@ -162,3 +162,22 @@ def test_a_destination_corrupted_mid_copy_fails_and_leaves_no_file(
     assert not (folder / name).exists()
     assert not list(folder.glob(".*.part"))
     assert site.replica_states("magic_raw", name).get(PIC) != "AVAILABLE"
+
+
+def test_the_copier_reports_to_rucio_without_waiting_for_the_poller(
+    site: Site, run_daemon_once: Callable[..., None]
+) -> None:
+    name = "20200103_M2_05088075.001_D_BLLac-W0.40+180.raw.gz"
+    data = os.urandom(100_000)
+    _, pfn = site.observatory_file(name, "M2/DAQ/RAW/2020_01_03", data)
+    site.register("magic_raw", name, pfn, len(data), f"{zlib.adler32(data):08x}")
+    rule = site.client.add_replication_rule([{"scope": "magic_raw", "name": name}], 1, PIC)[0]
+    run_daemon_once("conveyor-preparer")
+    run_daemon_once("conveyor-submitter")
+
+    deadline = time.monotonic() + 30
+    while _request("magic_raw", name, PIC)["state"].name != "DONE":  # no poller runs
+        assert time.monotonic() < deadline, "the copier did not report"
+        time.sleep(0.2)
+    run_daemon_once("conveyor-finisher")
+    assert site.client.get_replication_rule(rule)["state"] == "OK"

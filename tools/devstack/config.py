@@ -66,7 +66,8 @@ class Settings:
     @property
     def db_url(self) -> str:
         if self.db == "sqlite":
-            return f"sqlite:///{self.state / 'rucio.db'}"
+            # Server and daemons share the file: wait up to a minute for a writer's lock instead of failing.
+            return f"sqlite:///{self.state / 'rucio.db'}?timeout=60"
         if self.db == "postgresql":
             return (f"postgresql+psycopg://{self.pg_user}:{self.pg_password}"
                     f"@{self.pg_host}:{self.pg_port}/{self.pg_database}")
