@@ -93,11 +93,14 @@ class _Context:
             return None
         if self.is_admin or self.role == WRITER:
             return _result(True)
+        return self.refuse(f"{what} in the MAGIC scope(s) {', '.join(touched)}")
+
+    def refuse(self, what: str) -> PermissionResult:
+        """A refusal that says which role is missing, and what the account has instead."""
         return _result(
             False,
-            f"{what} in the MAGIC scope(s) {', '.join(touched)} needs the account attribute "
-            f"{ROLE_ATTRIBUTE}={WRITER} (account {self.issuer.external} has "
-            f"{ROLE_ATTRIBUTE}={self.role or 'nothing'})",
+            f"{what} needs the account attribute {ROLE_ATTRIBUTE}={WRITER} "
+            f"(account {self.issuer.external} has {ROLE_ATTRIBUTE}={self.role or 'nothing'})",
         )
 
     def embargoed(self, dids: Iterable[dict[str, Any]]) -> list[str]:
@@ -143,9 +146,11 @@ def _add_replicas(context: _Context, kwargs: dict[str, Any]) -> PermissionResult
     result = context.require_writer([did["scope"] for did in kwargs.get("dids", [])], "adding replicas")
     if result is not None and not result:
         return result
-    if context.role == WRITER and get_rse_attribute(kwargs["rse_id"], RSE_ATTRIBUTE, session=context.session):
+    if context.is_admin or not get_rse_attribute(kwargs["rse_id"], RSE_ATTRIBUTE, session=context.session):
+        return result
+    if context.role == WRITER:
         return _result(True)
-    return result
+    return context.refuse(f"{kwargs['rse']} holds MAGIC data: registering replicas there")
 
 
 def _attach_dids(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | None:

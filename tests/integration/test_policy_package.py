@@ -175,3 +175,17 @@ def test_rucio_refuses_a_package_that_does_not_support_it(tmp_path: Path, rucio_
     env.pop("PYTHONPATH")
     accepted = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert accepted.returncode == 0 and "refused" not in accepted.stdout, accepted.stderr
+
+
+def test_magic_writers_register_replicas_on_magic_rses_only(writer: Any, outsider: Any, rucio_stack: Any) -> None:
+    from rucio.common.exception import AccessDenied
+
+    existing = {"scope": "magic_cal", "name": CALIBRATED, "bytes": 10, "adler32": "0a0b0c0d"}
+    prefix = rucio_stack.settings.storage_dir / "orm-onsite"
+    pfn = f"file://localhost:0{prefix}/M1/OSA/Calibrated/2021/03/14/{CALIBRATED}"
+    writer.add_replicas("ORM-ONSITE", [{**existing, "pfn": pfn}])  # an RSE with the attribute magic=true
+    with pytest.raises(AccessDenied, match="ORM-ONSITE holds MAGIC data"):
+        outsider.add_replicas("ORM-ONSITE", [{**existing, "pfn": pfn}])
+    new = "20210314_M1_05095172.002_Y_CrabNebula-W0.40+035.root"
+    with pytest.raises(AccessDenied, match="magic=writer"):
+        outsider.add_replicas("ORM-ONSITE", [{**existing, "name": new, "pfn": pfn.replace(CALIBRATED, new)}])
