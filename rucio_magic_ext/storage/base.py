@@ -32,6 +32,18 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Folder:
+    """A directory as the storage lists it: native path and modification time (epoch s).
+
+    Its mtime changes when an entry is created, renamed or removed in it, not when a file in it grows:
+    a folder whose mtime has not moved holds no new name.
+    """
+
+    path: str
+    mtime: float
+
+
+@dataclass(frozen=True)
 class CopyResult:
     """Size and checksums of the bytes read from the source during a copy."""
 
@@ -54,6 +66,14 @@ class Storage(ABC):
     @abstractmethod
     def list(self, prefix: str) -> Iterator[Entry]:
         """Every file under `prefix`, recursively, produced lazily (no full listing in memory)."""
+
+    @abstractmethod
+    def folders(self, prefix: str) -> Iterator[Folder]:
+        """Every directory under `prefix` (itself included), recursively, lazily, without listing files."""
+
+    @abstractmethod
+    def files(self, folder: str) -> list[Entry]:
+        """The files directly in `folder` (not below it); empty when the folder is gone."""
 
     @abstractmethod
     def stat(self, location: str) -> Entry:

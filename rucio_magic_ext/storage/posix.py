@@ -11,7 +11,7 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from rucio_magic_ext.checksum import ADLER32, StreamingChecksum, checksum_file, read_blocks
-from rucio_magic_ext.storage.base import CopyResult, Entry, LoggerFunction, ProgressCallback, Storage
+from rucio_magic_ext.storage.base import CopyResult, Entry, Folder, LoggerFunction, ProgressCallback, Storage
 
 
 class PosixStorage(Storage):
@@ -60,6 +60,39 @@ class PosixStorage(Storage):
                 if stat_module.S_ISREG(info.st_mode):
                     yield Entry(child.path, info.st_size, info.st_mtime)
             pending.extend(reversed(subdirectories))
+
+    def folders(self, prefix: str) -> Iterator[Folder]:
+        pending = [self.path_of(prefix)]
+        while pending:
+            directory = pending.pop()
+            try:
+                mtime = os.stat(directory).st_mtime
+                with os.scandir(directory) as iterator:
+                    subdirectories = sorted(
+                        (child.path for child in iterator if child.is_dir(follow_symlinks=False)), reverse=True
+                    )
+            except FileNotFoundError:
+                continue  # removed while the tree was being walked
+            except PermissionError as error:
+                self.logger(logging.WARNING, "Cannot list %s: %s", directory, error)
+                continue
+            yield Folder(directory, mtime)
+            pending.extend(subdirectories)
+
+    def files(self, folder: str) -> list[Entry]:
+        found = []
+        try:
+            with os.scandir(self.path_of(folder)) as iterator:
+                for child in iterator:
+                    try:
+                        if child.is_file(follow_symlinks=False):
+                            info = child.stat(follow_symlinks=False)
+                            found.append(Entry(child.path, info.st_size, info.st_mtime))
+                    except FileNotFoundError:
+                        continue  # removed meanwhile
+        except FileNotFoundError:
+            return []
+        return sorted(found, key=lambda entry: entry.path)
 
     def stat(self, location: str) -> Entry:
         path = self.path_of(location)

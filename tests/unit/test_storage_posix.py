@@ -43,7 +43,8 @@ def test_registry_serves_posix_for_file_urls_and_paths():
 
 
 @pytest.mark.parametrize(
-    "location", ["file://localhost/data/a/b", "file:///data/a/b", "file://h:0/data//a/b", "/data/a/b"])
+    "location", ["file://localhost/data/a/b", "file:///data/a/b", "file://h:0/data//a/b", "/data/a/b"]
+)
 def test_urls_and_paths_give_the_native_path(storage, location):
     assert storage.path_of(location) == "/data/a/b"
 
