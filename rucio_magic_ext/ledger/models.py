@@ -6,6 +6,7 @@ default), so that a stage can move Rucio and the ledger in one transaction.
 
 from __future__ import annotations
 
+import enum
 from datetime import date, datetime
 from typing import Optional
 
@@ -13,7 +14,7 @@ from sqlalchemy import BigInteger, Date, DateTime, Float, ForeignKey, Index, Int
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from rucio_magic_ext.ledger.states import DEAD_ENDS, FLOW, FileState, timestamp_column
+from rucio_magic_ext.ledger.states import DEAD_ENDS, FLOW, CarrierState, FileState, timestamp_column
 
 PREFIX = "magic_ledger_"
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
@@ -34,8 +35,8 @@ class Base(DeclarativeBase):
     )
 
 
-def _state_type() -> SqlEnum:
-    return SqlEnum(FileState, native_enum=False, length=16, validate_strings=True, create_constraint=False)
+def _state_type(states: type[enum.Enum] = FileState) -> SqlEnum:
+    return SqlEnum(states, native_enum=False, length=16, validate_strings=True, create_constraint=False)
 
 
 class LedgerFile(Base):
@@ -113,3 +114,43 @@ class LedgerFolder(Base):
     listed_at: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (Index(None, "rse", "path", unique=True),)
+
+
+class LedgerCarrier(Base):
+    """A carrier batch: a temporary dataset whose source rule pins its files until their copies are verified."""
+
+    __tablename__ = PREFIX + "carriers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rse: Mapped[str] = mapped_column(String(255))  # the source RSE
+    scope: Mapped[str] = mapped_column(String(25))
+    name: Mapped[str] = mapped_column(String(250))
+    policy: Mapped[str] = mapped_column(String(1024))  # names of the replication rules its files need
+    state: Mapped[CarrierState] = mapped_column(
+        SqlEnum(CarrierState, native_enum=False, length=16, create_constraint=False)
+    )
+    files: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    source_rule: Mapped[Optional[str]] = mapped_column(String(32))
+    destination_rules: Mapped[Optional[str]] = mapped_column(Text)  # comma-separated rule ids
+    detail: Mapped[Optional[str]] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(DateTime)
+    closed_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    released_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    gone_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+
+    __table_args__ = (Index(None, "scope", "name", unique=True), Index(None, "rse", "state"))
+
+
+class LedgerNight(Base):
+    """A night whose datasets were closed, once no file of it had appeared for a while."""
+
+    __tablename__ = PREFIX + "nights"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rse: Mapped[str] = mapped_column(String(255))
+    night: Mapped[date] = mapped_column(Date)
+    datasets: Mapped[int] = mapped_column(Integer)
+    closed_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index(None, "rse", "night", unique=True),)

@@ -65,3 +65,11 @@ def check_move(current: FileState, target: FileState) -> None:
 def timestamp_column(state: FileState) -> str:
     """The ledger column that keeps when a file last entered ``state``."""
     return f"{state.value.lower()}_at"
+
+
+class CarrierState(str, Enum):
+    OPEN = "OPEN"  # taking files
+    CLOSING = "CLOSING"  # full or old: its dataset is being closed and its rules created
+    PROTECTING = "PROTECTING"  # rules in place: waiting for the destination copies
+    RELEASING = "RELEASING"  # every copy verified: the source rule is being removed
+    GONE = "GONE"  # rules and dataset removed; the ledger remembers it

@@ -35,11 +35,15 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
 
 @dataclass(frozen=True)
 class Seen:
-    """A file as listed on storage."""
+    """A file as listed on storage, with what its name says when it parses."""
 
     path: str
     size: int
     mtime: float
+    scope: str | None = None
+    name: str | None = None
+    night: date | None = None
+    level: str | None = None
 
 
 class LostRace(RuntimeError):
@@ -117,6 +121,10 @@ class Ledger:
                 "path": seen.path,
                 "size": seen.size,
                 "mtime": seen.mtime,
+                "scope": seen.scope,
+                "name": seen.name,
+                "night": seen.night,
+                "level": seen.level,
                 "state": FileState.SEEN,
                 "attempts": 0,
                 "seen_at": now,
@@ -153,6 +161,7 @@ class Ledger:
         worker: int = 0,
         workers: int = 1,
         now: datetime | None = None,
+        without_carrier: bool = False,
     ) -> list[LedgerFile]:
         """Files in ``states`` whose retry time has come, this worker's share only (by id)."""
         now = now or utcnow()
@@ -168,8 +177,20 @@ class Ledger:
         )
         if workers > 1:
             query = query.where(LedgerFile.id % workers == worker)
+        if without_carrier:
+            query = query.where(LedgerFile.carrier.is_(None))
         with self.session() as session:
             return list(session.scalars(query))
+
+    def observe(self, files: Sequence[LedgerFile], entries: Sequence[tuple[int, float]]) -> None:
+        """Record a file's new size and mtime (it is still being written): no state change, no event."""
+        now = utcnow()
+        with self.session() as session:
+            for row, (size, mtime) in zip(files, entries):
+                session.execute(
+                    update(LedgerFile).where(LedgerFile.id == row.id).values(size=size, mtime=mtime, updated_at=now)
+                )
+                row.size, row.mtime = size, mtime
 
     def move(
         self,
@@ -200,7 +221,7 @@ class Ledger:
                         statement = (
                             update(table)
                             .where(table.c.id == bindparam("file_id"), table.c.state == state)
-                            .values(**common, **{key: bindparam(f"new_{key}") for key in keys})
+                            .values({**common, **{key: bindparam(f"new_{key}") for key in keys}})
                         )
                         params = [
                             {"file_id": row.id, **{f"new_{key}": values[row.id][key] for key in keys}}  # type: ignore[index]
@@ -221,6 +242,10 @@ class Ledger:
             setattr(row, column, now)
             for key, value in (values or {}).get(row.id, {}).items():
                 setattr(row, key, value)
+
+    def set_aside(self, files: Sequence[LedgerFile], target: FileState, actor: str, reason: str) -> None:
+        """Move files to a dead end (REJECTED, QUARANTINED), the reason kept on each row and in its event."""
+        self.move(files, target, actor, reason, {row.id: {"last_error": reason} for row in files})
 
     def fail(self, files: Sequence[LedgerFile], error: str, actor: str, backoff: timedelta) -> None:
         """Keep ``files`` where they are, note the error, and retry after a backoff that doubles per attempt."""
@@ -319,3 +344,35 @@ def _groups(
     for row in files:
         grouped.setdefault((row.state, tuple(sorted(values.get(row.id, {})))), []).append(row)
     return grouped
+
+
+def finished_nights(ledger: Ledger, rse: str, seen_before: datetime) -> list[date]:
+    """Nights of ``rse`` whose last file appeared before ``seen_before`` and that are not closed yet."""
+    from rucio_magic_ext.ledger.models import LedgerNight
+
+    closed = select(LedgerNight.night).where(LedgerNight.rse == rse)
+    query = (
+        select(LedgerFile.night)
+        .where(LedgerFile.rse == rse, LedgerFile.night.is_not(None), LedgerFile.night.not_in(closed))
+        .group_by(LedgerFile.night)
+        .having(func.max(LedgerFile.seen_at) < seen_before)
+    )
+    with ledger.session() as session:
+        return sorted(session.scalars(query))
+
+
+def names_of_night(ledger: Ledger, rse: str, night: date) -> list[tuple[str, str]]:
+    """(scope, name) of the files of a night that made it into Rucio."""
+    gone = (FileState.SEEN, FileState.STABLE, FileState.CHECKSUMMED, FileState.REJECTED, FileState.QUARANTINED)
+    query = select(LedgerFile.scope, LedgerFile.name).where(
+        LedgerFile.rse == rse, LedgerFile.night == night, LedgerFile.state.not_in(gone)
+    )
+    with ledger.session() as session:
+        return [(str(scope), str(name)) for scope, name in session.execute(query)]
+
+
+def record_closed_night(ledger: Ledger, rse: str, night: date, datasets: int) -> None:
+    from rucio_magic_ext.ledger.models import LedgerNight
+
+    with ledger.session() as session:
+        session.execute(insert(LedgerNight).values(rse=rse, night=night, datasets=datasets, closed_at=utcnow()))

@@ -132,6 +132,9 @@ def write_configs(settings: Settings) -> None:
         "loglevel": settings.loglevel,
         "policy_package": settings.policy_package,
         "transfertool": settings.transfertool,
+        "etc": str(ETC),
+        "settle_seconds": "5",
+        "carrier_max_age_seconds": "30",
         "migrate_repo": str(rucio_dir / "db" / "sqla" / "migrate_repo"),
     }
     for folder in (settings.state, settings.log_dir, settings.run_dir):

@@ -55,6 +55,8 @@ DAEMONS: list[Daemon] = [
     conveyor("finisher", "--sleep-time", SLEEP),
     Daemon("judge-cleaner", ("{bin}/rucio-judge-cleaner", "--sleep-time", SLEEP)),
     Daemon("reaper", ("{bin}/rucio-reaper", "--sleep-time", SLEEP)),
+    Daemon("magic-scanner", ("{bin}/rucio-magic-scanner", "--sleep-time", SLEEP),
+           "rucio_magic_ext.scanner.daemon:scanner"),
 ]
 
 

@@ -1,0 +1,98 @@
+"""How newly registered files are grouped into carrier batches. Pure: the scanner applies the plan.
+
+Files share a carrier when they need the same permanent rules (the replication policy's entries), so
+that one destination carrier rule per entry covers every file of the batch. A carrier takes files until
+it reaches its file or byte limit, or its first file has waited long enough: then it closes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+CARRIER_SCOPE = "magic_carrier"
+SOURCE_RULE_COMMENT = "magic-carrier:source"
+DESTINATION_RULE_COMMENT = "magic-carrier:{rule}"
+
+
+@dataclass(frozen=True)
+class CarrierLimits:
+    """When a carrier stops taking files: whichever limit comes first."""
+
+    max_files: int = 1000
+    max_bytes: int = 2 * 10**12
+    max_age: timedelta = timedelta(hours=1)
+
+
+def policy_key(rule_names: Iterable[str]) -> str:
+    """The replication rules a file needs, as one string: files with equal keys can share a carrier."""
+    return ",".join(sorted(rule_names))
+
+
+def carrier_name(rse: str, policy: str, opened_at: datetime, sequence: int) -> str:
+    """Listable by an operator (``magic_carrier:carrier_ORM-ONSITE_*``) and unique per opening."""
+    digest = hashlib.sha1(policy.encode()).hexdigest()[:6]
+    return f"carrier_{rse}_{opened_at:%Y%m%dT%H%M%S}_{digest}_{sequence}"
+
+
+@dataclass
+class OpenCarrier:
+    name: str
+    policy: str
+    files: int
+    bytes: int
+    opened_at: datetime
+
+
+@dataclass(frozen=True)
+class NewFile:
+    id: int
+    size: int
+    policy: str
+
+
+@dataclass
+class Plan:
+    opened: list[OpenCarrier] = field(default_factory=list)  # carriers to create
+    assigned: dict[int, str] = field(default_factory=dict)  # file id -> carrier name
+    full: dict[str, str] = field(default_factory=dict)  # carrier name -> why it closes
+
+
+def closing_reason(carrier: OpenCarrier, limits: CarrierLimits, now: datetime) -> str | None:
+    if carrier.files >= limits.max_files:
+        return f"{carrier.files} files (limit {limits.max_files})"
+    if carrier.bytes >= limits.max_bytes:
+        return f"{carrier.bytes} bytes (limit {limits.max_bytes})"
+    if now - carrier.opened_at >= limits.max_age:
+        return f"open since {carrier.opened_at:%Y-%m-%d %H:%M:%S} (limit {limits.max_age})"
+    return None
+
+
+def plan_batches(
+    rse: str, open_carriers: Sequence[OpenCarrier], files: Sequence[NewFile], limits: CarrierLimits, now: datetime
+) -> Plan:
+    """Assign ``files`` to open carriers of their policy, opening new ones as carriers fill up."""
+    plan = Plan()
+    current = {carrier.policy: carrier for carrier in open_carriers if closing_reason(carrier, limits, now) is None}
+    sequence = len(open_carriers)
+    for new in files:
+        carrier = current.get(new.policy)
+        if carrier is None:
+            sequence += 1
+            carrier = OpenCarrier(carrier_name(rse, new.policy, now, sequence), new.policy, 0, 0, now)
+            plan.opened.append(carrier)
+            current[new.policy] = carrier
+        carrier.files += 1
+        carrier.bytes += new.size
+        plan.assigned[new.id] = carrier.name
+        reason = closing_reason(carrier, limits, now)
+        if reason:
+            plan.full[carrier.name] = reason
+            del current[new.policy]
+    for carrier in open_carriers:
+        reason = closing_reason(carrier, limits, now)
+        if reason:
+            plan.full.setdefault(carrier.name, reason)
+    return plan

@@ -1,0 +1,96 @@
+"""The ledger's record of carrier batches: which are open, which files each carries, where each stands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from rucio_magic_ext.carrier.batches import OpenCarrier
+from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
+from rucio_magic_ext.ledger.states import CarrierState, FileState
+from rucio_magic_ext.ledger.store import Ledger, LostRace, chunks, utcnow
+
+
+class CarrierBook:
+    def __init__(self, ledger: Ledger, rse: str, scope: str) -> None:
+        self.ledger = ledger
+        self.rse = rse
+        self.scope = scope
+
+    def open_carriers(self) -> list[OpenCarrier]:
+        with self.ledger.session() as session:
+            rows = session.scalars(
+                select(LedgerCarrier).where(LedgerCarrier.rse == self.rse, LedgerCarrier.state == CarrierState.OPEN)
+            )
+            return [OpenCarrier(row.name, row.policy, row.files, row.bytes, row.opened_at) for row in rows]
+
+    def record(self, opened: Sequence[OpenCarrier], assigned: Mapping[int, str], sizes: Mapping[int, int]) -> None:
+        """New carriers, and the files assigned to carriers, with each carrier's counts, in one transaction."""
+        with self.ledger.session() as session:
+            if opened:
+                session.execute(
+                    insert(LedgerCarrier),
+                    [
+                        {"rse": self.rse, "scope": self.scope, "name": c.name, "policy": c.policy,
+                         "state": CarrierState.OPEN, "files": 0, "bytes": 0, "opened_at": c.opened_at}
+                        for c in opened
+                    ],
+                )  # fmt: skip
+            by_carrier: dict[str, list[int]] = {}
+            for file_id, name in assigned.items():
+                by_carrier.setdefault(name, []).append(file_id)
+            for name, ids in by_carrier.items():
+                for chunk in chunks(ids):
+                    changed = session.execute(
+                        update(LedgerFile)
+                        .where(LedgerFile.id.in_(chunk), LedgerFile.carrier.is_(None))
+                        .values(carrier=name, updated_at=utcnow())
+                    ).rowcount
+                    if changed != len(chunk):
+                        raise LostRace(f"{len(chunk) - changed} files were put in another carrier meanwhile")
+                session.execute(
+                    update(LedgerCarrier)
+                    .where(LedgerCarrier.scope == self.scope, LedgerCarrier.name == name)
+                    .values(
+                        files=LedgerCarrier.files + len(ids),
+                        bytes=LedgerCarrier.bytes + sum(sizes[file_id] for file_id in ids),
+                    )
+                )
+
+    def in_states(self, states: Iterable[CarrierState], worker: int = 0, workers: int = 1) -> list[LedgerCarrier]:
+        query = select(LedgerCarrier).where(LedgerCarrier.rse == self.rse, LedgerCarrier.state.in_(list(states)))
+        if workers > 1:
+            query = query.where(LedgerCarrier.id % workers == worker)
+        with self.ledger.session() as session:
+            return list(session.scalars(query.order_by(LedgerCarrier.id)))
+
+    def move(self, carrier: LedgerCarrier, target: CarrierState, **values: Any) -> None:
+        """Move a carrier on from the state the caller saw; LostRace if another worker did first."""
+        stamp = {CarrierState.CLOSING: "closed_at", CarrierState.RELEASING: "released_at", CarrierState.GONE: "gone_at"}
+        if target in stamp:
+            values.setdefault(stamp[target], utcnow())
+        with self.ledger.session() as session:
+            changed = session.execute(
+                update(LedgerCarrier)
+                .where(LedgerCarrier.id == carrier.id, LedgerCarrier.state == carrier.state)
+                .values(state=target, **values)
+            ).rowcount
+        if changed != 1:
+            raise LostRace(f"carrier {carrier.name} left {carrier.state.value} meanwhile")
+        carrier.state = target
+        for key, value in values.items():
+            setattr(carrier, key, value)
+
+    def files(self, carrier: str, states: Iterable[FileState] | None = None) -> list[LedgerFile]:
+        query = select(LedgerFile).where(LedgerFile.rse == self.rse, LedgerFile.carrier == carrier)
+        if states is not None:
+            query = query.where(LedgerFile.state.in_(list(states)))
+        with self.ledger.session() as session:
+            return list(session.scalars(query.order_by(LedgerFile.id)))
+
+    def count(self, state: CarrierState) -> int:
+        with self.ledger.session() as session:
+            query = select(func.count()).where(LedgerCarrier.rse == self.rse, LedgerCarrier.state == state)
+            return int(session.scalar(query) or 0)

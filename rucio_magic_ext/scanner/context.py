@@ -1,0 +1,55 @@
+"""What every stage of a scanner cycle works with: settings, ledger, catalogue, storage, its share of work."""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from rucio_magic_ext.carrier.batches import CARRIER_SCOPE
+from rucio_magic_ext.ledger import FileState, Ledger
+from rucio_magic_ext.ledger.carriers import CarrierBook
+from rucio_magic_ext.ledger.models import LedgerFile
+from rucio_magic_ext.replication import ReplicationPolicy
+from rucio_magic_ext.scanner.catalogue import Catalogue
+from rucio_magic_ext.scanner.config import ScannerConfig
+from rucio_magic_ext.storage import Storage
+from rucio_magic_ext.storage.base import LoggerFunction
+
+
+@dataclass
+class Context:
+    config: ScannerConfig
+    ledger: Ledger
+    catalogue: Catalogue
+    storage: Storage
+    policy: ReplicationPolicy
+    root: str  # native path of the RSE's prefix on the storage
+    worker: int = 0
+    workers: int = 1
+    logger: LoggerFunction = logging.log
+    carriers: CarrierBook = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.carriers = CarrierBook(self.ledger, self.config.rse, CARRIER_SCOPE)
+
+    @property
+    def rse(self) -> str:
+        return self.config.rse
+
+    def native(self, path: str) -> str:
+        """Native path of a ledger path (relative to the RSE's prefix)."""
+        return posixpath.join(self.root, path)
+
+    def relative(self, native: str) -> str:
+        return posixpath.relpath(native, self.root) if native != self.root else ""
+
+    def due(self, state: FileState, **options: Any) -> list[LedgerFile]:
+        """This worker's share of the files waiting in ``state``, one batch."""
+        return self.ledger.due(self.rse, [state], self.config.batch_size, self.worker, self.workers, **options)
+
+    def mine(self, key: str) -> bool:
+        """Whether a folder or carrier falls to this worker: a stable hash, the same in every process."""
+        return self.workers <= 1 or zlib.crc32(key.encode()) % self.workers == self.worker
