@@ -25,19 +25,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     subparsers = parser.add_subparsers(dest="command", required=True)
 
-    boot = subparsers.add_parser("bootstrap", help="create the site's RSEs, accounts and scopes (idempotent)",
-                                 description="Runs server-side: needs RUCIO_CONFIG with a [database] section.")
+    boot = subparsers.add_parser(
+        "bootstrap",
+        help="create the site's RSEs, accounts and scopes (idempotent)",
+        description="Runs server-side: needs RUCIO_CONFIG with a [database] section.",
+    )
     boot.add_argument("--site", default="etc/site.cfg", help="site description (default: %(default)s)")
-    boot.add_argument("--define", action="append", default=[], metavar="NAME=VALUE",
-                      help="override an entry of the site's [vars] section, e.g. storage_root=/data")
+    boot.add_argument(
+        "--define",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override an entry of the site's [vars] section, e.g. storage_root=/data",
+    )
     boot.set_defaults(handler=_bootstrap)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     handler: Handler = args.handler
     return handler(args)
 

@@ -27,3 +27,36 @@ def stage_error(stage: str) -> None:
 
 def stage_timer(stage: str):  # type: ignore[no-untyped-def]
     return METRICS.timer(STAGE_DURATION).labels(stage=stage)
+
+
+# The source-deletion hook.
+CARRIERS_RELEASED = "carrier.released"
+FILES_RELEASED = "carrier.files_released"
+CARRIER_HELD = "carrier.held"
+CARRIER_ERRORS = "carrier.errors"
+VERIFICATION_FAILURES = "carrier.verification_failures"
+DELETED_AT_SOURCE = "files.deleted_at_source"
+DELETED_AT_SOURCE_BYTES = "bytes.deleted_at_source"
+
+
+def carrier_released(files: int) -> None:
+    METRICS.counter(CARRIERS_RELEASED).inc()
+    METRICS.counter(FILES_RELEASED).inc(files)
+
+
+def carrier_held() -> None:
+    METRICS.counter(CARRIER_HELD).inc()
+
+
+def carrier_error() -> None:
+    METRICS.counter(CARRIER_ERRORS).inc()
+
+
+def verification_failure() -> None:
+    METRICS.counter(VERIFICATION_FAILURES).inc()
+
+
+def deleted_at_source(files: int, size: int) -> None:
+    if files:
+        METRICS.counter(DELETED_AT_SOURCE).inc(files)
+        METRICS.counter(DELETED_AT_SOURCE_BYTES).inc(size)

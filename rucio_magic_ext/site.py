@@ -81,17 +81,29 @@ def load_site(path: Path | str, defines: Mapping[str, str] | None = None) -> Sit
             fields = section(name)
             protocol: dict[str, Any] = {key: fields[key] for key in PROTOCOL_KEYS if key in fields}
             protocol["port"] = int(protocol.get("port", 0))
-            rses.append(RSESpec(name=rse, deterministic=_value(fields.get("deterministic", "true")) is True,
-                                rse_type=fields.get("rse_type", "DISK"), protocol=protocol,
-                                attributes={k: _value(v) for k, v in section(f"{name} attributes").items()}))
+            rses.append(
+                RSESpec(
+                    name=rse,
+                    deterministic=_value(fields.get("deterministic", "true")) is True,
+                    rse_type=fields.get("rse_type", "DISK"),
+                    protocol=protocol,
+                    attributes={k: _value(v) for k, v in section(f"{name} attributes").items()},
+                )
+            )
     accounts = []
     names = dict.fromkeys(name.split()[1] for name in parser.sections() if name.startswith("account "))
     for account in names:
         fields = section(f"account {account}")
-        accounts.append(AccountSpec(name=account, type=fields.get("type", "SERVICE"), email=fields.get("email"),
-                                    attributes=section(f"account {account} attributes"),
-                                    limits={k: int(v) for k, v in section(f"account {account} limits").items()},
-                                    create=parser.has_section(f"account {account}")))
+        accounts.append(
+            AccountSpec(
+                name=account,
+                type=fields.get("type", "SERVICE"),
+                email=fields.get("email"),
+                attributes=section(f"account {account} attributes"),
+                limits={k: int(v) for k, v in section(f"account {account} limits").items()},
+                create=parser.has_section(f"account {account}"),
+            )
+        )
     distances = []
     for pair, distance in section("distances").items():
         source, _, destination = (part.strip() for part in pair.partition("->"))
@@ -131,8 +143,9 @@ def _ensure_rse(spec: RSESpec, changes: list[str], session: Session) -> str:
             rse_core.update_rse(rse_id, {"deterministic": spec.deterministic}, session=session)
             changes.append(f"RSE {spec.name}: deterministic={spec.deterministic}")
     else:
-        rse_id = rse_core.add_rse(spec.name, deterministic=spec.deterministic, rse_type=RSEType[spec.rse_type],
-                                  session=session)
+        rse_id = rse_core.add_rse(
+            spec.name, deterministic=spec.deterministic, rse_type=RSEType[spec.rse_type], session=session
+        )
         changes.append(f"RSE {spec.name}: created")
 
     existing = rse_core.list_rse_attributes(rse_id, session=session)
@@ -143,21 +156,27 @@ def _ensure_rse(spec: RSESpec, changes: list[str], session: Session) -> str:
 
     protocol = spec.protocol
     known = rse_core.get_rse_protocols(rse_id, session=session)["protocols"]
-    same = [p for p in known if (p["scheme"], p["hostname"], p["port"]) ==
-            (protocol["scheme"], protocol.get("hostname", "localhost"), protocol["port"])]
+    same = [
+        p
+        for p in known
+        if (p["scheme"], p["hostname"], p["port"])
+        == (protocol["scheme"], protocol.get("hostname", "localhost"), protocol["port"])
+    ]
     if not same:
         rse_core.add_protocol(rse_id, {**protocol, "domains": ALL_DOMAINS}, session=session)
         changes.append(f"RSE {spec.name}: protocol {protocol['scheme']} at {protocol.get('prefix')}")
     elif any(same[0].get(key) != protocol[key] for key in ("prefix", "impl") if key in protocol):
         data = {key: protocol[key] for key in ("prefix", "impl") if key in protocol}
-        rse_core.update_protocols(rse_id, protocol["scheme"], data, same[0]["hostname"], same[0]["port"],
-                                  session=session)
+        rse_core.update_protocols(
+            rse_id, protocol["scheme"], data, same[0]["hostname"], same[0]["port"], session=session
+        )
         changes.append(f"RSE {spec.name}: protocol {protocol['scheme']} updated {data}")
     return rse_id
 
 
-def _ensure_distance(rse_ids: Mapping[str, str], source: str, destination: str, distance: int,
-                     changes: list[str], session: Session) -> None:
+def _ensure_distance(
+    rse_ids: Mapping[str, str], source: str, destination: str, distance: int, changes: list[str], session: Session
+) -> None:
     from rucio.core import distance as distance_core
     from rucio.core.rse import get_rse_id
 

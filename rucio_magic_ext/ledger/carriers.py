@@ -33,11 +33,19 @@ class CarrierBook:
                 session.execute(
                     insert(LedgerCarrier),
                     [
-                        {"rse": self.rse, "scope": self.scope, "name": c.name, "policy": c.policy,
-                         "state": CarrierState.OPEN, "files": 0, "bytes": 0, "opened_at": c.opened_at}
+                        {
+                            "rse": self.rse,
+                            "scope": self.scope,
+                            "name": c.name,
+                            "policy": c.policy,
+                            "state": CarrierState.OPEN,
+                            "files": 0,
+                            "bytes": 0,
+                            "opened_at": c.opened_at,
+                        }
                         for c in opened
                     ],
-                )  # fmt: skip
+                )
             by_carrier: dict[str, list[int]] = {}
             for file_id, name in assigned.items():
                 by_carrier.setdefault(name, []).append(file_id)
@@ -80,6 +88,13 @@ class CarrierBook:
         if changed != 1:
             raise LostRace(f"carrier {carrier.name} left {carrier.state.value} meanwhile")
         carrier.state = target
+        for key, value in values.items():
+            setattr(carrier, key, value)
+
+    def update(self, carrier: LedgerCarrier, **values: Any) -> None:
+        """Change a carrier's details, not its state."""
+        with self.ledger.session() as session:
+            session.execute(update(LedgerCarrier).where(LedgerCarrier.id == carrier.id).values(**values))
         for key, value in values.items():
             setattr(carrier, key, value)
 

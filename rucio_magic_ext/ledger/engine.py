@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -44,14 +46,25 @@ def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def
     cursor.close()
 
 
-def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -> None:
-    """Bring the ledger's tables to ``revision`` (idempotent)."""
+def upgrade(engine: Engine, schema: str | None = None, revision: str = "head", attempts: int = 5) -> None:
+    """Bring the ledger's tables to ``revision`` (idempotent).
+
+    Daemons starting together may migrate at the same moment: the one that loses the race finds the work
+    done when it tries again.
+    """
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        config.attributes["schema"] = schema
-        command.upgrade(config, revision)
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                config.attributes["schema"] = schema
+                command.upgrade(config, revision)
+            return
+        except DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 @contextmanager

@@ -137,13 +137,19 @@ class Catalogue:
                 session=session,
             )
             self._ensure_collections(_collections_of(described), session)
-            attach_dids_to_dids(attachments=_attachments(described), account=self.account, ignore_duplicate=True,
-                                session=session)  # fmt: skip
+            attach_dids_to_dids(
+                attachments=_attachments(described), account=self.account, ignore_duplicate=True, session=session
+            )
         return conflicts
 
     def _replica(self, file: Registration) -> dict[str, Any]:
-        replica = {"scope": InternalScope(file.scope), "name": file.name, "bytes": file.size, "adler32": file.adler32,
-                   "pfn": self.pfn(file.path)}  # fmt: skip
+        replica = {
+            "scope": InternalScope(file.scope),
+            "name": file.name,
+            "bytes": file.size,
+            "adler32": file.adler32,
+            "pfn": self.pfn(file.path),
+        }
         if file.md5:
             replica["md5"] = file.md5
         return replica
@@ -172,8 +178,9 @@ class Catalogue:
                 continue
             try:
                 with session.begin_nested():
-                    add_did(scope=InternalScope(scope), name=name, did_type=did_type, account=self.account,
-                            session=session)  # fmt: skip
+                    add_did(
+                        scope=InternalScope(scope), name=name, did_type=did_type, account=self.account, session=session
+                    )
             except DataIdentifierAlreadyExists:
                 pass
             self._collections.add((scope, name))
@@ -237,14 +244,18 @@ class Catalogue:
         with db_session(DatabaseOperationType.WRITE) as session:
             self._ensure_collections({carrier: DIDType.DATASET for carrier in carriers}, session)
             attachments = [
-                {"scope": InternalScope(scope), "name": name,
-                 "dids": [{"scope": InternalScope(s), "name": n} for s, n in files]}
+                {
+                    "scope": InternalScope(scope),
+                    "name": name,
+                    "dids": [{"scope": InternalScope(s), "name": n} for s, n in files],
+                }
                 for (scope, name), files in carriers.items()
                 if files
-            ]  # fmt: skip
+            ]
             if attachments:
-                attach_dids_to_dids(attachments=attachments, account=self.account, ignore_duplicate=True,
-                                    session=session)  # fmt: skip
+                attach_dids_to_dids(
+                    attachments=attachments, account=self.account, ignore_duplicate=True, session=session
+                )
 
     def close(self, dids: Iterable[DID]) -> None:
         """Close datasets (no more content); closing a closed one changes nothing."""
@@ -277,7 +288,6 @@ def _attachments(files: Iterable[Registration]) -> list[dict[str, Any]]:
         for child, parent in zip(chain, chain[1:]):
             children.setdefault((file.scope, parent), {})[(file.scope, child)] = None
     return [
-        {"scope": InternalScope(scope), "name": name,
-         "dids": [{"scope": InternalScope(s), "name": n} for s, n in kids]}
+        {"scope": InternalScope(scope), "name": name, "dids": [{"scope": InternalScope(s), "name": n} for s, n in kids]}
         for (scope, name), kids in children.items()
-    ]  # fmt: skip
+    ]

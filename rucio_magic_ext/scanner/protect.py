@@ -43,8 +43,16 @@ def permanent_rules(context: Context, rows: list[LedgerFile]) -> list[RuleReques
     for row in rows:
         placed = layout.placement(parse(str(row.name)), row.night)
         for spec in specs_of(context, row):
-            request = RuleRequest(placed.scope, placed.dataset, spec.rse_expression, spec.copies, spec.rule_comment,
-                                  spec.activity, spec.lifetime, spec.grouping)  # fmt: skip
+            request = RuleRequest(
+                placed.scope,
+                placed.dataset,
+                spec.rse_expression,
+                spec.copies,
+                spec.rule_comment,
+                spec.activity,
+                spec.lifetime,
+                spec.grouping,
+            )
             wanted[(placed.scope, placed.dataset, spec.name)] = request
     return list(wanted.values())
 
@@ -97,13 +105,31 @@ def _close_if_due(context: Context, carrier: LedgerCarrier) -> int:
     context.catalogue.add_to_carriers({did: [(str(f.scope), str(f.name)) for f in files]})
     context.catalogue.close([did])
     specs = {spec.name: spec for spec in context.policy.rules}
-    requests = [RuleRequest(CARRIER_SCOPE, carrier.name, context.rse, 1, SOURCE_RULE_COMMENT, CARRIER_ACTIVITY,
-                            grouping="NONE", purge_replicas=True)]  # fmt: skip
+    requests = [
+        RuleRequest(
+            CARRIER_SCOPE,
+            carrier.name,
+            context.rse,
+            1,
+            SOURCE_RULE_COMMENT,
+            CARRIER_ACTIVITY,
+            grouping="NONE",
+            purge_replicas=True,
+        )
+    ]
     requests += [
-        RuleRequest(CARRIER_SCOPE, carrier.name, specs[name].rse_expression, specs[name].copies,
-                    DESTINATION_RULE_COMMENT.format(rule=name), specs[name].activity, grouping=specs[name].grouping)
-        for name in carrier.policy.split(",") if name in specs
-    ]  # fmt: skip
+        RuleRequest(
+            CARRIER_SCOPE,
+            carrier.name,
+            specs[name].rse_expression,
+            specs[name].copies,
+            DESTINATION_RULE_COMMENT.format(rule=name),
+            specs[name].activity,
+            grouping=specs[name].grouping,
+        )
+        for name in carrier.policy.split(",")
+        if name in specs
+    ]
     rules = context.catalogue.ensure_rules(requests)
     context.carriers.move(
         carrier,
@@ -115,4 +141,3 @@ def _close_if_due(context: Context, carrier: LedgerCarrier) -> int:
     context.ledger.move(waiting, FileState.PROTECTED, ACTOR, f"in carrier {carrier.name}, rules in place")
     context.logger(logging.INFO, "carrier %s closed: %d file(s), %d byte(s)", carrier.name, len(files), carrier.bytes)
     return len(waiting)
-

@@ -90,8 +90,9 @@ def copy_one_source(
     except FileNotFoundError:
         raise TransferError(f"SOURCE file not found: {source} (No such file or directory)") from None
     if expected_size is not None and source_entry.size != expected_size:
-        raise TransferError(f"SOURCE size mismatch: {source} has {source_entry.size} bytes, "
-                            f"the catalogue {expected_size}")
+        raise TransferError(
+            f"SOURCE size mismatch: {source} has {source_entry.size} bytes, the catalogue {expected_size}"
+        )
 
     temporary = temporary_location(destination, token)
     try:
@@ -135,8 +136,10 @@ def transfer_file(
             verify(target, destination, spec.get("bytes"), expected_checksums(spec), "DESTINATION")
         except TransferError as mismatch:
             if not spec.get("overwrite"):
-                return {"state": FAILED, "reason": f"DESTINATION file exists and differs ({mismatch}); "
-                                                   "overwrite is not allowed"}
+                return {
+                    "state": FAILED,
+                    "reason": f"DESTINATION file exists and differs ({mismatch}); overwrite is not allowed",
+                }
         else:
             return {"state": DONE, "reason": "DESTINATION already holds the expected file"}
 
@@ -205,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     job_dir = Path(args.job_dir).resolve()
     store = JobStore(job_dir.parent.parent)
-    logging.basicConfig(filename=job_dir / LOG_FILE, level=logging.INFO,
-                        format="%(asctime)s\t%(process)d\t%(levelname)s\t%(message)s")
+    logging.basicConfig(
+        filename=job_dir / LOG_FILE, level=logging.INFO, format="%(asctime)s\t%(process)d\t%(levelname)s\t%(message)s"
+    )
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     run_job(store, job_dir.name, logging.log)
     return 0

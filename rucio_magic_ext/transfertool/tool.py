@@ -63,8 +63,9 @@ class MagicTransferStatusReport(TransferStatusReport):
 
     supported_db_fields = ["state", "external_id", "started_at", "transferred_at", "source_rse_id", "err_msg"]
 
-    def __init__(self, request_id: str, external_id: str, file_status: Mapping[str, Any],
-                 request: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, request_id: str, external_id: str, file_status: Mapping[str, Any], request: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(request_id, request=request)
         self.external_id = external_id
         self.reason = file_status.get("reason")
@@ -105,8 +106,13 @@ def spawn_copier(job_dir: Path) -> int:
     with open(job_dir / LOG_FILE, "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "rucio_magic_ext.transfertool.copier", str(job_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=job_dir, env=env, close_fds=True, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=job_dir,
+            env=env,
+            close_fds=True,
+            start_new_session=True,
         )
     _children.append(child)
     return child.pid
@@ -132,11 +138,16 @@ class MagicCopyTransfertool(Transfertool):
         super().__init__(external_host or default_external_host(), logger)
         self.store = JobStore(transfer_dir or configured_transfer_dir())
         self.group_bulk = group_bulk or config_get_int(
-            CONFIG_SECTION, "magic_group_bulk", raise_exception=False, default=DEFAULT_GROUP_BULK)
+            CONFIG_SECTION, "magic_group_bulk", raise_exception=False, default=DEFAULT_GROUP_BULK
+        )
         self.max_active = max_active or config_get_int(
-            CONFIG_SECTION, "magic_max_active", raise_exception=False, default=DEFAULT_MAX_ACTIVE)
-        self.retention = datetime.timedelta(days=config_get_int(
-            CONFIG_SECTION, "magic_job_retention_days", raise_exception=False, default=DEFAULT_RETENTION_DAYS))
+            CONFIG_SECTION, "magic_max_active", raise_exception=False, default=DEFAULT_MAX_ACTIVE
+        )
+        self.retention = datetime.timedelta(
+            days=config_get_int(
+                CONFIG_SECTION, "magic_job_retention_days", raise_exception=False, default=DEFAULT_RETENTION_DAYS
+            )
+        )
 
     @classmethod
     def copyable_sources(cls, hop: DirectTransfer) -> list[RequestSource]:
@@ -160,7 +171,7 @@ class MagicCopyTransfertool(Transfertool):
     def group_into_submit_jobs(self, transfer_paths: Iterable[list[DirectTransfer]]) -> list[dict[str, Any]]:
         hops = [path[0] for path in transfer_paths]
         size = max(1, self.group_bulk)
-        return [{"transfers": hops[i:i + size], "job_params": {}} for i in range(0, len(hops), size)]
+        return [{"transfers": hops[i : i + size], "job_params": {}} for i in range(0, len(hops), size)]
 
     @staticmethod
     def _overwrite_allowed(hop: DirectTransfer) -> bool:
@@ -182,16 +193,18 @@ class MagicCopyTransfertool(Transfertool):
             "bytes": rws.byte_count,
             "adler32": rws.adler32,
             "md5": rws.md5,
-            "sources": [{"url": hop.source_url(s), "rse": s.rse.name, "rse_id": s.rse.id}
-                        for s in self.copyable_sources(hop)],
+            "sources": [
+                {"url": hop.source_url(s), "rse": s.rse.name, "rse_id": s.rse.id} for s in self.copyable_sources(hop)
+            ],
             "dest_url": hop.dest_url,
             "dest_rse": hop.dst.rse.name,
             "dest_rse_id": hop.dst.rse.id,
             "overwrite": self._overwrite_allowed(hop),
         }
 
-    def submit(self, transfers: Iterable[DirectTransfer], job_params: dict[str, str],
-               timeout: int | None = None) -> str:
+    def submit(
+        self, transfers: Iterable[DirectTransfer], job_params: dict[str, str], timeout: int | None = None
+    ) -> str:
         """Store the job and start its copier; returns the job id without waiting for any byte."""
         files = [self.file_spec(hop) for hop in transfers]
         job_id = self.store.create({"files": files, "max_active": self.max_active, "external_host": self.external_host})
@@ -227,8 +240,9 @@ class MagicCopyTransfertool(Transfertool):
                 file_status.update(state=FAILED, reason=reason)
         return status
 
-    def bulk_query(self, requests_by_eid: Mapping[str, Mapping[str, Any]],
-                   timeout: int | None = None) -> dict[str, Any]:
+    def bulk_query(
+        self, requests_by_eid: Mapping[str, Mapping[str, Any]], timeout: int | None = None
+    ) -> dict[str, Any]:
         """Per job: None if unknown (lost), else {request_id: report} for its finished requests."""
         responses: dict[str, Any] = {}
         for job_id, requests in requests_by_eid.items():
@@ -248,8 +262,9 @@ class MagicCopyTransfertool(Transfertool):
             responses[job_id] = reports
         return responses
 
-    def query(self, transfer_ids: Sequence[str], details: bool = False,
-              timeout: int | None = None) -> list[dict[str, Any] | None]:
+    def query(
+        self, transfer_ids: Sequence[str], details: bool = False, timeout: int | None = None
+    ) -> list[dict[str, Any] | None]:
         """The stored status of each job (None for unknown ones)."""
         return [self._job_status(job_id) for job_id in transfer_ids]
 

@@ -135,6 +135,7 @@ def write_configs(settings: Settings) -> None:
         "etc": str(ETC),
         "settle_seconds": "5",
         "carrier_max_age_seconds": "30",
+        "dwell_seconds": "0",
         "migrate_repo": str(rucio_dir / "db" / "sqla" / "migrate_repo"),
     }
     for folder in (settings.state, settings.log_dir, settings.run_dir):

@@ -55,8 +55,11 @@ DAEMONS: list[Daemon] = [
     conveyor("finisher", "--sleep-time", SLEEP),
     Daemon("judge-cleaner", ("{bin}/rucio-judge-cleaner", "--sleep-time", SLEEP)),
     Daemon("reaper", ("{bin}/rucio-reaper", "--sleep-time", SLEEP)),
+    Daemon("necromancer", ("{bin}/rucio-necromancer", "--sleep-time", SLEEP)),
     Daemon("magic-scanner", ("{bin}/rucio-magic-scanner", "--sleep-time", SLEEP),
            "rucio_magic_ext.scanner.daemon:scanner"),
+    Daemon("magic-carrier", ("{bin}/rucio-magic-carrier", "--sleep-time", SLEEP),
+           "rucio_magic_ext.carrier.daemon:carrier"),
 ]
 
 

@@ -14,8 +14,19 @@ branch_labels = None
 depends_on = None
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-TIMESTAMPS = ("seen", "stable", "checksummed", "registered", "protected", "replicated", "verified", "released",
-              "deleted", "rejected", "quarantined")  # fmt: skip
+TIMESTAMPS = (
+    "seen",
+    "stable",
+    "checksummed",
+    "registered",
+    "protected",
+    "replicated",
+    "verified",
+    "released",
+    "deleted",
+    "rejected",
+    "quarantined",
+)
 
 
 def upgrade() -> None:
