@@ -14,7 +14,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
     from rucio_magic_ext.site import bootstrap, load_site
 
     defines = dict(item.split("=", 1) for item in args.define)
-    changes = bootstrap(load_site(args.site, defines))
+    changes = bootstrap(load_site(args.site or ["etc/site.cfg"], defines))
     print("\n".join(changes) if changes else "site already bootstrapped: nothing changed")
     return 0
 
@@ -30,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="create the site's RSEs, accounts and scopes (idempotent)",
         description="Runs server-side: needs RUCIO_CONFIG with a [database] section.",
     )
-    boot.add_argument("--site", default="etc/site.cfg", help="site description (default: %(default)s)")
+    boot.add_argument(
+        "--site",
+        action="append",
+        help="site description; repeat to add files that extend or override it (default: etc/site.cfg)",
+    )
     boot.add_argument(
         "--define",
         action="append",

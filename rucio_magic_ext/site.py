@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,12 +59,14 @@ def _value(text: str) -> str | bool:
     return text.strip()
 
 
-def load_site(path: Path | str, defines: Mapping[str, str] | None = None) -> Site:
-    """Read a site description; ``defines`` override entries of its ``[vars]`` section."""
+def load_site(path: Path | str | Sequence[Path | str], defines: Mapping[str, str] | None = None) -> Site:
+    """Read a site description, from one file or several (later ones add to and override earlier ones);
+    ``defines`` override entries of its ``[vars]`` section."""
     parser = configparser.ConfigParser(interpolation=configparser.ExtendedInterpolation())
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # RSE and attribute names keep their case
-    with open(path) as handle:
-        parser.read_file(handle)
+    for one in [path] if isinstance(path, (str, Path)) else path:
+        with open(one) as handle:
+            parser.read_file(handle)
     if defines:
         if not parser.has_section("vars"):
             parser.add_section("vars")

@@ -11,21 +11,18 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
 from devstack import database
 from devstack.config import write_configs
-from devstack.stack import Stack
+from devstack.stack import SITE_CFG, Stack
 
 STACK_KEY = pytest.StashKey[Stack]()
+INTEGRATION = Path(__file__).parent / "integration"
 
 
 def _free_port() -> int:
@@ -41,7 +38,15 @@ def pytest_configure(config: pytest.Config) -> None:
         db="postgresql",
         port=_free_port(),
         pg_database=f"rucio_magic_test_{uuid.uuid4().hex[:10]}",
-        extra={"magic-policy": {"embargo_rse_expression": "PIC-DISK"}},
+        extra={
+            "magic-policy": {"embargo_rse_expression": "PIC-DISK"},
+            "magic-scanner": {
+                "replication_policy": str(INTEGRATION / "replication-policy.toml"),
+                "settle_seconds": "3",
+                "carrier_max_age_seconds": "0",
+            },
+            "magic-carrier": {"dwell_seconds": "0"},
+        },
     )
     write_configs(stack.settings)
     os.environ["RUCIO_CONFIG"] = str(stack.settings.rucio_cfg)
@@ -61,7 +66,7 @@ def rucio_stack(pytestconfig: pytest.Config) -> Iterator[Stack]:
     except database.DatabaseUnavailable as error:
         pytest.fail(f"integration tests need PostgreSQL: {error}", pytrace=False)
     try:
-        stack.up(daemons=[])
+        stack.up(daemons=[], site=[SITE_CFG, INTEGRATION / "site-extra.cfg"])
         yield stack
     finally:
         stack.down()

@@ -8,7 +8,8 @@ it reaches its file or byte limit, or its first file has waited long enough: the
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,10 +32,11 @@ def policy_key(rule_names: Iterable[str]) -> str:
     return ",".join(sorted(rule_names))
 
 
-def carrier_name(rse: str, policy: str, opened_at: datetime, sequence: int) -> str:
-    """Listable by an operator (``magic_carrier:carrier_ORM-ONSITE_*``) and unique per opening."""
+def carrier_name(rse: str, policy: str, opened_at: datetime, token: str) -> str:
+    """Listable by an operator (``magic_carrier:carrier_ORM-ONSITE_*``): source, opening time, policy, and a
+    token that keeps carriers opened in the same second apart (by several workers, or cycles)."""
     digest = hashlib.sha1(policy.encode()).hexdigest()[:6]
-    return f"carrier_{rse}_{opened_at:%Y%m%dT%H%M%S}_{digest}_{sequence}"
+    return f"carrier_{rse}_{opened_at:%Y%m%dT%H%M%S}_{digest}_{token}"
 
 
 @dataclass
@@ -60,34 +62,37 @@ class Plan:
     full: dict[str, str] = field(default_factory=dict)  # carrier name -> why it closes
 
 
-def closing_reason(carrier: OpenCarrier, limits: CarrierLimits, now: datetime) -> str | None:
+def closing_reason(carrier: OpenCarrier, limits: CarrierLimits, now: datetime, by_age: bool = True) -> str | None:
     if carrier.files >= limits.max_files:
         return f"{carrier.files} files (limit {limits.max_files})"
     if carrier.bytes >= limits.max_bytes:
         return f"{carrier.bytes} bytes (limit {limits.max_bytes})"
-    if now - carrier.opened_at >= limits.max_age:
+    if by_age and now - carrier.opened_at >= limits.max_age:
         return f"open since {carrier.opened_at:%Y-%m-%d %H:%M:%S} (limit {limits.max_age})"
     return None
 
 
 def plan_batches(
-    rse: str, open_carriers: Sequence[OpenCarrier], files: Sequence[NewFile], limits: CarrierLimits, now: datetime
+    rse: str,
+    open_carriers: Sequence[OpenCarrier],
+    files: Sequence[NewFile],
+    limits: CarrierLimits,
+    now: datetime,
+    token: Callable[[], str] = lambda: uuid.uuid4().hex[:8],
 ) -> Plan:
     """Assign ``files`` to open carriers of their policy, opening new ones as carriers fill up."""
     plan = Plan()
     current = {carrier.policy: carrier for carrier in open_carriers if closing_reason(carrier, limits, now) is None}
-    sequence = len(open_carriers)
     for new in files:
         carrier = current.get(new.policy)
         if carrier is None:
-            sequence += 1
-            carrier = OpenCarrier(carrier_name(rse, new.policy, now, sequence), new.policy, 0, 0, now)
+            carrier = OpenCarrier(carrier_name(rse, new.policy, now, token()), new.policy, 0, 0, now)
             plan.opened.append(carrier)
             current[new.policy] = carrier
         carrier.files += 1
         carrier.bytes += new.size
         plan.assigned[new.id] = carrier.name
-        reason = closing_reason(carrier, limits, now)
+        reason = closing_reason(carrier, limits, now, by_age=False)  # age closes carriers on a later cycle
         if reason:
             plan.full[carrier.name] = reason
             del current[new.policy]

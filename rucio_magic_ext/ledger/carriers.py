@@ -58,14 +58,22 @@ class CarrierBook:
                     ).rowcount
                     if changed != len(chunk):
                         raise LostRace(f"{len(chunk) - changed} files were put in another carrier meanwhile")
-                session.execute(
+                # Only an OPEN carrier takes files: one that started closing meanwhile refuses them, and the
+                # whole assignment rolls back (its files wait for the next cycle and a new carrier).
+                counted = session.execute(
                     update(LedgerCarrier)
-                    .where(LedgerCarrier.scope == self.scope, LedgerCarrier.name == name)
+                    .where(
+                        LedgerCarrier.scope == self.scope,
+                        LedgerCarrier.name == name,
+                        LedgerCarrier.state == CarrierState.OPEN,
+                    )
                     .values(
                         files=LedgerCarrier.files + len(ids),
                         bytes=LedgerCarrier.bytes + sum(sizes[file_id] for file_id in ids),
                     )
-                )
+                ).rowcount
+                if counted != 1:
+                    raise LostRace(f"carrier {name} started closing before these files joined it")
 
     def in_states(self, states: Iterable[CarrierState], worker: int = 0, workers: int = 1) -> list[LedgerCarrier]:
         query = select(LedgerCarrier).where(LedgerCarrier.rse == self.rse, LedgerCarrier.state.in_(list(states)))

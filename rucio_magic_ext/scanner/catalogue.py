@@ -238,24 +238,33 @@ class Catalogue:
         return found
 
     def add_to_carriers(self, carriers: Mapping[DID, Sequence[DID]]) -> None:
-        """Create the carrier datasets that are missing and attach the files to them."""
-        from rucio.core.did import attach_dids_to_dids
+        """Create the carrier datasets that are missing and attach the files not yet in them.
+
+        A carrier closed by a run that was cut short is reopened for the files it lacks; the caller closes it.
+        """
+        from rucio.core.did import attach_dids_to_dids, get_did, list_content, set_status
 
         with db_session(DatabaseOperationType.WRITE) as session:
             self._ensure_collections({carrier: DIDType.DATASET for carrier in carriers}, session)
-            attachments = [
-                {
-                    "scope": InternalScope(scope),
-                    "name": name,
-                    "dids": [{"scope": InternalScope(s), "name": n} for s, n in files],
+            attachments = []
+            for (scope, name), files in carriers.items():
+                present = {
+                    (c["scope"].external, c["name"]) for c in list_content(InternalScope(scope), name, session=session)
                 }
-                for (scope, name), files in carriers.items()
-                if files
-            ]
-            if attachments:
-                attach_dids_to_dids(
-                    attachments=attachments, account=self.account, ignore_duplicate=True, session=session
+                missing = [file for file in files if file not in present]
+                if not missing:
+                    continue
+                if not get_did(InternalScope(scope), name, session=session).get("open"):
+                    set_status(InternalScope(scope), name, open=True, session=session)
+                attachments.append(
+                    {
+                        "scope": InternalScope(scope),
+                        "name": name,
+                        "dids": [{"scope": InternalScope(s), "name": n} for s, n in missing],
+                    }
                 )
+            if attachments:
+                attach_dids_to_dids(attachments=attachments, account=self.account, session=session)
 
     def close(self, dids: Iterable[DID]) -> None:
         """Close datasets (no more content); closing a closed one changes nothing."""

@@ -22,7 +22,7 @@ from rucio_magic_ext.carrier.batches import (
 from rucio_magic_ext.ledger import FileState
 from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
 from rucio_magic_ext.ledger.states import CarrierState
-from rucio_magic_ext.ledger.store import utcnow
+from rucio_magic_ext.ledger.store import LostRace, utcnow
 from rucio_magic_ext.naming import parse
 from rucio_magic_ext.replication import RuleSpec
 from rucio_magic_ext.scanner.catalogue import RuleRequest
@@ -64,6 +64,8 @@ def protect(context: Context) -> int:
         try:
             context.catalogue.ensure_rules(permanent_rules(context, rows))
             _fill_carriers(context, rows)
+        except LostRace as race:  # another worker closed a carrier first: these files join a new one next cycle
+            context.logger(logging.INFO, "protect: %s", race)
         except Exception as error:
             context.ledger.fail(rows, f"protect: {error}", ACTOR, context.config.retry)
             context.logger(logging.ERROR, "protecting %d file(s) failed, will retry: %s", len(rows), error)
@@ -131,13 +133,14 @@ def _close_if_due(context: Context, carrier: LedgerCarrier) -> int:
         if name in specs
     ]
     rules = context.catalogue.ensure_rules(requests)
+    # Files first, carrier last: a crash in between leaves the carrier CLOSING, and closing it again is harmless.
+    waiting = [f for f in files if f.state is FileState.REGISTERED]
+    context.ledger.move(waiting, FileState.PROTECTED, ACTOR, f"in carrier {carrier.name}, rules in place")
     context.carriers.move(
         carrier,
         CarrierState.PROTECTING,
         source_rule=rules[requests[0]],
         destination_rules=",".join(rules[request] for request in requests[1:]),
     )
-    waiting = [f for f in files if f.state is FileState.REGISTERED]
-    context.ledger.move(waiting, FileState.PROTECTED, ACTOR, f"in carrier {carrier.name}, rules in place")
     context.logger(logging.INFO, "carrier %s closed: %d file(s), %d byte(s)", carrier.name, len(files), carrier.bytes)
     return len(waiting)

@@ -23,8 +23,9 @@ def _client_for(rucio_client: Any, account: str, attributes: dict[str, str] | No
 
     password = uuid.uuid4().hex
     rucio_client.add_account(account, "USER", f"{account}@example.org")
-    rucio_client.add_identity(account, identity=account, authtype="USERPASS", email=f"{account}@example.org",
-                              password=password)  # fmt: skip
+    rucio_client.add_identity(
+        account, identity=account, authtype="USERPASS", email=f"{account}@example.org", password=password
+    )
     for key, value in (attributes or {}).items():
         rucio_client.add_account_attribute(account, key, value)
     return Client(account=account, auth_type="userpass", creds={"username": account, "password": password})
@@ -72,9 +73,12 @@ def test_names_with_plus_pass_the_package_schema_and_not_rucio_generic_one(rucio
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(name, generic_name)
     rucio_client.add_dataset("magic_st", "ST_SuperStar_20200103_05088072")
-    rucio_client.add_files_to_dataset("magic_st", "ST_SuperStar_20200103_05088072",
-                                      [{"scope": "magic_st", "name": name, "bytes": 1, "adler32": "00000001"}],
-                                      rse="PIC-DISK")  # fmt: skip
+    rucio_client.add_files_to_dataset(
+        "magic_st",
+        "ST_SuperStar_20200103_05088072",
+        [{"scope": "magic_st", "name": name, "bytes": 1, "adler32": "00000001"}],
+        rse="PIC-DISK",
+    )
     assert [did["name"] for did in rucio_client.list_content("magic_st", "ST_SuperStar_20200103_05088072")] == [name]
 
 

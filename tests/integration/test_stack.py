@@ -36,7 +36,8 @@ def test_site_bootstrap(rucio_stack: Any, rucio_client: Any) -> None:
     assert {d["dest_rse"] for d in rucio_client.get_distance("ORM-ONSITE", "PIC-DISK")} == {"PIC-DISK"}
     assert rucio_client.get_distance("PIC-DISK", "ORM-ONSITE")
     assert {"magic_raw", "magic_cal", "magic_st", "magic_dl3", "magic_mc", "magic_carrier"} <= set(
-        rucio_client.list_scopes())
+        rucio_client.list_scopes()
+    )
     attributes = {a["key"]: a["value"] for page in rucio_client.list_account_attributes("magic_scanner") for a in page}
     assert attributes["magic"] == "writer"
 

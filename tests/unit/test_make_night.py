@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from rucio_magic_ext import layout
+from rucio_magic_ext.naming import Family, Level, Telescope, format_name, parse
+from tools.make_night import Content, plan_night, write_night
+from tools.make_night.catalogue import CATALOGUE
+from tools.make_night.cli import main
+from tools.make_night.content import gzip_bytes, gzip_minimum
+from tools.make_night.write import DEFAULT_DL3_TEMPLATE
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from rucio_magic_ext import layout  # noqa: E402
-from rucio_magic_ext.naming import Family, Level, Telescope, format_name, parse  # noqa: E402
-from tools.make_night import Content, plan_night, write_night  # noqa: E402
-from tools.make_night.catalogue import CATALOGUE  # noqa: E402
-from tools.make_night.cli import main  # noqa: E402
-from tools.make_night.content import gzip_bytes, gzip_minimum  # noqa: E402
-from tools.make_night.write import DEFAULT_DL3_TEMPLATE  # noqa: E402
-
 NIGHT = date(2020, 1, 4)
 TINY = 1e-5  # a whole night in a few MB
 

@@ -96,8 +96,15 @@ def ingest(client: Any, plan: list[PlannedFile], orm_root: Path) -> str:
     for planned in plan:
         placed = placements[planned.path]
         adler32 = checksum_file(orm_root / planned.path)["adler32"]
-        files.append({"scope": placed.scope, "name": placed.name, "bytes": planned.size, "adler32": adler32,
-                      "pfn": f"file://localhost:0{orm_root / planned.path}"})  # fmt: skip
+        files.append(
+            {
+                "scope": placed.scope,
+                "name": placed.name,
+                "bytes": planned.size,
+                "adler32": adler32,
+                "pfn": f"file://localhost:0{orm_root / planned.path}",
+            }
+        )
     for start in range(0, len(files), 500):
         client.add_replicas(ORM, files[start : start + 500])
 
@@ -114,23 +121,37 @@ def ingest(client: Any, plan: list[PlannedFile], orm_root: Path) -> str:
     client.add_dids([{"scope": s, "name": n, "type": t} for s, n, t in new if (s, n) not in existing])
     client.attach_dids_to_dids(
         [{"scope": s, "name": n, "dids": dids} for (s, n), dids in datasets.items()]
-        + [{"scope": s, "name": n, "dids": [{"scope": cs, "name": cn} for cs, cn in sorted(children)]}
-           for (s, n), children in containers.items()]
-    )  # fmt: skip
+        + [
+            {"scope": s, "name": n, "dids": [{"scope": cs, "name": cn} for cs, cn in sorted(children)]}
+            for (s, n), children in containers.items()
+        ]
+    )
 
     for (scope, dataset), _ in datasets.items():
         record = next(p.record for p in plan if placements[p.path].dataset == dataset)
         for spec in policy.rules_for(record.level, record.telescope):
-            client.add_replication_rule([{"scope": scope, "name": dataset}], spec.copies, spec.rse_expression,
-                                        grouping=spec.grouping, lifetime=spec.lifetime, activity=spec.activity,
-                                        comment=spec.rule_comment)  # fmt: skip
+            client.add_replication_rule(
+                [{"scope": scope, "name": dataset}],
+                spec.copies,
+                spec.rse_expression,
+                grouping=spec.grouping,
+                lifetime=spec.lifetime,
+                activity=spec.activity,
+                comment=spec.rule_comment,
+            )
 
     carrier = f"carrier_{uuid.uuid4().hex[:12]}"
     client.add_dataset(CARRIER_SCOPE, carrier)
     client.attach_dids(CARRIER_SCOPE, carrier, [{"scope": f["scope"], "name": f["name"]} for f in files])
     client.close(CARRIER_SCOPE, carrier)
-    return client.add_replication_rule([{"scope": CARRIER_SCOPE, "name": carrier}], 1, ORM, purge_replicas=True,
-                                       activity="MAGIC Carrier", comment="magic carrier (source)")[0]  # fmt: skip
+    return client.add_replication_rule(
+        [{"scope": CARRIER_SCOPE, "name": carrier}],
+        1,
+        ORM,
+        purge_replicas=True,
+        activity="MAGIC Carrier",
+        comment="magic carrier (source)",
+    )[0]
 
 
 def _retrying(client: Any) -> Any:
@@ -204,8 +225,13 @@ class Watch:
     def until(self, what: str, count: Callable[[], int], timeout: float) -> None:
         total = len(self.plan)
         deadline = time.monotonic() + timeout
-        columns = (TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[moved]}"),
-                   TimeElapsedColumn())  # fmt: skip
+        columns = (
+            TextColumn(f"[bold]{what}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[moved]}"),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console, transient=False) as progress:
             task = progress.add_task(what, total=total, moved="")
             while True:
@@ -234,8 +260,15 @@ def summarise(watch: Watch, timeline: Timeline) -> None:
     for column in ("level", "files", "size", "seen", "registered", "replicated", "deleted at source"):
         table.add_column(column, justify="right" if column != "level" else "left")
     for level, row in per_level.items():
-        table.add_row(level, str(row["files"]), _mb(row["bytes"]), str(row["files"]), str(row["registered"]),
-                      str(row["replicated"]), str(row["deleted at source"]))  # fmt: skip
+        table.add_row(
+            level,
+            str(row["files"]),
+            _mb(row["bytes"]),
+            str(row["files"]),
+            str(row["registered"]),
+            str(row["replicated"]),
+            str(row["deleted at source"]),
+        )
     console.print(table)
     stages = Table(title="time per stage")
     stages.add_column("stage")

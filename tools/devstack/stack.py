@@ -64,7 +64,9 @@ class Stack:
 
     # -- up / down ------------------------------------------------------------------------------------------
 
-    def up(self, daemons: Iterable[str] | None = None, site: Path | str = SITE_CFG, timeout: float = 60) -> None:
+    def up(
+        self, daemons: Iterable[str] | None = None, site: Path | str | list[Path] = SITE_CFG, timeout: float = 60
+    ) -> None:
         """Prepare config and database, bootstrap the site, start the server and ``daemons`` (default: all)."""
         chosen = list(DAEMONS) if daemons is None else [by_name(name) for name in daemons]
         self.settings.save()
@@ -106,9 +108,11 @@ class Stack:
 
     # -- steps ----------------------------------------------------------------------------------------------
 
-    def bootstrap_site(self, site: Path | str = SITE_CFG) -> list[str]:
+    def bootstrap_site(self, site: Path | str | list[Path] = SITE_CFG) -> list[str]:
         """Run ``rucio-magic bootstrap`` (idempotent), storages inside the state folder; return its changes."""
-        argv = [sys.executable, "-m", "rucio_magic_ext.cli", "bootstrap", "--site", str(site),
+        sites = [site] if isinstance(site, (str, Path)) else site
+        argv = [sys.executable, "-m", "rucio_magic_ext.cli", "bootstrap",
+                *(option for one in sites for option in ("--site", str(one))),
                 "--define", f"storage_root={self.settings.storage_dir}"]
         result = subprocess.run(argv, env=self.env, cwd=REPO, capture_output=True, text=True)
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,68 @@
+"""What the scanner and carrier tests share: nights written at the observatory, and looks into the ledger
+and Rucio. Each test uses a night of its own, so the tests see each other's files but never touch them."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from rucio_magic_ext import layout
+from rucio_magic_ext.ledger import FileState, Ledger
+from rucio_magic_ext.ledger.models import LedgerFile
+from tools.make_night import PlannedFile, plan_night, write_night
+
+ORM, PIC = "ORM-ONSITE", "PIC-DISK"
+
+
+def orm_root(stack: Any) -> Path:
+    return stack.settings.storage_dir / "orm-onsite"
+
+
+def write_observed_night(stack: Any, night: date, runs: int = 3, seed: int = 0) -> list[PlannedFile]:
+    """A small synthetic night at the observatory, every file closed long ago (settled)."""
+    plan = plan_night(night, runs=runs, seed=seed, scale=1e-5)
+    write_night(plan, orm_root(stack), stamp_times=True)
+    return plan
+
+
+def write_file(stack: Any, path: str, data: bytes, mtime: float | None = None) -> Path:
+    target = orm_root(stack) / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    if mtime is not None:
+        os.utime(target, (mtime, mtime))
+    return target
+
+
+def adler32_of(path: Path) -> str:
+    return f"{zlib.adler32(path.read_bytes()):08x}"
+
+
+def ledger() -> Ledger:
+    return Ledger.from_config()
+
+
+def rows_of(plan: list[PlannedFile]) -> dict[str, LedgerFile]:
+    return ledger().known(ORM, [planned.path for planned in plan])
+
+
+def states_of(plan: list[PlannedFile]) -> Counter[FileState]:
+    return Counter(row.state for row in rows_of(plan).values())
+
+
+def dids_of(plan: list[PlannedFile]) -> list[dict[str, str]]:
+    return [{"scope": layout.scope(p.record), "name": p.name} for p in plan]
+
+
+def events_of(path: str) -> list[Any]:
+    ((_, events),) = ledger().history(ORM, path)
+    return events
+
+
+def placement(planned: PlannedFile) -> layout.Placement:
+    folder = layout.observatory_folder("/" + planned.path)
+    return layout.placement(planned.record, folder.night if folder else None)
