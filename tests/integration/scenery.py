@@ -66,3 +66,14 @@ def events_of(path: str) -> list[Any]:
 def placement(planned: PlannedFile) -> layout.Placement:
     folder = layout.observatory_folder("/" + planned.path)
     return layout.placement(planned.record, folder.night if folder else None)
+
+
+def assert_all_in(plan: list[PlannedFile], state: FileState) -> None:
+    """Every file of the plan in ``state``; the message names the others, where they are and why."""
+    rows = rows_of(plan)
+    laggards = [
+        (p.path, rows[p.path].state.value, rows[p.path].last_error) if p.path in rows else (p.path, "unseen", None)
+        for p in plan
+        if p.path not in rows or rows[p.path].state is not state
+    ]
+    assert not laggards, f"{len(laggards)} of {len(plan)} not {state.value}: {laggards[:5]}"

@@ -16,6 +16,7 @@ import pytest
 from scenery import (
     ORM,
     adler32_of,
+    assert_all_in,
     dids_of,
     events_of,
     ledger,
@@ -49,15 +50,7 @@ def test_one_cycle_registers_organises_and_protects_a_night(
 
     scan(run_daemon_once)
 
-    laggards = [(r.path, r.state, r.carrier, r.last_error) for r in rows_of(plan).values() if r.state is not FileState.PROTECTED]
-    if laggards:
-        from rucio_magic_ext.ledger.carriers import CarrierBook
-        from rucio_magic_ext.ledger.states import CarrierState
-
-        book = CarrierBook(ledger(), ORM, CARRIER_SCOPE)
-        carriers = [(c.name, c.state, c.files, c.closed_at, c.detail) for c in book.in_states(list(CarrierState))]
-        events = [(e.state, e.actor, e.at, e.detail) for e in events_of(laggards[0][0])]
-        raise AssertionError(f"{laggards}\n{carriers}\n{events}")
+    assert_all_in(plan, FileState.PROTECTED)
     replicas = {r["name"]: r for r in rucio_client.list_replicas(dids_of(plan), rse_expression=ORM, all_states=True)}
     assert len(replicas) == len(plan)
     for planned in plan:
@@ -210,15 +203,7 @@ def test_killed_anywhere_the_scanner_converges(
 
 def _assert_converged(rucio_client: Any, plan: list) -> None:
     """Every file registered once, in place, protected once: no duplicate DID, attachment or rule."""
-    laggards = [(r.path, r.state, r.carrier, r.last_error) for r in rows_of(plan).values() if r.state is not FileState.PROTECTED]
-    if laggards:
-        from rucio_magic_ext.ledger.carriers import CarrierBook
-        from rucio_magic_ext.ledger.states import CarrierState
-
-        book = CarrierBook(ledger(), ORM, CARRIER_SCOPE)
-        carriers = [(c.name, c.state, c.files, c.closed_at, c.detail) for c in book.in_states(list(CarrierState))]
-        events = [(e.state, e.actor, e.at, e.detail) for e in events_of(laggards[0][0])]
-        raise AssertionError(f"{laggards}\n{carriers}\n{events}")
+    assert_all_in(plan, FileState.PROTECTED)
     replicas = list(rucio_client.list_replicas(dids_of(plan), rse_expression=ORM))
     assert sorted(r["name"] for r in replicas) == sorted(p.name for p in plan)
     datasets = {(placement(p).scope, placement(p).dataset) for p in plan}
