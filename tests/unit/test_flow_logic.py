@@ -1,0 +1,175 @@
+"""The pure decisions of the scanner and the carrier hook, case by case."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import zlib
+from datetime import datetime, timedelta
+
+import pytest
+
+from rucio_magic_ext.carrier.batches import CarrierLimits, NewFile, OpenCarrier, closing_reason, plan_batches
+from rucio_magic_ext.carrier.verify import Copy, Readiness, Reading, Requirement, may_release, mismatches, readiness
+from rucio_magic_ext.scanner.digest import Corrupt, Unfinished, digest_stream
+from rucio_magic_ext.scanner.discover import describe, wanted
+from rucio_magic_ext.scanner.settle import Verdict, decide
+from rucio_magic_ext.storage.base import Entry
+
+NOW = datetime(2020, 1, 4, 12, 0, 0)
+SETTLE = timedelta(minutes=5)
+
+
+def _entry(size: int, age: timedelta) -> Entry:
+    from datetime import timezone
+
+    mtime = (NOW - age).replace(tzinfo=timezone.utc).timestamp()
+    return Entry("/f", size, mtime)
+
+
+# --- settle -------------------------------------------------------------------------------------------------
+
+
+def test_settle_waits_for_an_unchanged_file_to_age() -> None:
+    old = _entry(100, timedelta(minutes=10))
+    young = _entry(100, timedelta(minutes=1))
+    assert decide(100, old.mtime, old, NOW, SETTLE).verdict is Verdict.STABLE
+    assert decide(100, young.mtime, young, NOW, SETTLE).verdict is Verdict.WAIT
+    assert decide(50, young.mtime - 1, young, NOW, SETTLE).verdict is Verdict.GREW
+
+
+@pytest.mark.parametrize(
+    ("known", "entry", "says"),
+    [
+        (100, None, "vanished"),
+        (100, _entry(40, timedelta(minutes=10)), "shrank from 100 to 40"),
+        (0, _entry(0, timedelta(minutes=10)), "empty"),
+    ],
+)
+def test_settle_quarantines_what_went_wrong(known: int, entry: Entry | None, says: str) -> None:
+    decision = decide(known, entry.mtime if entry else 0.0, entry, NOW, SETTLE)
+    assert decision.verdict is Verdict.QUARANTINE and says in decision.reason
+
+
+def test_an_empty_file_just_created_may_still_grow() -> None:
+    entry = _entry(0, timedelta(seconds=5))
+    assert decide(0, entry.mtime, entry, NOW, SETTLE).verdict is Verdict.WAIT
+
+
+# --- checksum ------------------------------------------------------------------------------------------------
+
+
+def test_digest_of_a_plain_stream_is_zlib_adler32() -> None:
+    data = os.urandom(3_000_000)
+    digest = digest_stream(io.BytesIO(data), ("adler32", "md5"), gzip=False)
+    assert digest.size == len(data)
+    assert digest.checksums["adler32"] == f"{zlib.adler32(data):08x}"
+
+
+def test_a_whole_gzip_stream_passes_and_a_truncated_or_broken_one_does_not() -> None:
+    whole = gzip.compress(os.urandom(200_000) + b"\0" * 2_000_000)
+    assert digest_stream(io.BytesIO(whole), ("adler32",), gzip=True).size == len(whole)
+    with pytest.raises(Unfinished, match="trailer"):
+        digest_stream(io.BytesIO(whole[:-8]), ("adler32",), gzip=True)
+    broken = bytearray(whole)
+    broken[200:240] = b"\xff" * 40
+    with pytest.raises(Corrupt):
+        digest_stream(io.BytesIO(bytes(broken)), ("adler32",), gzip=True)
+    with pytest.raises(Corrupt, match="after the end"):
+        digest_stream(io.BytesIO(whole + b"junk"), ("adler32",), gzip=True)
+
+
+# --- discover -------------------------------------------------------------------------------------------------
+
+
+def test_include_and_exclude_patterns() -> None:
+    assert wanted("20200103_M2_05088072.001_D_BLLac.raw", ("*",), (".*", "*.tmp"))
+    assert not wanted(".20200103_M2_05088072.001_D_BLLac.raw.part", ("*",), (".*",))
+    assert not wanted("x.tmp", ("*",), ("*.tmp",))
+    assert not wanted("x.root", ("*.raw*",), ())
+
+
+def test_describe_places_a_file_or_says_why_not() -> None:
+    seen, why = describe("M1/OSA/Calibrated/2019/07/01/scalib05083180_M1.root", 10, 1.0)
+    assert why is None and (seen.scope, str(seen.night), seen.level) == ("magic_cal", "2019-07-01", "Calibrated")
+    _, why = describe("M2/OSA/Calibrated/2019/07/01/scalib05083180_M1.root", 10, 1.0)
+    assert why and why.startswith("telescope:")
+    _, why = describe("M1/DAQ/RAW/2020_01_03/notes.txt", 10, 1.0)
+    assert why and "not a MAGIC name" in why
+
+
+# --- carrier batches -----------------------------------------------------------------------------------------
+
+
+def _tokens():  # type: ignore[no-untyped-def]
+    counter = iter(range(1000))
+    return lambda: f"t{next(counter)}"
+
+
+def test_files_of_one_policy_share_a_carrier_and_a_full_one_closes() -> None:
+    limits = CarrierLimits(max_files=3, max_bytes=10**9, max_age=timedelta(hours=1))
+    files = [NewFile(i, 10, "raw-to-pic") for i in range(4)] + [NewFile(9, 10, "analysis-to-pic")]
+    plan = plan_batches("ORM", [], files, limits, NOW, _tokens())
+    names = [carrier.name for carrier in plan.opened]
+    assert len(names) == 3 and len(set(plan.assigned.values())) == 3
+    assert [plan.assigned[i] for i in range(4)] == [names[0]] * 3 + [names[1]]
+    assert list(plan.full) == [names[0]] and "3 files" in plan.full[names[0]]
+    assert plan.assigned[9] == names[2]
+
+
+def test_age_closes_a_carrier_on_a_later_cycle_only() -> None:
+    limits = CarrierLimits(max_files=100, max_bytes=10**9, max_age=timedelta(0))
+    plan = plan_batches("ORM", [], [NewFile(1, 10, "p")], limits, NOW, _tokens())
+    assert plan.full == {}  # a carrier never closes in the pass that opens it
+    old = OpenCarrier("c_old", "p", 5, 50, NOW - timedelta(hours=2))
+    plan = plan_batches("ORM", [old], [NewFile(2, 10, "p")], CarrierLimits(max_age=timedelta(hours=1)), NOW, _tokens())
+    assert plan.assigned[2] != "c_old" and "open since" in plan.full["c_old"]
+    assert closing_reason(OpenCarrier("c", "p", 1, 5 * 10**12, NOW), CarrierLimits(), NOW)
+
+
+# --- verification --------------------------------------------------------------------------------------------
+
+
+def _need(state: str = "OK", copies: int = 1, found: tuple[Copy, ...] | None = None, rule: str | None = "r1"):  # type: ignore[no-untyped-def]
+    return Requirement(
+        "magic-policy:x",
+        rule,
+        state,
+        copies,
+        (Copy("PIC", "OK", "AVAILABLE", "file:///p"),) if found is None else found,
+    )
+
+
+@pytest.mark.parametrize(
+    ("requirements", "expected", "says"),
+    [
+        ([], Readiness.HOLD, "no replication rule"),
+        ([_need(rule=None)], Readiness.WAIT, "not created yet"),
+        ([_need(state="STUCK")], Readiness.HOLD, "STUCK"),
+        ([_need(state="SUSPENDED")], Readiness.HOLD, "SUSPENDED"),
+        ([_need(copies=2)], Readiness.WAIT, "1 of 2 copies"),
+        ([_need(found=(Copy("PIC", "REPLICATING", None, None),))], Readiness.WAIT, "0 of 1"),
+        ([_need(found=(Copy("PIC", "OK", "BAD", "file:///p"),))], Readiness.WAIT, "not AVAILABLE at PIC"),
+        ([_need(), _need()], Readiness.READY, "in place"),
+    ],
+)
+def test_readiness(requirements: list[Requirement], expected: Readiness, says: str) -> None:
+    verdict = readiness(requirements)
+    assert verdict.readiness is expected and says in verdict.reason
+
+
+def test_two_destinations_are_two_copies_to_verify() -> None:
+    two = [_need(), Requirement("magic-policy:y", "r2", "OK", 1, (Copy("PIC2", "OK", "AVAILABLE", "file:///q"),))]
+    assert sorted(copy.rse for copy in readiness(two).copies) == ["PIC", "PIC2"]
+
+
+def test_mismatches_and_release() -> None:
+    readings = [Reading("A", "a", 10, "0000000a"), Reading("B", "b", 9, "0000000a"), Reading("C", "c", 10, "ffffffff"),
+                Reading("D", "d", None, None, "missing at the storage")]  # fmt: skip
+    wrong = mismatches(10, "0000000a", readings)
+    assert set(wrong) == {"B", "C", "D"} and "size 9" in wrong["B"] and "adler32 ffffffff" in wrong["C"]
+    assert may_release(1, 1, NOW - timedelta(hours=2), NOW, timedelta(hours=1)) is None
+    assert "dwell" in str(may_release(1, 1, NOW - timedelta(minutes=2), NOW, timedelta(hours=1)))
+    assert "2 required" in str(may_release(1, 2, NOW - timedelta(hours=2), NOW, timedelta(0)))
+    assert may_release(1, 1, None, NOW, timedelta(0))  # never seen in place: not released
