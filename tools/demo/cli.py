@@ -15,16 +15,33 @@ DEFAULT_STATE = REPO / ".state" / "demo"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="tools/demo",
-        description="Start a Rucio stack on SQLite, write one synthetic MAGIC night at the observatory (ORM-ONSITE), "
-        "move it to the data centre (PIC-DISK), delete it at the source once the copies are in place, "
-        "print what happened and stop the stack.",
+        description="Start a Rucio stack on SQLite with every daemon, write one synthetic MAGIC night at the "
+        "observatory (ORM-ONSITE), and watch rucio-magic-scanner register it, the conveyor copy it to the data "
+        "centre (PIC-DISK), rucio-magic-carrier verify the copies and the reaper free the observatory disk; then "
+        "print what happened, from the ledger, and stop the stack.",
     )
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="state folder (default: %(default)s)")
     parser.add_argument("--night", type=date.fromisoformat, default=date(2020, 1, 4), help="night (sunrise date)")
-    parser.add_argument("--runs", type=int, default=4, help="runs in the night (default: %(default)s)")
+    parser.add_argument("--runs", type=int, default=3, help="runs in the night (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=1e-4, help="file size factor; 1 is real size (1 GB raw)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--trickle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="write the night file by file, this many seconds apart, like a running DAQ",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the stack running at the end")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the flow")
     args = parser.parse_args(argv)
-    return run_flow(args.state, args.night, args.runs, args.scale, args.seed, keep=args.keep, timeout=args.timeout)
+    return run_flow(
+        args.state,
+        args.night,
+        args.runs,
+        args.scale,
+        args.seed,
+        keep=args.keep,
+        timeout=args.timeout,
+        trickle=args.trickle,
+    )

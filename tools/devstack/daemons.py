@@ -30,7 +30,7 @@ class Daemon:
 
     name: str
     argv: tuple[str, ...]
-    once_entry: str | None = None  # "module:function" taking once= and partition_wait_time=
+    once_entry: str | None = None  # "module:function" taking once= (and partition_wait_time= if it can)
 
     def command(self, **values: object) -> list[str]:
         """The command line, ``{bin}`` being the venv's bin folder and other fields from ``values``."""
@@ -48,14 +48,15 @@ SERVER = Daemon("server", ("{bin}/gunicorn", "--workers", "2", "--timeout", "120
                            "-b", "127.0.0.1:{port}", "rucio.web.rest.flaskapi.v1.main:application"))
 
 DAEMONS: list[Daemon] = [
-    Daemon("judge-evaluator", ("{bin}/rucio-judge-evaluator", "--sleep-time", SLEEP)),
+    Daemon("judge-evaluator", ("{bin}/rucio-judge-evaluator", "--sleep-time", SLEEP), "devstack.fast:judge_evaluator"),
     conveyor("preparer", "--sleep-time", SLEEP),
     conveyor("submitter", "--sleep-time", SLEEP),
     conveyor("poller", "--sleep-time", SLEEP, "--older-than", "0"),
     conveyor("finisher", "--sleep-time", SLEEP),
-    Daemon("judge-cleaner", ("{bin}/rucio-judge-cleaner", "--sleep-time", SLEEP)),
-    Daemon("reaper", ("{bin}/rucio-reaper", "--sleep-time", SLEEP)),
-    Daemon("necromancer", ("{bin}/rucio-necromancer", "--sleep-time", SLEEP)),
+    Daemon("judge-cleaner", ("{bin}/rucio-judge-cleaner", "--sleep-time", SLEEP), "devstack.fast:judge_cleaner"),
+    Daemon("judge-repairer", ("{bin}/rucio-judge-repairer", "--sleep-time", SLEEP), "devstack.fast:judge_repairer"),
+    Daemon("reaper", ("{bin}/rucio-reaper", "--sleep-time", SLEEP), "devstack.fast:reaper"),
+    Daemon("necromancer", ("{bin}/rucio-necromancer", "--sleep-time", SLEEP), "devstack.fast:necromancer"),
     Daemon("magic-scanner", ("{bin}/rucio-magic-scanner", "--sleep-time", SLEEP),
            "rucio_magic_ext.scanner.daemon:scanner"),
     Daemon("magic-carrier", ("{bin}/rucio-magic-carrier", "--sleep-time", SLEEP),

@@ -64,5 +64,11 @@ def drop(settings: Settings) -> None:
 
 
 def build_schema(settings: Settings, env: dict[str, str]) -> None:
-    """Build Rucio's tables, the base VO and the root account unless they exist (idempotent)."""
-    subprocess.run([sys.executable, str(SCHEMA_SCRIPT)], env=env, check=True)
+    """Build Rucio's tables, the base VO and the root account unless they exist (idempotent).
+
+    Its output goes to ``<state>/log/database.log``; a failure raises with the end of that output."""
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([sys.executable, str(SCHEMA_SCRIPT)], env=env, capture_output=True, text=True)
+    (settings.log_dir / "database.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr[-3000:])

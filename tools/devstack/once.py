@@ -1,12 +1,16 @@
-"""Run one pass of a daemon function in this process: ``python once.py module:function [--option value ...]``.
+"""One pass of one or several daemon functions, in this process, in order::
 
-Used by ``Stack.run_once`` for conveyor daemons: calling their functions with ``partition_wait_time=0``
-skips the 10 s wait of the console scripts. Needs ``RUCIO_CONFIG`` in the environment.
+    python once.py module:function [--option value ...] [--then module:function ...]
+
+Used by ``Stack.run_once`` and ``Stack.run_round``: calling the daemons' functions with ``once=True`` (and
+``partition_wait_time=0`` where they take it) skips the console scripts' start-up wait, and one process
+for a round of daemons skips re-importing Rucio for each. Needs ``RUCIO_CONFIG`` in the environment.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from pathlib import Path
 
@@ -18,13 +22,27 @@ from rucio.common.logging import setup_logging
 from rucio_magic_ext.transfertool.register import register as register_transfertool
 
 
-def main(entry: str, *args: str) -> None:
+def run(entry: str, *args: str) -> None:
     module_name, function_name = entry.split(":")
-    setup_logging(process_name=function_name)
-    register_transfertool()
     function = getattr(importlib.import_module(module_name), function_name)
-    function(once=True, partition_wait_time=0, **once_kwargs(args))
+    kwargs = {"once": True, **once_kwargs(args)}
+    if "partition_wait_time" in inspect.signature(function).parameters:
+        kwargs["partition_wait_time"] = 0
+    function(**kwargs)
+
+
+def main(argv: list[str]) -> None:
+    setup_logging(process_name="once")
+    register_transfertool()
+    step: list[str] = []
+    for word in [*argv, "--then"]:
+        if word == "--then":
+            if step:
+                run(*step)
+            step = []
+        else:
+            step.append(word)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main(sys.argv[1:])

@@ -141,6 +141,25 @@ class Stack:
                              f"see {self.settings.log_dir / f'{daemon.name}.once.log'}")
         return result
 
+    def run_round(self, *steps: str | tuple[str, ...], timeout: float = 300) -> None:
+        """One pass of each daemon in order, in one process (they need a one-pass entry); raise if any fails.
+
+        ``steps`` are daemon names, or (name, option, value, ...) tuples.
+        """
+        argv = [sys.executable, str(ONCE_SCRIPT)]
+        for step in steps:
+            name, *args = (step,) if isinstance(step, str) else step
+            daemon = by_name(name)
+            if not daemon.once_entry:
+                raise StackError(f"{daemon.name} has no one-pass entry: use run_once")
+            argv += ["--then", daemon.once_entry, *args]
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.settings.log_dir / "round.once.log", "ab") as log:
+            result = subprocess.run(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+        if result.returncode != 0:
+            log_file = self.settings.log_dir / "round.once.log"
+            raise StackError(f"a round of {steps} exited with {result.returncode}; see {log_file}")
+
     def ping(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as response:
@@ -166,4 +185,5 @@ class Stack:
         try:
             function(*args, **kwargs)
         except subprocess.CalledProcessError as error:
-            raise StackError(f"{what} failed (exit code {error.returncode}); its output is above") from error
+            detail = f":\n{error.stderr}" if error.stderr else "; its output is above"
+            raise StackError(f"{what} failed (exit code {error.returncode}){detail}") from error
