@@ -1,4 +1,4 @@
-"""``rucio-magic``: the MAGIC extension's command line. One subcommand per task (``bootstrap`` so far)."""
+"""``rucio-magic``: the MAGIC extension's command line, one subcommand per task."""
 
 from __future__ import annotations
 
@@ -16,6 +16,24 @@ def _bootstrap(args: argparse.Namespace) -> int:
     defines = dict(item.split("=", 1) for item in args.define)
     changes = bootstrap(load_site(args.site or ["etc/site.cfg"], defines))
     print("\n".join(changes) if changes else "site already bootstrapped: nothing changed")
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    """When did a file change state, why, and which copies were verified before its source went."""
+    from rucio_magic_ext.ledger import Ledger
+    from rucio_magic_ext.scanner.config import load_config
+
+    rse = args.rse or load_config().rse
+    found = Ledger.from_config().history(rse, args.file)
+    if not found:
+        print(f"{args.file}: not in the ledger of {rse}")
+        return 1
+    for row, events in found:
+        print(f"{row.rse}:{row.path}  {row.scope}:{row.name}")
+        print(f"  {row.size} bytes, adler32 {row.adler32}, now {row.state.value}")
+        for event in events:
+            print(f"  {event.at:%Y-%m-%d %H:%M:%S}  {event.state.value:<11}  {event.actor:<17}  {event.detail or ''}")
     return 0
 
 
@@ -43,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="override an entry of the site's [vars] section, e.g. storage_root=/data",
     )
     boot.set_defaults(handler=_bootstrap)
+
+    history = subparsers.add_parser(
+        "history",
+        help="a file's story from the ledger: every state change, when, and why",
+        description="Runs server-side: reads the ledger configured in rucio.cfg.",
+    )
+    history.add_argument("file", help="the file's path on the source RSE, or its name")
+    history.add_argument("--rse", help="the source RSE (default: [magic-scanner] rse)")
+    history.set_defaults(handler=_history)
     return parser
 
 
