@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rucio_magic_ext.ledger import FileState
+from rucio_magic_ext.ledger.states import FLOW
 from rucio_magic_ext.ledger.models import LedgerFile
 from tools.make_night import PlannedFile, plan_night, write_night
 
@@ -135,17 +136,8 @@ class Watch:
 
 def _reached(states: Counter[FileState]) -> dict[str, int]:
     """How many files got at least as far as each milestone."""
-    order = [
-        FileState.REGISTERED,
-        FileState.PROTECTED,
-        FileState.REPLICATED,
-        FileState.VERIFIED,
-        FileState.RELEASED,
-        FileState.DELETED,
-    ]
-
     def beyond(state: FileState) -> int:
-        return sum(states[s] for s in order[order.index(state) :])
+        return sum(states[s] for s in FLOW[FLOW.index(state) :])
 
     return {
         "registered": beyond(FileState.REGISTERED),
