@@ -25,8 +25,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rucio_magic_ext.ledger import FileState
-from rucio_magic_ext.ledger.states import FLOW
 from rucio_magic_ext.ledger.models import LedgerFile
+from rucio_magic_ext.ledger.states import FLOW
 from tools.make_night import PlannedFile, plan_night, write_night
 
 ORM, PIC = "ORM-ONSITE", "PIC-DISK"
