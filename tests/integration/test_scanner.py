@@ -222,3 +222,25 @@ def _assert_converged(rucio_client: Any, plan: list) -> None:
         parents = [p for p in rucio_client.list_parent_dids(layout.scope(planned.record), planned.name)
                    if p["scope"] == CARRIER_SCOPE]  # fmt: skip
         assert len(parents) == 1, f"{planned.name} in carriers {parents}"
+
+
+def test_a_finished_night_gets_its_run_datasets_closed(
+    rucio_stack: Any, rucio_client: Any, run_daemon_once: Any
+) -> None:
+    import dataclasses
+    from datetime import timedelta
+
+    from rucio_magic_ext.scanner.daemon import build_context
+    from rucio_magic_ext.scanner.nights import close_nights
+
+    plan = write_observed_night(rucio_stack, date(2020, 2, 20), seed=20)
+    scan(run_daemon_once)
+    datasets = {(placement(p).scope, placement(p).dataset) for p in plan}
+    assert all(rucio_client.get_did(scope, name)["open"] for scope, name in datasets)
+
+    context = build_context()
+    assert close_nights(context) == 0  # the configured 36 hours have not passed: the night may still grow
+    context.config = dataclasses.replace(context.config, night_closed_after=timedelta(0))
+    assert close_nights(context) >= 1
+    assert not any(rucio_client.get_did(scope, name)["open"] for scope, name in datasets)
+    assert close_nights(context) == 0  # closed once

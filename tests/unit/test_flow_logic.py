@@ -173,3 +173,24 @@ def test_mismatches_and_release() -> None:
     assert "dwell" in str(may_release(1, 1, NOW - timedelta(minutes=2), NOW, timedelta(hours=1)))
     assert "2 required" in str(may_release(1, 2, NOW - timedelta(hours=2), NOW, timedelta(0)))
     assert may_release(1, 1, None, NOW, timedelta(0))  # never seen in place: not released
+
+
+# --- one cycle ------------------------------------------------------------------------------------------------
+
+
+def test_a_failing_stage_never_stops_the_others() -> None:
+    import types
+
+    from sqlalchemy.exc import OperationalError
+
+    from rucio_magic_ext.scanner.cycle import run_cycle
+
+    logged: list[str] = []
+
+    def down(context: object) -> int:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    context = types.SimpleNamespace(logger=lambda level, message, *args, **kwargs: logged.append(message % args))
+    moved = run_cycle(context, (("discover", lambda c: 3), ("register", down), ("protect", lambda c: 2)))  # type: ignore[arg-type]
+    assert moved == {"discover": 3, "register": 0, "protect": 2}
+    assert any("stage register failed" in line and "connection refused" in line for line in logged)
