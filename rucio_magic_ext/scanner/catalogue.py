@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dogpile.cache import make_region
+from dogpile.cache.api import NO_VALUE
 from rucio.common.types import InternalAccount, InternalScope
 from rucio.db.sqla.constants import DatabaseOperationType, DIDType
 from rucio.db.sqla.session import db_session
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, event, or_, select
 from sqlalchemy.orm import Session
 
 from rucio_magic_ext.ledger.store import chunks
@@ -72,7 +73,6 @@ class Catalogue:
         self.rse = rse
         self.account = InternalAccount(account)
         self.logger = logger
-        self._collections: set[DID] = set()  # known to exist: collections are never deleted by the scanner
 
     # -- the source RSE ------------------------------------------------------------------------------------
 
@@ -172,18 +172,26 @@ class Catalogue:
         from rucio.common.exception import DataIdentifierAlreadyExists
         from rucio.core.did import add_did
 
+        seen = []
         for (scope, name), did_type in wanted.items():
-            if (scope, name) in self._collections or self._exists(scope, name, session):
-                self._collections.add((scope, name))
-                continue
-            try:
-                with session.begin_nested():
-                    add_did(
-                        scope=InternalScope(scope), name=name, did_type=did_type, account=self.account, session=session
-                    )
-            except DataIdentifierAlreadyExists:
-                pass
-            self._collections.add((scope, name))
+            key = f"collection:{scope}:{name}"
+            if REGION.get(key) is not NO_VALUE:
+                continue  # seen to exist within the cache's lifetime
+            if not self._exists(scope, name, session):
+                try:
+                    with session.begin_nested():
+                        add_did(
+                            scope=InternalScope(scope),
+                            name=name,
+                            did_type=did_type,
+                            account=self.account,
+                            session=session,
+                        )
+                except DataIdentifierAlreadyExists:
+                    pass
+            seen.append(key)
+        if seen:  # remembered only once they are committed: a rolled-back creation must be tried again
+            event.listen(session, "after_commit", lambda _: [REGION.set(key, True) for key in seen], once=True)
 
     @staticmethod
     def _exists(scope: str, name: str, session: Session) -> bool:
@@ -196,33 +204,46 @@ class Catalogue:
     # -- protect ---------------------------------------------------------------------------------------------
 
     def ensure_rules(self, wanted: Sequence[RuleRequest]) -> dict[RuleRequest, str]:
-        """Rule id for each wanted rule, created only where no rule with its comment exists on its DID."""
-        from rucio.core.rule import add_rule
+        """Rule id for each wanted rule, created only where no rule with its comment exists on its DID.
+
+        Two scanners may want the same rule at once: Rucio's unique index on rules turns the second creation
+        into DuplicateRule, and the rule the other one made is used instead.
+        """
+        from rucio.common.exception import DuplicateRule
 
         found: dict[RuleRequest, str] = {}
         with db_session(DatabaseOperationType.WRITE) as session:
             existing = self._rules_by_comment({(r.scope, r.name) for r in wanted}, session)
             for request in wanted:
-                rule_id = existing.get((request.scope, request.name, request.comment))
-                if rule_id is None:
-                    (rule_id,) = add_rule(
-                        dids=[{"scope": InternalScope(request.scope), "name": request.name}],
-                        account=self.account,
-                        copies=request.copies,
-                        rse_expression=request.rse_expression,
-                        grouping=request.grouping,  # type: ignore[arg-type]
-                        weight=None,
-                        lifetime=request.lifetime,
-                        locked=False,
-                        subscription_id=None,
-                        activity=request.activity,
-                        purge_replicas=request.purge_replicas,
-                        comment=request.comment,
-                        session=session,
-                    )
-                    existing[(request.scope, request.name, request.comment)] = rule_id
-                found[request] = rule_id
+                key = (request.scope, request.name, request.comment)
+                if key not in existing:
+                    try:
+                        with session.begin_nested():
+                            existing[key] = self._add_rule(request, session)
+                    except DuplicateRule:
+                        existing.update(self._rules_by_comment([(request.scope, request.name)], session))
+                found[request] = existing[key]
         return found
+
+    def _add_rule(self, request: RuleRequest, session: Session) -> str:
+        from rucio.core.rule import add_rule
+
+        (rule_id,) = add_rule(
+            dids=[{"scope": InternalScope(request.scope), "name": request.name}],
+            account=self.account,
+            copies=request.copies,
+            rse_expression=request.rse_expression,
+            grouping=request.grouping,  # type: ignore[arg-type]
+            weight=None,
+            lifetime=request.lifetime,
+            locked=False,
+            subscription_id=None,
+            activity=request.activity,
+            purge_replicas=request.purge_replicas,
+            comment=request.comment,
+            session=session,
+        )
+        return rule_id
 
     @staticmethod
     def _rules_by_comment(dids: Iterable[DID], session: Session) -> dict[tuple[str, str, str], str]:
