@@ -7,6 +7,7 @@ path are left alone, attachments ignore duplicates, collections and rules are cr
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -80,7 +81,9 @@ class Catalogue:
     def rse_id(self) -> str:
         return rse_settings(self.rse)["id"]
 
+    @functools.cached_property
     def _protocol(self) -> Any:
+        """The source RSE's protocol, made once: every registered file needs its PFN."""
         from rucio.rse import rsemanager
 
         return rsemanager.create_protocol(rse_settings(self.rse), "read", domain="wan")
@@ -91,7 +94,7 @@ class Catalogue:
 
     def pfn(self, path: str) -> str:
         """The PFN of a path relative to the RSE's prefix, as Rucio writes it."""
-        (pfn,) = self._protocol().lfns2pfns({"scope": "-", "name": path.rsplit("/", 1)[-1], "path": path}).values()
+        (pfn,) = self._protocol.lfns2pfns({"scope": "-", "name": path.rsplit("/", 1)[-1], "path": path}).values()
         return pfn
 
     # -- register --------------------------------------------------------------------------------------------
