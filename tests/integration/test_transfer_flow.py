@@ -16,7 +16,15 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ORM, PIC = "ORM-ONSITE", "PIC-DISK"
+# The transfers of these tests have an activity of their own, so that what other tests left queued does not
+# stand in front of them.
+ACTIVITY = "Functional Test"
 CONVEYOR = ("conveyor-preparer", "conveyor-submitter", "conveyor-poller", "conveyor-finisher")
+OPTIONS = {
+    "conveyor-preparer": ("--bulk", "100000"),  # all that is waiting, in one pass
+    "conveyor-poller": ("--older-than", "0"),
+    "conveyor-submitter": ("--activities", ACTIVITY),
+}
 
 
 class Site:
@@ -74,7 +82,7 @@ def drive(run_daemon_once: Callable[..., None], done: Callable[[], bool], daemon
     """Run the daemons' passes in order until ``done()``: the copier works between the passes."""
     for _ in range(rounds):
         for daemon in daemons:
-            run_daemon_once(daemon, *(("--older-than", "0") if daemon == "conveyor-poller" else ()))
+            run_daemon_once(daemon, *OPTIONS.get(daemon, ()))
             if done():
                 return
         time.sleep(0.5)
@@ -90,7 +98,7 @@ def test_a_file_moves_end_to_end_and_its_source_is_reaped_after_the_carrier_goes
     site.register("magic_raw", name, pfn, len(data), f"{zlib.adler32(data):08x}")
     did = [{"scope": "magic_raw", "name": name}]
     carrier = site.client.add_replication_rule(did, 1, ORM, purge_replicas=True, activity="MAGIC Carrier")[0]
-    permanent = site.client.add_replication_rule(did, 1, PIC, activity="MAGIC Export")[0]
+    permanent = site.client.add_replication_rule(did, 1, PIC, activity=ACTIVITY)[0]
 
     drive(run_daemon_once, lambda: site.client.get_replication_rule(permanent)["state"] == "OK")
 
@@ -115,7 +123,7 @@ def test_a_missing_source_fails_the_request_with_the_reason(site: Site, run_daem
     name = "20200103_M2_05088073.001_D_BLLac-W0.40+270.raw.gz"
     _, pfn = site.observatory_file(name, "M2/DAQ/RAW/2020_01_03")  # registered, but never written
     site.register("magic_raw", name, pfn, 1000, "0badc0de")
-    site.client.add_replication_rule([{"scope": "magic_raw", "name": name}], 1, PIC, activity="MAGIC Export")
+    site.client.add_replication_rule([{"scope": "magic_raw", "name": name}], 1, PIC, activity=ACTIVITY)
 
     drive(run_daemon_once, lambda: _request("magic_raw", name, PIC)["state"].name == "FAILED", CONVEYOR[:3])
 
@@ -133,9 +141,9 @@ def test_a_destination_corrupted_mid_copy_fails_and_leaves_no_file(
     name = "20200103_M1_05088074.001_D_BLLac-W0.40+000.raw.gz"
     source, pfn = site.observatory_file(name, "M1/DAQ/RAW/2020_01_03", size=256 << 20)
     site.register("magic_raw", name, pfn, source.stat().st_size, _adler32(source))
-    site.client.add_replication_rule([{"scope": "magic_raw", "name": name}], 1, PIC, activity="MAGIC Export")
-    run_daemon_once("conveyor-preparer")
-    run_daemon_once("conveyor-submitter")
+    site.client.add_replication_rule([{"scope": "magic_raw", "name": name}], 1, PIC, activity=ACTIVITY)
+    run_daemon_once("conveyor-preparer", *OPTIONS["conveyor-preparer"])
+    run_daemon_once("conveyor-submitter", *OPTIONS["conveyor-submitter"])
 
     folder = site.pic_prefix / "M1/RAW/2020/01/03"
     store = MagicCopyTransfertool().store
@@ -171,9 +179,9 @@ def test_the_copier_reports_to_rucio_without_waiting_for_the_poller(
     data = os.urandom(100_000)
     _, pfn = site.observatory_file(name, "M2/DAQ/RAW/2020_01_03", data)
     site.register("magic_raw", name, pfn, len(data), f"{zlib.adler32(data):08x}")
-    rule = site.client.add_replication_rule([{"scope": "magic_raw", "name": name}], 1, PIC)[0]
-    run_daemon_once("conveyor-preparer")
-    run_daemon_once("conveyor-submitter")
+    rule = site.client.add_replication_rule([{"scope": "magic_raw", "name": name}], 1, PIC, activity=ACTIVITY)[0]
+    run_daemon_once("conveyor-preparer", *OPTIONS["conveyor-preparer"])
+    run_daemon_once("conveyor-submitter", *OPTIONS["conveyor-submitter"])
 
     deadline = time.monotonic() + 30
     while _request("magic_raw", name, PIC)["state"].name != "DONE":  # no poller runs

@@ -41,7 +41,8 @@ def conveyor(kind: str, *args: str) -> Daemon:
     """A conveyor daemon (preparer, submitter, poller, finisher)."""
     template = STOCK_CONVEYOR_ARGV if kind == "finisher" else CONVEYOR_ARGV
     argv = tuple(part.format(bin="{bin}", kind=kind) for part in template)
-    return Daemon(f"conveyor-{kind}", (*argv, *args), CONVEYOR_ONCE.format(kind=kind))
+    once = "devstack.fast:submitter" if kind == "submitter" else CONVEYOR_ONCE.format(kind=kind)  # takes --activities
+    return Daemon(f"conveyor-{kind}", (*argv, *args), once)
 
 
 SERVER = Daemon("server", ("{bin}/gunicorn", "--workers", "2", "--timeout", "120", "--no-control-socket",

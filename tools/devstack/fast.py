@@ -44,3 +44,11 @@ def reaper(once: bool = True, rses: str = "") -> None:
     from rucio.daemons.reaper.reaper import reaper as stock_reaper
 
     stock_reaper(rses=[rse for rse in rses.split(",") if rse], include_rses=None, exclude_rses=None, once=True)
+
+
+def submitter(once: bool = True, activities: str = "", **options: Any) -> None:
+    """The submitter without its start-up wait, on a comma-separated list of activities (default: all)."""
+    from rucio.daemons.conveyor.submitter import submitter as stock_submitter
+
+    chosen = [activity for activity in activities.split(",") if activity] or None
+    stock_submitter(once=True, partition_wait_time=0, activities=chosen, **options)
