@@ -80,15 +80,16 @@ def protect(context: Context) -> int:
 
 
 def _fill_carriers(context: Context, rows: list[LedgerFile]) -> None:
-    unplaced = [row for row in rows if specs_of(context, row)]
-    files = [NewFile(row.id, row.size, policy_key(s.name for s in specs_of(context, row))) for row in unplaced]
+    specs = {row.id: specs_of(context, row) for row in rows}
+    unplaced = [row for row in rows if specs[row.id]]
+    files = [NewFile(row.id, row.size, policy_key(spec.name for spec in specs[row.id])) for row in unplaced]
     plan = plan_batches(context.rse, context.carriers.open_carriers(), files, context.config.carrier, utcnow())
     context.carriers.record(plan.opened, plan.assigned, {row.id: row.size for row in unplaced})
     members: dict[tuple[str, str], list[tuple[str, str]]] = {(CARRIER_SCOPE, c.name): [] for c in plan.opened}
     for row in unplaced:
         members.setdefault((CARRIER_SCOPE, plan.assigned[row.id]), []).append((str(row.scope), str(row.name)))
     context.catalogue.add_to_carriers(members)
-    uncovered = [row for row in rows if not specs_of(context, row)]
+    uncovered = [row for row in rows if not specs[row.id]]
     if uncovered:
         context.ledger.note(uncovered, ACTOR, "no replication rule in the policy covers this level: kept at the source")
 
