@@ -16,20 +16,20 @@ VENV_PYTHON = VENV / "bin" / "python"
 
 
 def _installed() -> bool:
-    probe = "import importlib.metadata as m; m.version('rucio-magic-ext'); import rucio, gunicorn, pytest"
+    probe = "import importlib.metadata as m; m.version('rucio-magic-ext'); import rucio, gunicorn, pytest, matplotlib"
     return subprocess.run([str(VENV_PYTHON), "-c", probe], capture_output=True).returncode == 0
 
 
 def ensure() -> None:
-    """Create ``.venv`` and ``pip install -e '.[test,server]'`` if needed, then re-exec with its python."""
+    """Create ``.venv`` and ``pip install -e '.[test,server,report]'`` if needed, then re-exec with its python."""
     if Path(sys.prefix).resolve() == VENV.resolve():
         return
     if not VENV_PYTHON.exists():
         print(f"creating {VENV}", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     if not _installed():
-        print("installing the project into .venv (pip install -e '.[test,server]')", file=sys.stderr)
+        print("installing the project into .venv (pip install -e '.[test,server,report]')", file=sys.stderr)
         subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
-        subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "-e", ".[test,server]"],
+        subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "-e", ".[test,server,report]"],
                        check=True, cwd=REPO)
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
