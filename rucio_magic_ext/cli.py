@@ -37,6 +37,19 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    """Where the flow stands: per source RSE and night, files per state, what is at risk, rules, errors."""
+    import json
+
+    from rucio_magic_ext import census, status
+    from rucio_magic_ext.ledger import Ledger
+
+    ledger = Ledger.from_url(args.ledger_url) if args.ledger_url else Ledger.from_config()
+    taken = census.take(ledger, args.rse, rucio=not args.ledger_only)
+    print(json.dumps(status.as_json(taken), indent=2) if args.json else status.render(taken))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser; add a subcommand with ``subparsers.add_parser(...)`` and ``set_defaults(handler=...)``."""
     parser = argparse.ArgumentParser(prog="rucio-magic", description=__doc__)
@@ -70,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("file", help="the file's path on the source RSE, or its name")
     history.add_argument("--rse", help="the source RSE (default: [magic-scanner] rse)")
     history.set_defaults(handler=_history)
+    from rucio_magic_ext.report.command import add_parser as add_report
+
+    add_report(subparsers)
+
+    state = subparsers.add_parser(
+        "status",
+        help="where the flow stands: files per state and night, data at risk, carriers, rules, recent errors",
+        description="Runs server-side: reads the ledger and Rucio's database configured in rucio.cfg.",
+    )
+    state.add_argument("--rse", help="one source RSE only (default: all the ledger knows)")
+    state.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    state.add_argument("--ledger-only", action="store_true", help="skip Rucio's rules and replicas")
+    state.add_argument("--ledger-url", help="read this ledger database instead of the configured one")
+    state.set_defaults(handler=_status)
     return parser
 
 

@@ -1,62 +1,163 @@
 """Every metric the project emits, named in one place (Rucio's MetricManager: Prometheus or statsd).
 
 Names follow Rucio's convention: ``{label}`` parts of a name become Prometheus labels, and statsd
-paths with the values filled in.
+paths with the values filled in. With the prefix, ``flow.files.{rse}.{state}`` is the Prometheus
+counter ``magic_flow_files_total{rse=..., state=...}`` and the statsd counter
+``magic.flow.files.ORM-ONSITE.REGISTERED``.
+
+Counters and the histogram are emitted where things happen (every committed ledger move, every
+stage); the gauges are a census of the ledger and of Rucio, taken by the scanner every
+``census_seconds``, so they are right even after a restart.
 """
 
 from __future__ import annotations
 
+import string
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
 from rucio.core.monitor import MetricManager
 
-METRICS = MetricManager(prefix="magic")
+PREFIX = "magic"
+METRICS = MetricManager(prefix=PREFIX)
 
-# Files that a stage moved on, and that it set aside or failed, per stage (discover, settle, ...).
-STAGE_FILES = "scanner.files.{stage}"
-STAGE_ERRORS = "scanner.errors.{stage}"
-STAGE_DURATION = "scanner.duration.{stage}"
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # Rucio-style, with ``{label}`` parts
+    kind: str  # counter, gauge or histogram
+    documentation: str
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(field for _, field, _, _ in string.Formatter().parse(self.name) if field)
+
+    @property
+    def prometheus(self) -> str:
+        """The Prometheus name, derived as Rucio's MetricManager derives it (without ``_total``)."""
+        parts = string.Formatter().parse(f"{PREFIX}.{self.name}")
+        return "".join(literal.rstrip(".").replace(".", "_") for literal, *_ in parts)
+
+    @property
+    def series(self) -> tuple[str, ...]:
+        """The names a scrape shows."""
+        if self.kind == "counter":
+            return (f"{self.prometheus}_total",)
+        if self.kind == "histogram":
+            return tuple(f"{self.prometheus}_{suffix}" for suffix in ("bucket", "sum", "count"))
+        return (self.prometheus,)
+
+
+def _define(name: str, kind: str, documentation: str) -> Metric:
+    metric = Metric(name, kind, documentation)
+    DEFINED.append(metric)
+    return metric
+
+
+DEFINED: list[Metric] = []
+
+# -- the flow: every committed ledger move (ledger/store.py) -----------------------------------------------
+FLOW_FILES = _define("flow.files.{rse}.{state}", "counter", "files that entered a state (SEEN ... DELETED)")
+FLOW_BYTES = _define("flow.bytes.{rse}.{state}", "counter", "bytes of the files that entered a state")
+FLOW_FAILURES = _define("flow.failures.{actor}", "counter", "files a stage failed on and will retry")
+SEEN_TO_VERIFIED = _define(
+    "flow.seen_to_verified.{rse}", "histogram", "seconds from a file's appearance to its verified replication"
+)
+SEEN_TO_VERIFIED_BUCKETS = (60, 300, 900, 1800, 3600, 2 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400)
+
+# -- the scanner's stages (scanner/cycle.py) ---------------------------------------------------------------
+STAGE_FILES = _define("scanner.files.{stage}", "counter", "files (nights, for the nights stage) a stage moved on")
+STAGE_ERRORS = _define("scanner.errors.{stage}", "counter", "scanner stages that failed as a whole")
+STAGE_DURATION = _define("scanner.duration.{stage}", "histogram", "seconds a scanner stage took")
+
+# -- the source-deletion hook (carrier/hook.py) ------------------------------------------------------------
+CARRIERS_RELEASED = _define("carrier.released", "counter", "carriers whose source rule was removed")
+FILES_RELEASED = _define("carrier.files_released", "counter", "files released for deletion at the source")
+CARRIER_HELD = _define("carrier.held", "counter", "carrier checks that found a copy not yet safe")
+CARRIER_ERRORS = _define("carrier.errors", "counter", "carrier checks that failed")
+VERIFICATION_FAILURES = _define(
+    "carrier.verification_failures", "counter", "destination copies whose bytes differed from the source"
+)
+
+# -- the census (census.py): gauges ------------------------------------------------------------------------
+SOURCE_FILES = _define("source.files.{rse}.{state}", "gauge", "files of a source RSE per ledger state")
+SOURCE_BYTES = _define("source.bytes.{rse}.{state}", "gauge", "bytes of a source RSE per ledger state")
+RISK_FILES = _define("risk.files.{rse}", "gauge", "files that exist only at the source")
+RISK_BYTES = _define("risk.bytes.{rse}", "gauge", "bytes that exist only at the source")
+RISK_OLDEST = _define("risk.oldest_seconds.{rse}", "gauge", "age of the oldest file not yet safe off-site")
+CARRIERS = _define("carriers.{rse}.{state}", "gauge", "carrier batches per state (GONE ones not counted)")
+RULES = _define("rules.{kind}.{state}", "gauge", "Rucio rules on MAGIC DIDs per DID type and state")
+LOCKS = _define("locks.{state}", "gauge", "files under the policy's rules per lock state (OK, REPLICATING, STUCK)")
+REPLICAS_FILES = _define("replicas.files.{rse}", "gauge", "available replicas of MAGIC files per RSE")
+REPLICAS_BYTES = _define("replicas.bytes.{rse}", "gauge", "bytes of available replicas of MAGIC files per RSE")
+
+
+def _counter(metric: Metric, amount: float, **labels: str) -> None:
+    if amount:
+        METRICS.counter(metric.name, documentation=metric.documentation).labels(**labels).inc(amount)
+
+
+def _gauge(metric: Metric, value: float, **labels: str) -> None:
+    METRICS.gauge(metric.name, documentation=metric.documentation).labels(**labels).set(value)
+
+
+def flow_moved(rse: str, state: str, files: int, size: int) -> None:
+    _counter(FLOW_FILES, files, rse=rse, state=state)
+    _counter(FLOW_BYTES, size, rse=rse, state=state)
+
+
+def flow_failed(actor: str, files: int) -> None:
+    _counter(FLOW_FAILURES, files, actor=actor)
+
+
+def seen_to_verified(rse: str, seconds: Iterable[float]) -> None:
+    timer = METRICS.timer(
+        SEEN_TO_VERIFIED.name, documentation=SEEN_TO_VERIFIED.documentation, buckets=SEEN_TO_VERIFIED_BUCKETS
+    ).labels(rse=rse)
+    for value in seconds:
+        timer.observe(value)
 
 
 def stage_files(stage: str, count: int) -> None:
-    if count:
-        METRICS.counter(STAGE_FILES).labels(stage=stage).inc(count)
+    _counter(STAGE_FILES, count, stage=stage)
 
 
 def stage_error(stage: str) -> None:
-    METRICS.counter(STAGE_ERRORS).labels(stage=stage).inc()
+    _counter(STAGE_ERRORS, 1, stage=stage)
 
 
-def stage_timer(stage: str):  # type: ignore[no-untyped-def]
-    return METRICS.timer(STAGE_DURATION).labels(stage=stage)
-
-
-# The source-deletion hook.
-CARRIERS_RELEASED = "carrier.released"
-FILES_RELEASED = "carrier.files_released"
-CARRIER_HELD = "carrier.held"
-CARRIER_ERRORS = "carrier.errors"
-VERIFICATION_FAILURES = "carrier.verification_failures"
-DELETED_AT_SOURCE = "files.deleted_at_source"
-DELETED_AT_SOURCE_BYTES = "bytes.deleted_at_source"
+def stage_timer(stage: str) -> Any:
+    """A context manager timing the stage."""
+    return METRICS.timer(STAGE_DURATION.name, documentation=STAGE_DURATION.documentation).labels(stage=stage)
 
 
 def carrier_released(files: int) -> None:
-    METRICS.counter(CARRIERS_RELEASED).inc()
-    METRICS.counter(FILES_RELEASED).inc(files)
+    _counter(CARRIERS_RELEASED, 1)
+    _counter(FILES_RELEASED, files)
 
 
 def carrier_held() -> None:
-    METRICS.counter(CARRIER_HELD).inc()
+    _counter(CARRIER_HELD, 1)
 
 
 def carrier_error() -> None:
-    METRICS.counter(CARRIER_ERRORS).inc()
+    _counter(CARRIER_ERRORS, 1)
 
 
 def verification_failure() -> None:
-    METRICS.counter(VERIFICATION_FAILURES).inc()
+    _counter(VERIFICATION_FAILURES, 1)
 
 
-def deleted_at_source(files: int, size: int) -> None:
-    if files:
-        METRICS.counter(DELETED_AT_SOURCE).inc(files)
-        METRICS.counter(DELETED_AT_SOURCE_BYTES).inc(size)
+_PUBLISHED: dict[str, set[tuple[str, ...]]] = {}
+
+
+def gauges(metric: Metric, values: Mapping[tuple[str, ...], float]) -> None:
+    """Set a gauge for every label combination, in the order of ``metric.labels``; a combination published
+    before and absent now drops to 0, so that a state emptied out does not keep its last count."""
+    published = _PUBLISHED.setdefault(metric.name, set())
+    for key in published - set(values):
+        _gauge(metric, 0, **dict(zip(metric.labels, key)))
+    for key, value in values.items():
+        _gauge(metric, value, **dict(zip(metric.labels, key)))
+    published.update(values)

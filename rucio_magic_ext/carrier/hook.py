@@ -185,7 +185,6 @@ class Hook:
         present = self.catalogue.still_at(self.config.rse, [(str(r.scope), str(r.name)) for r in released])
         gone = [row for row in released if (str(row.scope), str(row.name)) not in present]
         self.ledger.move(gone, FileState.DELETED, ACTOR, f"source replica deleted from {self.config.rse}")
-        monitoring.deleted_at_source(len(gone), sum(row.size for row in gone))
         return len(gone)
 
 

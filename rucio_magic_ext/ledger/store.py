@@ -16,6 +16,7 @@ from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from rucio_magic_ext import monitoring
 from rucio_magic_ext.ledger import engine as ledger_engine
 from rucio_magic_ext.ledger.models import LedgerEvent, LedgerFile, LedgerFolder
 from rucio_magic_ext.ledger.states import FileState, check_move, timestamp_column
@@ -134,13 +135,15 @@ class Ledger:
         ]
         if not rows:
             return 0
-        added = 0
+        added = sizes = 0
         with self.session() as session:
             for chunk in chunks(rows):
-                statement = self._insert_ignoring_duplicates(LedgerFile).returning(LedgerFile.id)
-                ids = list(session.scalars(statement, list(chunk)))
-                self._events(session, ids, FileState.SEEN, actor, None, now)
-                added += len(ids)
+                statement = self._insert_ignoring_duplicates(LedgerFile).returning(LedgerFile.id, LedgerFile.size)
+                inserted = session.execute(statement, list(chunk)).all()
+                self._events(session, [file_id for file_id, _ in inserted], FileState.SEEN, actor, None, now)
+                added += len(inserted)
+                sizes += sum(size for _, size in inserted)
+        monitoring.flow_moved(rse, FileState.SEEN.value, added, sizes)
         return added
 
     def _insert_ignoring_duplicates(self, model: type) -> Any:
@@ -199,7 +202,6 @@ class Ledger:
         actor: str,
         detail: str | None = None,
         values: dict[int, dict[str, Any]] | None = None,
-        session: Session | None = None,
     ) -> None:
         """Move ``files`` (as the caller read them) to ``target``, with per-file column values.
 
@@ -212,7 +214,7 @@ class Ledger:
         now = utcnow()
         column = timestamp_column(target)
         common = {"state": target, "updated_at": now, "retry_after": None, "last_error": None, column: now}
-        with self._maybe_session(session) as active:
+        with self.session() as active:
             for (state, keys), group in _groups(files, values or {}).items():
                 for chunk in chunks(group):
                     if keys:
@@ -242,6 +244,7 @@ class Ledger:
             setattr(row, column, now)
             for key, value in (values or {}).get(row.id, {}).items():
                 setattr(row, key, value)
+        _count_moves(files, target)
 
     def set_aside(self, files: Sequence[LedgerFile], target: FileState, actor: str, reason: str) -> None:
         """Move files to a dead end (REJECTED, QUARANTINED), the reason kept on each row and in its event."""
@@ -262,6 +265,7 @@ class Ledger:
                 row.last_error = error
                 row.retry_after = now + delay
             self._events(session, [row.id for row in files], None, actor, f"error: {error}", now, states=files)
+        monitoring.flow_failed(actor, len(files))
 
     def note(self, files: Sequence[LedgerFile], actor: str, detail: str) -> None:
         """A decision that changes no state (kept, dry run, waiting): recorded with its reason."""
@@ -306,14 +310,6 @@ class Ledger:
 
     # -- helpers ------------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _maybe_session(self, session: Session | None) -> Iterator[Session]:
-        if session is not None:
-            yield session
-        else:
-            with self.session() as own:
-                yield own
-
     @staticmethod
     def _events(
         session: Session,
@@ -344,6 +340,18 @@ def _groups(
     for row in files:
         grouped.setdefault((row.state, tuple(sorted(values.get(row.id, {})))), []).append(row)
     return grouped
+
+
+def _count_moves(files: Sequence[LedgerFile], target: FileState) -> None:
+    """Committed moves, as flow metrics per source RSE; a verification also as seconds since appearance."""
+    by_rse: dict[str, list[LedgerFile]] = {}
+    for row in files:
+        by_rse.setdefault(row.rse, []).append(row)
+    for rse, rows in by_rse.items():
+        monitoring.flow_moved(rse, target.value, len(rows), sum(row.size for row in rows))
+        if target is FileState.VERIFIED:
+            spans = [row.verified_at - row.seen_at for row in rows if row.seen_at and row.verified_at]
+            monitoring.seen_to_verified(rse, [span.total_seconds() for span in spans])
 
 
 def finished_nights(ledger: Ledger, rse: str, seen_before: datetime) -> list[date]:

@@ -15,6 +15,7 @@ retry_seconds = 60                     # first retry after an error; doubles per
 carrier_max_files = 1000               # a carrier batch closes at this many files,
 carrier_max_bytes = 2000000000000      # or bytes,
 carrier_max_age_seconds = 3600         # or age of its first file
+census_seconds = 60                    # how often the gauges (files at risk, rules, replicas) are refreshed
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class ScannerConfig:
     night_closed_after: timedelta = timedelta(hours=36)
     retry: timedelta = timedelta(minutes=1)
     carrier: CarrierLimits = field(default_factory=CarrierLimits)
+    census: timedelta = timedelta(minutes=1)
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -85,4 +87,5 @@ def load_config(section: str = SECTION) -> ScannerConfig:
             max_bytes=int(get("carrier_max_bytes", str(default.carrier.max_bytes))),
             max_age=timedelta(seconds=float(get("carrier_max_age_seconds", "3600"))),
         ),
+        census=timedelta(seconds=float(get("census_seconds", "60"))),
     )

@@ -31,6 +31,7 @@ class Context:
     workers: int = 1
     logger: LoggerFunction = logging.log
     carriers: CarrierBook = field(init=False)
+    census_taken: float | None = None  # time.monotonic() of the last census
 
     def __post_init__(self) -> None:
         self.carriers = CarrierBook(self.ledger, self.config.rse, CARRIER_SCOPE)

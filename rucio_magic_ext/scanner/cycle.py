@@ -9,6 +9,7 @@ from rucio_magic_ext import monitoring
 from rucio_magic_ext.scanner.context import Context
 from rucio_magic_ext.scanner.digest import checksum
 from rucio_magic_ext.scanner.discover import discover
+from rucio_magic_ext.scanner.gauges import refresh_gauges
 from rucio_magic_ext.scanner.nights import close_nights
 from rucio_magic_ext.scanner.protect import protect
 from rucio_magic_ext.scanner.register import register
@@ -21,6 +22,7 @@ STAGES: tuple[tuple[str, Callable[[Context], int]], ...] = (
     ("register", register),
     ("protect", protect),
     ("nights", close_nights),
+    ("census", refresh_gauges),
 )
 
 

@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Start a Rucio stack on SQLite with every daemon, write one synthetic MAGIC night at the "
         "observatory (ORM-ONSITE), and watch rucio-magic-scanner register it, the conveyor copy it to the data "
         "centre (PIC-DISK), rucio-magic-carrier verify the copies and the reaper free the observatory disk; then "
-        "print what happened, from the ledger, and stop the stack.",
+        "print what happened, from the ledger, write its report (report.png, report.md) in the state folder, and "
+        "stop the stack.",
     )
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="state folder (default: %(default)s)")
     parser.add_argument("--night", type=date.fromisoformat, default=date(2020, 1, 4), help="night (sunrise date)")

@@ -24,9 +24,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rucio_magic_ext.ledger import FileState
+from rucio_magic_ext.ledger import FileState, Ledger
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.ledger.states import FLOW
+from rucio_magic_ext.ledger.store import utcnow
 from tools.make_night import PlannedFile, plan_night, write_night
 
 ORM, PIC = "ORM-ONSITE", "PIC-DISK"
@@ -67,18 +68,25 @@ def run_flow(
             f"every daemon running (state and logs in {state})"
         )
         os.environ["RUCIO_CONFIG"] = str(stack.settings.rucio_cfg)
+        console.print(
+            f"watch it from another shell: RUCIO_CONFIG={stack.settings.rucio_cfg} "
+            f"{Path(sys.executable).parent / 'rucio-magic'} status"
+        )
         plan = plan_night(night, runs=runs, seed=seed, scale=scale)
         orm_root = stack.settings.storage_dir / "orm-onsite"
         console.print(
             f"night {night}: {len(plan)} files, {_mb(sum(f.size for f in plan))} "
             f"{'trickling in' if trickle else 'written'} at {ORM}"
         )
+        began = utcnow()
         writer = threading.Thread(target=write_night, args=(plan, orm_root), kwargs={"trickle": trickle}, daemon=True)
         writer.start()
         if not trickle:
             writer.join()
-        rows = Watch(plan, stack.settings.storage_dir / "pic-disk").until_done(timeout)
+        watch = Watch(plan, stack.settings.storage_dir / "pic-disk")
+        rows = watch.until_done(timeout)
         summarise(plan, rows)
+        write_report(watch.ledger, state, night, began)
         return 0 if all(row.state is FileState.DELETED for row in rows.values()) else 1
     finally:
         if keep:
@@ -96,6 +104,7 @@ class Watch:
         self.plan = plan
         self.pic_root = pic_root
         self.ledger = Ledger.from_config()
+        self.ledger.upgrade()  # the scanner may not have created the tables yet
 
     def rows(self) -> dict[str, LedgerFile]:
         return self.ledger.known(ORM, [planned.path for planned in self.plan])
@@ -189,6 +198,18 @@ def summarise(plan: list[PlannedFile], rows: dict[str, LedgerFile]) -> None:
         if spans:
             stages.add_row(name, f"{statistics.median(spans):.1f}", f"{max(spans):.1f}")
     console.print(stages)
+
+
+def write_report(ledger: Ledger, state: Path, night: date, began: datetime) -> None:
+    """The night's timeline plot and per-night table, as ``rucio-magic report`` writes them."""
+    from rucio_magic_ext.report import write
+    from rucio_magic_ext.report.query import load_rows
+
+    until = utcnow()
+    rows = [row for row in load_rows(ledger, began, until, ORM) if row.night == night]
+    plot = write.write_plot(rows, state / "report.png", began, until, what=f"{ORM}, night {night}")
+    table = write.write_table(rows, state / "report.md")
+    console.print(f"report: {plot} (timeline), {table} (per night)")
 
 
 def _spans(rows: Any, start: str, end: str) -> list[float]:

@@ -1,0 +1,226 @@
+"""Where the MAGIC flow stands now: counts from the ledger and from Rucio, for the gauges and ``status``.
+
+Every figure is one grouped query (ledger files per night and state, carriers per state, Rucio rules per
+DID type and state, available replicas per RSE), so a census costs the same whether a night or a year of
+data is in flight. The gauges and ``rucio-magic status`` read the same census, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from rucio_magic_ext import layout, monitoring
+from rucio_magic_ext.carrier.batches import CARRIER_SCOPE
+from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerEvent, LedgerFile
+from rucio_magic_ext.ledger.states import UNSAFE, CarrierState, FileState
+from rucio_magic_ext.ledger.store import Ledger, utcnow
+
+MAGIC_SCOPES = (*layout.SCOPES, CARRIER_SCOPE)
+CARRIER_KIND = "CARRIER"  # rules on carrier batches, apart from the policy's rules on MAGIC data
+ERROR_WINDOW = timedelta(hours=24)
+_LIVE = tuple(state for state in CarrierState if state is not CarrierState.GONE)
+
+
+@dataclass(frozen=True)
+class Count:
+    files: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: Count) -> Count:
+        return Count(self.files + other.files, self.bytes + other.bytes)
+
+
+@dataclass(frozen=True)
+class StuckRule:
+    rule_id: str
+    did: str
+    rse_expression: str
+    error: str | None
+    since: datetime
+
+
+@dataclass(frozen=True)
+class RecentError:
+    at: datetime
+    rse: str
+    path: str
+    state: str
+    actor: str
+    detail: str
+
+
+@dataclass
+class Census:
+    taken_at: datetime
+    files: dict[tuple[str, date | None, FileState], Count] = field(default_factory=dict)
+    oldest_unsafe: dict[tuple[str, date | None], datetime] = field(default_factory=dict)  # earliest seen_at
+    carriers: dict[tuple[str, CarrierState], int] = field(default_factory=dict)
+    errors: list[RecentError] = field(default_factory=list)
+    rules: dict[tuple[str, str], int] = field(default_factory=dict)  # (DID type or CARRIER, rule state)
+    locks: dict[str, int] = field(default_factory=dict)  # lock state -> files, policy rules only
+    replicas: dict[str, Count] = field(default_factory=dict)  # available MAGIC replicas per RSE
+    stuck: list[StuckRule] = field(default_factory=list)
+
+    @property
+    def rses(self) -> list[str]:
+        return sorted({rse for rse, _, _ in self.files} | {rse for rse, _ in self.carriers})
+
+    def nights(self, rse: str) -> list[date | None]:
+        return sorted({night for r, night, _ in self.files if r == rse}, key=lambda night: night or date.min)
+
+    def count(self, rse: str, night: date | None = None, states: Iterable[FileState] | None = None) -> Count:
+        """Files and bytes of ``rse`` (one night, or all) in ``states`` (or any)."""
+        wanted = set(states) if states is not None else None
+        total = Count()
+        for (r, n, state), count in self.files.items():
+            if r == rse and (night is None or n == night) and (wanted is None or state in wanted):
+                total += count
+        return total
+
+    def at_risk(self, rse: str, night: date | None = None) -> Count:
+        """What exists only at the source: lost with the observatory disk."""
+        return self.count(rse, night, UNSAFE)
+
+    def oldest(self, rse: str, night: date | None = None) -> datetime | None:
+        """When the oldest file not yet safe off-site appeared."""
+        found = [seen for (r, n), seen in self.oldest_unsafe.items() if r == rse and (night is None or n == night)]
+        return min(found) if found else None
+
+    def oldest_age(self, rse: str, night: date | None = None) -> timedelta | None:
+        oldest = self.oldest(rse, night)
+        return self.taken_at - oldest if oldest else None
+
+
+def take(ledger: Ledger, rse: str | None = None, rucio: bool = True, scopes: Sequence[str] = MAGIC_SCOPES) -> Census:
+    """A census of the ledger (of one source RSE, or all) and, with ``rucio``, of Rucio's MAGIC scopes."""
+    census = Census(taken_at=utcnow())
+    _ledger_counts(census, ledger, rse)
+    if rucio:
+        _rucio_counts(census, scopes)
+    return census
+
+
+def publish(census: Census) -> None:
+    """The census as gauges: a state or RSE that emptied out drops to 0."""
+    files: dict[tuple[str, ...], float] = {}
+    sizes: dict[tuple[str, ...], float] = {}
+    for rse in census.rses:
+        for state in FileState:
+            count = census.count(rse, states=[state])
+            files[(rse, state.value)], sizes[(rse, state.value)] = count.files, count.bytes
+    monitoring.gauges(monitoring.SOURCE_FILES, files)
+    monitoring.gauges(monitoring.SOURCE_BYTES, sizes)
+    risk = {rse: census.at_risk(rse) for rse in census.rses}
+    monitoring.gauges(monitoring.RISK_FILES, {(rse,): count.files for rse, count in risk.items()})
+    monitoring.gauges(monitoring.RISK_BYTES, {(rse,): count.bytes for rse, count in risk.items()})
+    ages = {rse: census.oldest_age(rse) for rse in census.rses}
+    monitoring.gauges(monitoring.RISK_OLDEST, {(rse,): age.total_seconds() if age else 0 for rse, age in ages.items()})
+    carriers = {(rse, state.value): 0 for rse in census.rses for state in _LIVE}
+    carriers.update({(rse, state.value): n for (rse, state), n in census.carriers.items()})
+    monitoring.gauges(monitoring.CARRIERS, carriers)
+    monitoring.gauges(monitoring.RULES, dict(census.rules.items()))
+    monitoring.gauges(monitoring.LOCKS, {(state,): n for state, n in census.locks.items()})
+    monitoring.gauges(monitoring.REPLICAS_FILES, {(rse,): count.files for rse, count in census.replicas.items()})
+    monitoring.gauges(monitoring.REPLICAS_BYTES, {(rse,): count.bytes for rse, count in census.replicas.items()})
+
+
+def _ledger_counts(census: Census, ledger: Ledger, rse: str | None) -> None:
+    files = LedgerFile
+    mine = [files.rse == rse] if rse else []
+    with ledger.session() as session:
+        grouped = select(
+            files.rse, files.night, files.state, func.count(), func.coalesce(func.sum(files.size), 0)
+        ).group_by(files.rse, files.night, files.state)
+        for r, night, state, count, size in session.execute(grouped.where(*mine)):
+            census.files[(r, night, state)] = Count(count, int(size))
+        oldest = (
+            select(files.rse, files.night, func.min(files.seen_at))
+            .where(files.state.in_(list(UNSAFE)), *mine)
+            .group_by(files.rse, files.night)
+        )
+        census.oldest_unsafe = {(r, night): seen for r, night, seen in session.execute(oldest) if seen}
+        carriers = select(LedgerCarrier.rse, LedgerCarrier.state, func.count()).where(
+            LedgerCarrier.state != CarrierState.GONE, *([LedgerCarrier.rse == rse] if rse else [])
+        )
+        for r, state, count in session.execute(carriers.group_by(LedgerCarrier.rse, LedgerCarrier.state)):
+            census.carriers[(r, state)] = count
+        census.errors = recent_errors(session, rse, census.taken_at - ERROR_WINDOW)
+
+
+def recent_errors(session: Session, rse: str | None, since: datetime, limit: int = 10) -> list[RecentError]:
+    """The latest failures and set-asides: what an operator looks at first."""
+    events, files = LedgerEvent, LedgerFile
+    query = (
+        select(events.at, files.rse, files.path, events.state, events.actor, events.detail)
+        .join(files, files.id == events.file_id)
+        .where(
+            events.at >= since,
+            or_(
+                events.detail.like("error:%"),
+                events.state.in_([FileState.REJECTED, FileState.QUARANTINED]),
+            ),
+            *([files.rse == rse] if rse else []),
+        )
+        .order_by(events.at.desc(), events.id.desc())
+        .limit(limit)
+    )
+    return [
+        RecentError(at, r, path, state.value, actor, detail or "")
+        for at, r, path, state, actor, detail in session.execute(query)
+    ]
+
+
+def _rucio_counts(census: Census, scopes: Sequence[str]) -> None:
+    from rucio.common.types import InternalScope
+    from rucio.core.rse import get_rse_name
+    from rucio.db.sqla import models
+    from rucio.db.sqla.constants import DatabaseOperationType, ReplicaState, RuleState
+    from rucio.db.sqla.session import db_session
+
+    rules, replicas = models.ReplicationRule, models.RSEFileAssociation
+    internal = [InternalScope(scope) for scope in scopes]
+    with db_session(DatabaseOperationType.READ) as session:
+        grouped = (
+            select(
+                rules.scope,
+                rules.did_type,
+                rules.state,
+                func.count(),
+                func.sum(rules.locks_ok_cnt),
+                func.sum(rules.locks_replicating_cnt),
+                func.sum(rules.locks_stuck_cnt),
+            )
+            .where(rules.scope.in_(internal))
+            .group_by(rules.scope, rules.did_type, rules.state)
+        )
+        locks = {"OK": 0, "REPLICATING": 0, "STUCK": 0}
+        for scope, did_type, state, count, ok, replicating, stuck in session.execute(grouped):
+            is_carrier = scope.external == CARRIER_SCOPE
+            kind = CARRIER_KIND if is_carrier else did_type.name
+            census.rules[(kind, state.name)] = census.rules.get((kind, state.name), 0) + count
+            if not is_carrier:
+                for name, value in (("OK", ok), ("REPLICATING", replicating), ("STUCK", stuck)):
+                    locks[name] += int(value or 0)
+        census.locks = locks
+        available = (
+            select(replicas.rse_id, func.count(), func.coalesce(func.sum(replicas.bytes), 0))
+            .where(replicas.scope.in_(internal), replicas.state == ReplicaState.AVAILABLE)
+            .group_by(replicas.rse_id)
+        )
+        for rse_id, count, size in session.execute(available):
+            census.replicas[get_rse_name(rse_id=rse_id, session=session)] = Count(count, int(size))
+        stuck = (
+            select(rules.id, rules.scope, rules.name, rules.rse_expression, rules.error, rules.updated_at)
+            .where(rules.scope.in_(internal), rules.state == RuleState.STUCK)
+            .order_by(rules.updated_at)
+            .limit(20)
+        )
+        census.stuck = [
+            StuckRule(str(rule_id), f"{scope.external}:{name}", expression, error, updated)
+            for rule_id, scope, name, expression, error, updated in session.execute(stuck)
+        ]

@@ -1,0 +1,163 @@
+"""``rucio-magic status``: one screen for an operator, from a census; ``--json`` for scripts.
+
+Pure rendering: the census (census.py) does the reading, so the screen shows the same numbers as the
+gauges. "Waiting" bytes are those that exist only at the source; "oldest unsafe" is when the oldest of
+them appeared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from tabulate import tabulate
+
+from rucio_magic_ext.census import Census
+from rucio_magic_ext.ledger.states import FileState
+
+
+def render(census: Census) -> str:
+    lines = [f"MAGIC flow at {census.taken_at:%Y-%m-%d %H:%M:%S} UTC", ""]
+    if not census.rses:
+        lines.append("the ledger knows no file yet")
+    for rse in census.rses:
+        lines += _source(census, rse)
+    if census.rules or census.replicas:
+        lines += _rucio(census)
+    lines += ["", f"recent errors ({len(census.errors)} in the last 24 h, newest first)"]
+    rows = [(f"{e.at:%m-%d %H:%M:%S}", e.rse, e.path, e.state, e.actor, _short(e.detail)) for e in census.errors]
+    lines.append(_indent(tabulate(rows, tablefmt="plain")) if rows else "  none")
+    return "\n".join(lines)
+
+
+def _source(census: Census, rse: str) -> list[str]:
+    risk, age = census.at_risk(rse), census.oldest_age(rse)
+    carriers = ", ".join(f"{state.value} {n}" for (r, state), n in sorted(census.carriers.items()) if r == rse)
+    lines = [
+        f"{rse}: {risk.files} files ({_size(risk.bytes)}) only here"
+        + (f", the oldest seen {_age(age)} ago" if age is not None else "")
+        + f"; carriers: {carriers or 'none'}"
+    ]
+    states = [state for state in FileState if census.count(rse, states=[state]).files]
+    header = ["night", "files", *(state.value for state in states), "waiting", "oldest unsafe"]
+    rows = []
+    for night in census.nights(rse):
+        night_age = census.oldest_age(rse, night)
+        rows.append(
+            [
+                str(night or "-"),
+                census.count(rse, night).files,
+                *(census.count(rse, night, [state]).files or "" for state in states),
+                _size(census.at_risk(rse, night).bytes),
+                _age(night_age) if night_age is not None else "",
+            ]
+        )
+    lines.append(_indent(tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True)))
+    return lines
+
+
+def _rucio(census: Census) -> list[str]:
+    kinds = sorted({kind for kind, _ in census.rules})
+    rules = "; ".join(
+        f"{kind}: " + ", ".join(f"{state} {n}" for (k, state), n in sorted(census.rules.items()) if k == kind)
+        for kind in kinds
+    )
+    locks = ", ".join(f"{state} {n}" for state, n in census.locks.items())
+    replicas = "; ".join(f"{rse} {c.files} files {_size(c.bytes)}" for rse, c in sorted(census.replicas.items()))
+    lines = [
+        "",
+        "Rucio, MAGIC scopes",
+        f"  rules     {rules or 'none'}",
+        f"  files     {locks or 'none'} (locks of the policy's rules)",
+        f"  replicas  {replicas or 'none'}",
+    ]
+    if stuck := census.stuck:
+        lines.append(f"  stuck rules ({len(stuck)}):")
+        rows = [(r.rule_id, r.did, r.rse_expression, f"{r.since:%m-%d %H:%M}", _short(r.error or "")) for r in stuck]
+        lines.append(_indent(tabulate(rows, tablefmt="plain"), 4))
+    return lines
+
+
+def as_json(census: Census) -> dict[str, Any]:
+    def night_key(night: date | None) -> str | None:
+        return night.isoformat() if night else None
+
+    sources = []
+    for rse in census.rses:
+        nights = []
+        for night in census.nights(rse):
+            states = {
+                state.value: {"files": c.files, "bytes": c.bytes}
+                for state in FileState
+                if (c := census.count(rse, night, [state])).files
+            }
+            nights.append(
+                {
+                    "night": night_key(night),
+                    "states": states,
+                    "waiting_bytes": census.at_risk(rse, night).bytes,
+                    "oldest_unsafe": _iso(census.oldest(rse, night)),
+                }
+            )
+        risk = census.at_risk(rse)
+        sources.append(
+            {
+                "rse": rse,
+                "at_risk": {"files": risk.files, "bytes": risk.bytes},
+                "oldest_unsafe": _iso(census.oldest(rse)),
+                "oldest_unsafe_age_seconds": _seconds(census.oldest_age(rse)),
+                "carriers": {state.value: n for (r, state), n in sorted(census.carriers.items()) if r == rse},
+                "nights": nights,
+            }
+        )
+    return {
+        "taken_at": census.taken_at.isoformat(),
+        "sources": sources,
+        "rucio": {
+            "rules": [{"kind": kind, "state": state, "count": n} for (kind, state), n in sorted(census.rules.items())],
+            "locks": census.locks,
+            "replicas": {rse: {"files": c.files, "bytes": c.bytes} for rse, c in sorted(census.replicas.items())},
+            "stuck_rules": [_plain(rule) for rule in census.stuck],
+        },
+        "recent_errors": [_plain(error) for error in census.errors],
+    }
+
+
+def _plain(record: Any) -> dict[str, Any]:
+    return {key: _iso(value) if isinstance(value, datetime) else value for key, value in asdict(record).items()}
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+def _age(age: timedelta) -> str:
+    seconds = int(age.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _seconds(age: timedelta | None) -> float | None:
+    return age.total_seconds() if age is not None else None
+
+
+def _short(text: str, width: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _indent(text: str, by: int = 2) -> str:
+    return "\n".join(" " * by + line for line in text.splitlines())
