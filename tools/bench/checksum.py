@@ -91,8 +91,13 @@ def main(argv: list[str] | None = None) -> int:
             for name, run in runs.items():
                 best[name] = max(best[name], timed(path, args.size, run))
 
-    result = {"size_bytes": args.size, "buffer_bytes": buffer_size, "repeat": args.repeat, "mb_per_s": best,
-              "ratio_to_read": {name: best[name] / best["read"] for name in best}}
+    result = {
+        "size_bytes": args.size,
+        "buffer_bytes": buffer_size,
+        "repeat": args.repeat,
+        "mb_per_s": best,
+        "ratio_to_read": {name: best[name] / best["read"] for name in best},
+    }
     for name, speed in best.items():
         print(f"{name:<12} {speed:9.1f} MB/s  ratio {speed / best['read']:.2f}")
     if args.json_file:
