@@ -28,17 +28,11 @@ from rucio_magic_ext.ledger import FileState, Ledger
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.ledger.states import FLOW
 from rucio_magic_ext.ledger.store import utcnow
+from rucio_magic_ext.report.nights import STAGES
 from tools.make_night import PlannedFile, plan_night, write_night
 
 ORM, PIC = "ORM-ONSITE", "PIC-DISK"
 DONE = frozenset({FileState.DELETED, FileState.REJECTED, FileState.QUARANTINED})
-STAGES = (
-    ("seen -> registered", "seen_at", "registered_at"),
-    ("registered -> replicated", "registered_at", "replicated_at"),
-    ("replicated -> verified", "replicated_at", "verified_at"),
-    ("verified -> deleted at source", "verified_at", "deleted_at"),
-    ("seen -> deleted at source", "seen_at", "deleted_at"),
-)
 console = Console() if sys.stdout.isatty() else Console(width=110)
 
 
