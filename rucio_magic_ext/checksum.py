@@ -85,6 +85,16 @@ def read_blocks(
         yield from _read_ahead(stream, buffer_size)
 
 
+def read_file_blocks(
+    stream: ReadIntoStream, size: int, buffer_size: int = DEFAULT_BUFFER_SIZE
+) -> Iterator[memoryview]:
+    """Blocks of a stream whose size is known: a file smaller than one block gets a buffer of its own size and
+    no reader thread, so that many small files cost what their bytes cost, not three big buffers each."""
+    if size < buffer_size:
+        return read_blocks(stream, size + 1, read_ahead=False)  # one read, and one more that finds the end
+    return read_blocks(stream, buffer_size)
+
+
 _END = object()
 
 
@@ -148,8 +158,8 @@ def checksum_file(
     buffer_size: int = DEFAULT_BUFFER_SIZE,
 ) -> dict[str, str]:
     """Checksums of a local file; small files skip the reader thread and the big buffers."""
+    digest = StreamingChecksum(algorithms)
     with open(path, "rb", buffering=0) as stream:
-        size = os.fstat(stream.fileno()).st_size
-        if size < buffer_size:
-            return checksum_stream(stream, algorithms, buffer_size=size + 1, read_ahead=False)[1]
-        return checksum_stream(stream, algorithms, buffer_size)[1]
+        for block in read_file_blocks(stream, os.fstat(stream.fileno()).st_size, buffer_size):
+            digest.update(block)
+    return digest.hexdigests()

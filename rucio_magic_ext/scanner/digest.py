@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from rucio_magic_ext.checksum import StreamingChecksum, read_blocks
+from rucio_magic_ext.checksum import StreamingChecksum, read_file_blocks
 from rucio_magic_ext.ledger import FileState
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.ledger.store import utcnow
@@ -37,11 +37,11 @@ class Digest:
     checksums: dict[str, str]
 
 
-def digest_stream(stream: object, algorithms: tuple[str, ...], gzip: bool) -> Digest:
-    """Checksums of a stream, checking on the way that a gzip stream is whole."""
+def digest_stream(stream: object, algorithms: tuple[str, ...], gzip: bool, size: int) -> Digest:
+    """Checksums of a stream of ``size`` bytes, checking on the way that a gzip stream is whole."""
     checksum = StreamingChecksum(algorithms)
     inflater = zlib.decompressobj(wbits=31) if gzip else None
-    for block in read_blocks(stream):  # type: ignore[arg-type]
+    for block in read_file_blocks(stream, size):  # type: ignore[arg-type]
         checksum.update(block)
         if inflater is not None and not inflater.eof:
             try:
@@ -91,7 +91,7 @@ def _checksums(context: Context, row: LedgerFile) -> dict[str, str]:
         found = context.storage.checksum(location, algorithms)
     else:
         with context.storage.open_read(location) as stream:
-            digest = digest_stream(stream, algorithms, gzip=row.path.endswith(".gz"))
+            digest = digest_stream(stream, algorithms, gzip=row.path.endswith(".gz"), size=row.size)
         if digest.size != row.size:
             raise Unfinished(f"read {digest.size} bytes of {row.size}")
         found = digest.checksums

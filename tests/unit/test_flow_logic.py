@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import zlib
@@ -60,24 +61,31 @@ def test_an_empty_file_just_created_may_still_grow() -> None:
 # --- checksum ------------------------------------------------------------------------------------------------
 
 
-def test_digest_of_a_plain_stream_is_zlib_adler32() -> None:
-    data = os.urandom(3_000_000)
-    digest = digest_stream(io.BytesIO(data), ("adler32", "md5"), gzip=False)
+@pytest.mark.parametrize("size", [3_000, 3_000_000, 20_000_000])
+def test_digest_of_a_plain_stream_is_zlib_adler32(size: int) -> None:
+    data = os.urandom(size)
+    digest = digest_stream(io.BytesIO(data), ("adler32", "md5"), gzip=False, size=size)
     assert digest.size == len(data)
     assert digest.checksums["adler32"] == f"{zlib.adler32(data):08x}"
+    assert digest.checksums["md5"] == hashlib.md5(data).hexdigest()
+
+
+def test_a_file_that_grew_after_its_size_was_taken_is_read_to_its_end() -> None:
+    data = os.urandom(50_000)
+    assert digest_stream(io.BytesIO(data), ("adler32",), gzip=False, size=1_000).size == len(data)
 
 
 def test_a_whole_gzip_stream_passes_and_a_truncated_or_broken_one_does_not() -> None:
     whole = gzip.compress(os.urandom(200_000) + b"\0" * 2_000_000)
-    assert digest_stream(io.BytesIO(whole), ("adler32",), gzip=True).size == len(whole)
+    assert digest_stream(io.BytesIO(whole), ("adler32",), gzip=True, size=len(whole)).size == len(whole)
     with pytest.raises(Unfinished, match="trailer"):
-        digest_stream(io.BytesIO(whole[:-8]), ("adler32",), gzip=True)
+        digest_stream(io.BytesIO(whole[:-8]), ("adler32",), gzip=True, size=len(whole[:-8]))
     broken = bytearray(whole)
     broken[200:240] = b"\xff" * 40
     with pytest.raises(Corrupt):
-        digest_stream(io.BytesIO(bytes(broken)), ("adler32",), gzip=True)
+        digest_stream(io.BytesIO(bytes(broken)), ("adler32",), gzip=True, size=len(broken))
     with pytest.raises(Corrupt, match="after the end"):
-        digest_stream(io.BytesIO(whole + b"junk"), ("adler32",), gzip=True)
+        digest_stream(io.BytesIO(whole + b"junk"), ("adler32",), gzip=True, size=len(whole + b"junk"))
 
 
 # --- discover -------------------------------------------------------------------------------------------------
