@@ -22,10 +22,11 @@ from sqlalchemy import and_, event, or_, select
 from sqlalchemy.orm import Session
 
 from rucio_magic_ext.ledger.store import chunks
+from rucio_magic_ext.scanner import describe
+from rucio_magic_ext.scanner.describe import DID_COLUMN_KEYS
 from rucio_magic_ext.storage.base import LoggerFunction
 
 REGION = make_region().configure("dogpile.cache.memory", expiration_time=600)
-DID_COLUMN_KEYS = frozenset({"project", "datatype", "run_number"})  # kept by Rucio without JSON support
 
 DID = tuple[str, str]  # (scope, name), external scope
 
@@ -122,6 +123,7 @@ class Catalogue:
                         f"already registered at {self.rse} with path {stored}, not {file.path}: "
                         "Rucio would keep the old one"
                     )
+            created = self._absent_dids([(f.scope, f.name) for f in new], session)
             for chunk in chunks(new):
                 add_replicas(
                     rse_id=self.rse_id,
@@ -131,11 +133,17 @@ class Catalogue:
                     session=session,
                 )
             described = [f for f in files if (f.scope, f.name) not in conflicts]
+            if describe.can_write_directly(session):
+                fresh = [f for f in described if (f.scope, f.name) in created]
+                describe.describe_created([(f.scope, f.name, f.metadata) for f in fresh], session)
+                described_by_rucio = [f for f in described if (f.scope, f.name) not in created]
+            else:
+                described_by_rucio = described
             keep = None if json_implemented(session=session) else DID_COLUMN_KEYS
             set_dids_metadata_bulk(
                 dids=[
                     {"scope": InternalScope(f.scope), "name": f.name, "meta": _only(f.metadata, keep)}
-                    for f in described
+                    for f in described_by_rucio
                 ],
                 session=session,
             )
@@ -156,6 +164,19 @@ class Catalogue:
         if file.md5:
             replica["md5"] = file.md5
         return replica
+
+    def _absent_dids(self, dids: Sequence[DID], session: Session) -> set[DID]:
+        """Which of ``dids`` Rucio does not know yet: registering them creates them."""
+        from rucio.db.sqla import models
+
+        table = models.DataIdentifier
+        known: set[DID] = set()
+        for chunk in chunks(list(dids)):
+            query = select(table.scope, table.name).where(
+                or_(*(and_(table.scope == InternalScope(scope), table.name == name) for scope, name in chunk))
+            )
+            known.update((scope.external, name) for scope, name in session.execute(query))
+        return set(dids) - known
 
     def _replica_paths(self, dids: Sequence[DID], session: Session) -> dict[DID, str]:
         from rucio.db.sqla import models

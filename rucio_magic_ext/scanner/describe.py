@@ -1,0 +1,70 @@
+"""Metadata of newly registered files, in two statements for a whole batch.
+
+Rucio's ``set_dids_metadata_bulk`` goes DID by DID and plugin by plugin (a lookup, a read of the JSON row,
+a flush, for each file), about 8 ms per file. For files whose DIDs the same transaction has just created
+nothing is there to merge with, so with Rucio's default plugins (DID columns, then JSON on PostgreSQL) the
+scanner writes the same rows Rucio would: one UPDATE of the DID columns and one INSERT of the JSON rows.
+Any other set-up goes through Rucio's own path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rucio.common.types import InternalScope
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.orm import Session
+
+# Keys Rucio keeps in DID columns (its DID-column plugin manages them), and our values' types for them.
+DID_COLUMN_KEYS = frozenset({"project", "datatype", "run_number"})
+
+Described = tuple[str, str, Mapping[str, Any]]  # scope, name, metadata
+
+
+def can_write_directly(session: Session) -> bool:
+    """Rucio's default metadata plugins on PostgreSQL: the only set-up whose rows this module writes."""
+    from rucio.core.did_meta_plugins import METADATA_PLUGIN_MODULES
+    from rucio.core.did_meta_plugins.did_column_meta import DidColumnMeta
+    from rucio.core.did_meta_plugins.json_meta import JSONDidMeta
+
+    plugins = [type(plugin) for plugin in METADATA_PLUGIN_MODULES]
+    return (
+        session.bind is not None
+        and session.bind.dialect.name == "postgresql"
+        and plugins
+        == [
+            DidColumnMeta,
+            JSONDidMeta,
+        ]
+    )
+
+
+def describe_created(files: Sequence[Described], session: Session) -> None:
+    """Set the metadata of files whose DIDs were created in this transaction (no metadata row exists yet)."""
+    from rucio.db.sqla import models
+
+    if not files:
+        return
+    dids = models.DataIdentifier.__table__
+    columns = sorted(DID_COLUMN_KEYS)
+    session.execute(
+        update(dids)
+        .where(dids.c.scope == bindparam("did_scope"), dids.c.name == bindparam("did_name"))
+        .values({column: bindparam(f"new_{column}") for column in columns}),
+        [
+            {
+                "did_scope": InternalScope(scope),
+                "did_name": name,
+                **{f"new_{column}": meta.get(column) for column in columns},
+            }
+            for scope, name, meta in files
+        ],
+    )
+    rows = [
+        {"scope": InternalScope(scope), "name": name, "meta": extra}
+        for scope, name, meta in files
+        if (extra := {key: value for key, value in meta.items() if key not in DID_COLUMN_KEYS})
+    ]
+    if rows:
+        session.execute(insert(models.DidMeta.__table__), rows)
