@@ -22,6 +22,7 @@ DEFAULT_PORT = 18080
 POLICY_PACKAGE = os.environ.get("DEVSTACK_POLICY_PACKAGE", "rucio_magic_ext.policy")
 # The project's tool, which really copies between the local storages (rucio_magic_ext.transfertool).
 DEFAULT_TRANSFERTOOL = "magic"
+NO_CACHE_PORT = 9  # discard: nothing answers there
 
 
 @dataclasses.dataclass
@@ -42,6 +43,7 @@ class Settings:
     policy_package: str = POLICY_PACKAGE
     transfertool: str = DEFAULT_TRANSFERTOOL
     extra: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # rucio.cfg overrides
+    cache_port: int = 0  # the stack's own memcached; 0 without one (Rucio then caches nothing)
 
     @property
     def rucio_cfg(self) -> Path:
@@ -137,6 +139,9 @@ def write_configs(settings: Settings) -> None:
         "carrier_max_age_seconds": "30",
         "dwell_seconds": "0",
         "migrate_repo": str(rucio_dir / "db" / "sqla" / "migrate_repo"),
+        # Without a memcached of its own, a port where nothing listens: Rucio finds no cache and uses none,
+        # rather than one that another stack on this host fills.
+        "cache_url": f"127.0.0.1:{settings.cache_port or NO_CACHE_PORT}",
     }
     for folder in (settings.state, settings.log_dir, settings.run_dir):
         folder.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -22,10 +23,16 @@ from typing import Any
 
 from . import database, processes
 from .config import DEFAULT_STATE, ETC, REPO, Settings, write_configs
-from .daemons import DAEMONS, SERVER, Daemon, by_name
+from .daemons import DAEMONS, MEMCACHED, SERVER, Daemon, by_name
 
 ONCE_SCRIPT = Path(__file__).with_name("once.py")
 SITE_CFG = ETC / "site.cfg"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class StackError(RuntimeError):
@@ -69,12 +76,15 @@ class Stack:
     ) -> None:
         """Prepare config and database, bootstrap the site, start the server and ``daemons`` (default: all)."""
         chosen = list(DAEMONS) if daemons is None else [by_name(name) for name in daemons]
+        self.settings.cache_port = free_port() if shutil.which("memcached") else 0
         self.settings.save()
         write_configs(self.settings)
         database.create(self.settings)
         self._step("database", database.build_schema, self.settings, self.env)
         self.bootstrap_site(site)
         try:
+            if self.settings.cache_port:
+                self._start(MEMCACHED)
             self._start(SERVER)
             self.wait_for_server(timeout)
             for daemon in chosen:
@@ -178,7 +188,8 @@ class Stack:
 
     def _start(self, daemon: Daemon) -> None:
         settings = self.settings
-        processes.start(daemon.name, daemon.command(port=settings.port), self.env, settings.log_dir, settings.run_dir)
+        command = daemon.command(port=settings.port, cache_port=settings.cache_port)
+        processes.start(daemon.name, command, self.env, settings.log_dir, settings.run_dir)
 
     @staticmethod
     def _step(what: str, function: Any, *args: Any, **kwargs: Any) -> None:
