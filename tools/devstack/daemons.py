@@ -49,7 +49,10 @@ SERVER = Daemon("server", ("{bin}/gunicorn", "--workers", "2", "--timeout", "120
                            "-b", "127.0.0.1:{port}", "rucio.web.rest.flaskapi.v1.main:application"))
 
 # Rucio's cache, when memcached is installed: the stack's own, on a port of its own, 64 MB.
-MEMCACHED = Daemon("memcached", ("memcached", "-l", "127.0.0.1", "-p", "{cache_port}", "-U", "0", "-m", "64"))
+# memcached refuses to start as root unless told which user to be: it is told the one it runs as.
+MEMCACHED = Daemon(
+    "memcached", ("memcached", "-l", "127.0.0.1", "-p", "{cache_port}", "-U", "0", "-m", "64", "-u", "{user}")
+)
 
 DAEMONS: list[Daemon] = [
     Daemon("judge-evaluator", ("{bin}/rucio-judge-evaluator", "--sleep-time", SLEEP), "devstack.fast:judge_evaluator"),

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import os
 import shutil
 import socket
@@ -85,6 +86,7 @@ class Stack:
         try:
             if self.settings.cache_port:
                 self._start(MEMCACHED)
+                self.wait_for_port(MEMCACHED, self.settings.cache_port)
             self._start(SERVER)
             self.wait_for_server(timeout)
             for daemon in chosen:
@@ -170,6 +172,16 @@ class Stack:
             log_file = self.settings.log_dir / "round.once.log"
             raise StackError(f"a round of {steps} exited with {result.returncode}; see {log_file}")
 
+    def wait_for_port(self, daemon: Daemon, port: int, timeout: float = 10) -> None:
+        """Wait until ``daemon`` accepts connections on ``port``; raise, naming its log, if it never does."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise StackError(f"{daemon.name} does not answer on port {port}; see {self.settings.log_dir / daemon.name}.log")
+
     def ping(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as response:
@@ -188,7 +200,7 @@ class Stack:
 
     def _start(self, daemon: Daemon) -> None:
         settings = self.settings
-        command = daemon.command(port=settings.port, cache_port=settings.cache_port)
+        command = daemon.command(port=settings.port, cache_port=settings.cache_port, user=getpass.getuser())
         processes.start(daemon.name, command, self.env, settings.log_dir, settings.run_dir)
 
     @staticmethod
