@@ -41,7 +41,7 @@ class Place:
     pg_database: str = DATABASE
 
     def stack(self, extra: dict[str, dict[str, str]]) -> Stack:
-        return Stack(self.state, db="postgresql", port=self.port, pg_database=self.pg_database, extra=extra)
+        return Stack(self.state, db="postgresql", port=self.port, pg_database=self.pg_database, extra=extra, cache=True)
 
 
 @contextmanager

@@ -43,7 +43,11 @@ class Settings:
     policy_package: str = POLICY_PACKAGE
     transfertool: str = DEFAULT_TRANSFERTOOL
     extra: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # rucio.cfg overrides
-    cache_port: int = 0  # the stack's own memcached; 0 without one (Rucio then caches nothing)
+    # Rucio's cache in a memcached of the stack's own, as sites run it (when memcached is installed). Off by
+    # default: step-by-step tests expect what a cache delays, e.g. the reaper pauses an RSE it found nothing
+    # to delete on for 2 minutes, and only a cache remembers the pause.
+    cache: bool = False
+    cache_port: int = 0  # 0: no memcached (Rucio then caches nothing)
 
     @property
     def rucio_cfg(self) -> Path:

@@ -77,7 +77,7 @@ class Stack:
     ) -> None:
         """Prepare config and database, bootstrap the site, start the server and ``daemons`` (default: all)."""
         chosen = list(DAEMONS) if daemons is None else [by_name(name) for name in daemons]
-        self.settings.cache_port = free_port() if shutil.which("memcached") else 0
+        self.settings.cache_port = free_port() if self.settings.cache and shutil.which("memcached") else 0
         self.settings.save()
         write_configs(self.settings)
         database.create(self.settings)
