@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import zlib
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -77,3 +79,13 @@ def assert_all_in(plan: list[PlannedFile], state: FileState) -> None:
         if p.path not in rows or rows[p.path].state is not state
     ]
     assert not laggards, f"{len(laggards)} of {len(plan)} not {state.value}: {laggards[:5]}"
+
+
+@contextmanager
+def unavailable(rucio_client: Any, rse: str, operation: str) -> Iterator[None]:
+    """``rse`` refuses ``operation`` (read, write, delete) for the block, as an operator would switch it off."""
+    rucio_client.update_rse(rse, {f"availability_{operation}": False})
+    try:
+        yield
+    finally:
+        rucio_client.update_rse(rse, {f"availability_{operation}": True})

@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from scenery import (
     orm_root,
     placement,
     rows_of,
+    unavailable,
     write_observed_night,
 )
 
@@ -120,22 +119,13 @@ def test_a_copy_damaged_or_lost_before_verification_is_sent_again_and_only_then_
     ]
 
 
-@contextmanager
-def unwritable(rucio_client: Any, rse: str) -> Iterator[None]:
-    rucio_client.update_rse(rse, {"availability_write": False})
-    try:
-        yield
-    finally:
-        rucio_client.update_rse(rse, {"availability_write": True})
-
-
 def test_nothing_leaves_la_palma_while_the_destination_refuses_writes(
     rucio_stack: Any, rucio_client: Any, flow: Any
 ) -> None:
     plan = write_observed_night(rucio_stack, date(2020, 4, 3), seed=43)
     rucio_stack.run_once("magic-scanner")  # the rules exist; then the destination stops taking writes
     assert_all_in(plan, FileState.PROTECTED)
-    with unwritable(rucio_client, PIC):
+    with unavailable(rucio_client, PIC, "write"):
         with pytest.raises(pytest.fail.Exception):
             flow(lambda: False, rounds=3)
         assert all((orm_root(rucio_stack) / p.path).exists() for p in plan)
@@ -159,7 +149,7 @@ def test_a_two_destination_policy_waits_for_both_copies(rucio_stack: Any, rucio_
     assert dl3
     rucio_stack.run_once("magic-scanner")
     assert_all_in(plan, FileState.PROTECTED)
-    with unwritable(rucio_client, "PIC-ANALYSIS"):
+    with unavailable(rucio_client, "PIC-ANALYSIS", "write"):
         flow(lambda: all_in(others, FileState.DELETED))
         assert all((orm_root(rucio_stack) / p.path).exists() for p in dl3)  # one of two copies is not enough
         assert {row.state for row in rows_of(dl3).values()} <= {FileState.PROTECTED, FileState.REPLICATED}

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
-from scenery import ORM, assert_all_in, dids_of, ledger, placement, rows_of, write_observed_night
+from scenery import ORM, assert_all_in, dids_of, ledger, placement, rows_of, unavailable, write_observed_night
 from sqlalchemy import func, select
 
 from rucio_magic_ext import census, cli, layout
@@ -119,15 +117,6 @@ def test_the_census_gauges_agree_with_the_ledger_and_with_rucio(rucio_stack: Any
         assert gauge("magic_replicas_files", rse=rse) == count, rse
 
 
-@contextmanager
-def unreadable(rucio_client: Any, rse: str) -> Iterator[None]:
-    rucio_client.update_rse(rse, {"availability_read": False})
-    try:
-        yield
-    finally:
-        rucio_client.update_rse(rse, {"availability_read": True})
-
-
 def test_status_shows_a_stuck_rule_and_what_waits_behind_it(
     rucio_stack: Any, rucio_client: Any, flow: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -140,7 +129,8 @@ def test_status_shows_a_stuck_rule_and_what_waits_behind_it(
     def stuck() -> set[str]:
         return {rule.did for rule in census.take(ledger()).stuck} & datasets
 
-    with unreadable(rucio_client, ORM):  # no transfer can find a source: Rucio gives up and the rules get stuck
+    # No transfer can find a source: Rucio gives up and the rules get stuck.
+    with unavailable(rucio_client, ORM, "read"):
         flow(lambda: bool(stuck()), without=("magic-carrier", "reaper"), rounds=6)
         assert cli.main(["status"]) == 0
         screen = capsys.readouterr().out
