@@ -96,10 +96,17 @@ class Census:
         return self.taken_at - oldest if oldest else None
 
 
-def take(ledger: Ledger, rse: str | None = None, rucio: bool = True, scopes: Sequence[str] = MAGIC_SCOPES) -> Census:
-    """A census of the ledger (of one source RSE, or all) and, with ``rucio``, of Rucio's MAGIC scopes."""
+def take(
+    ledger: Ledger,
+    rse: str | None = None,
+    rucio: bool = True,
+    scopes: Sequence[str] = MAGIC_SCOPES,
+    errors: bool = True,
+) -> Census:
+    """A census of the ledger (of one source RSE, or all) and, with ``rucio``, of Rucio's MAGIC scopes;
+    ``errors`` adds the latest errors, which a screen shows and the gauges do not need."""
     census = Census(taken_at=utcnow())
-    _ledger_counts(census, ledger, rse)
+    _ledger_counts(census, ledger, rse, errors)
     if rucio:
         _rucio_counts(census, scopes)
     return census
@@ -129,7 +136,7 @@ def publish(census: Census) -> None:
     monitoring.gauges(monitoring.REPLICAS_BYTES, {(rse,): count.bytes for rse, count in census.replicas.items()})
 
 
-def _ledger_counts(census: Census, ledger: Ledger, rse: str | None) -> None:
+def _ledger_counts(census: Census, ledger: Ledger, rse: str | None, errors: bool) -> None:
     files = LedgerFile
     mine = [files.rse == rse] if rse else []
     with ledger.session() as session:
@@ -149,7 +156,8 @@ def _ledger_counts(census: Census, ledger: Ledger, rse: str | None) -> None:
         )
         for r, state, count in session.execute(carriers.group_by(LedgerCarrier.rse, LedgerCarrier.state)):
             census.carriers[(r, state)] = count
-        census.errors = recent_errors(session, rse, census.taken_at - ERROR_WINDOW)
+        if errors:
+            census.errors = recent_errors(session, rse, census.taken_at - ERROR_WINDOW)
 
 
 def recent_errors(session: Session, rse: str | None, since: datetime, limit: int = 10) -> list[RecentError]:

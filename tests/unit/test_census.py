@@ -27,8 +27,8 @@ def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def _walk(ledger: Ledger, rows: list, until: FileState) -> None:
-    for state in FLOW[1 : FLOW.index(until) + 1]:
+def _walk(ledger: Ledger, rows: list, until: FileState, start: FileState = FileState.SEEN) -> None:
+    for state in FLOW[FLOW.index(start) + 1 : FLOW.index(until) + 1]:
         ledger.move(rows, state, "test")
 
 
@@ -80,17 +80,12 @@ def test_gauges_agree_with_the_census_and_drop_to_zero_when_a_state_empties(flow
     for row in rows:
         by_state.setdefault(row.state, []).append(row)
     for state, group in by_state.items():
-        _walk_from(flowing, group, state, FileState.VERIFIED)
+        _walk(flowing, group, FileState.VERIFIED, start=state)
     census.publish(census.take(flowing, RSE, rucio=False))
     assert _sample("magic_risk_files", rse=RSE) == 0
     assert _sample("magic_risk_oldest_seconds", rse=RSE) == 0
     assert _sample("magic_source_files", rse=RSE, state="SEEN") == 0
     assert _sample("magic_source_files", rse=RSE, state="VERIFIED") == 20
-
-
-def _walk_from(ledger: Ledger, rows: list, start: FileState, until: FileState) -> None:
-    for state in FLOW[FLOW.index(start) + 1 : FLOW.index(until) + 1]:
-        ledger.move(rows, state, "test")
 
 
 def test_every_committed_move_is_counted_once_per_state(ledger: Ledger) -> None:
