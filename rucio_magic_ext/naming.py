@@ -5,12 +5,18 @@ byte for byte. Every other part of the project (layout, policy, scanner) reads n
 
 A name is matched against one grammar per family. When it does not match, the grammar is replayed
 part by part so that the error says which part is wrong, not only that something is.
+
+A MAGIC name is printable ASCII without spaces. The grammars match ASCII digits only and the whole name
+(no trailing newline or space): ``\\d`` would take Arabic-Indic or full-width digits, which ``int`` reads
+as the same run, and ``$`` would let a final newline through, so one file would reach Rucio under two
+names. ``parse`` also checks that the record formats back to the very name it read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -142,8 +148,8 @@ _SOURCE = (
     "the target name (letters, digits, '+', '-', '.'), optionally followed by -W<offset>+<angle>",
 )
 _EXT = "extension"
-_NIGHT = ("night", r"(?P<night>\d{8})", "8 digits YYYYMMDD")
-_RUN = ("run", r"(?P<run>\d{8})", "8 digits")
+_NIGHT = ("night", r"(?P<night>\d{8})", "8 digits (0-9), YYYYMMDD")
+_RUN = ("run", r"(?P<run>\d{8})", "8 digits (0-9)")
 _TEL = ("telescope", r"M(?P<telescope>[12])", "M1 or M2")
 _TELESCOPE_EXT = r"\.(?P<extension>raw|root|h5)(?:\.(?P<compression>gz))?"
 _STEREO_EXT = r"\.(?P<extension>root|h5)"
@@ -155,10 +161,10 @@ TELESCOPE_GRAMMAR: Grammar = (
     _TEL,
     ("separator", "_", "'_' after the telescope"),
     _RUN,
-    ("subrun", r"\.(?P<subrun>\d{3})", "'.' and 3 digits"),
+    ("subrun", r"\.(?P<subrun>\d{3})", "'.' and 3 digits (0-9)"),
     ("run type", r"_(?P<run_type>[A-Z])_", "one capital letter between '_'"),
     _SOURCE,
-    (_EXT, _TELESCOPE_EXT + "$", ".raw, .raw.gz, .root or .h5 at the end"),
+    (_EXT, _TELESCOPE_EXT + r"\Z", ".raw, .raw.gz, .root or .h5 at the end"),
 )
 STEREO_GRAMMAR: Grammar = (
     _NIGHT,
@@ -166,7 +172,7 @@ STEREO_GRAMMAR: Grammar = (
     _RUN,
     ("run type", r"_(?P<run_type>[SQ])_", "S (superstar), Q (melibea) or DL3 between '_'"),
     _SOURCE,
-    (_EXT, _STEREO_EXT + "$", ".root or .h5 at the end"),
+    (_EXT, _STEREO_EXT + r"\Z", ".root or .h5 at the end"),
 )
 DL3_GRAMMAR: Grammar = (
     _NIGHT,
@@ -174,66 +180,84 @@ DL3_GRAMMAR: Grammar = (
     _RUN,
     ("run type", r"_(?P<run_type>DL3)_", "DL3 between '_'"),
     _SOURCE,
-    (_EXT, _FITS_EXT + "$", ".fits or .fits.gz at the end"),
+    (_EXT, _FITS_EXT + r"\Z", ".fits or .fits.gz at the end"),
 )
 DL3_RUN_GRAMMAR: Grammar = (
     ("prefix", "run_", "'run_'"),
     _RUN,
     ("run type", r"_(?P<run_type>DL3)", "_DL3"),
-    (_EXT, _FITS_EXT + "$", ".fits or .fits.gz at the end"),
+    (_EXT, _FITS_EXT + r"\Z", ".fits or .fits.gz at the end"),
 )
 _MC_TAIL: Grammar = (
-    ("zenith range", r"_za(?P<zenith_min>\d\d)to(?P<zenith_max>\d\d)", "_za<lo>to<hi>, two digits each"),
-    ("production", r"_(?P<production>0|[1-9]\d*)", "_ and a number"),
-    ("run", r"_(?P<run>[1-9]\d*)", "_ and a run number without leading zeros"),
+    ("zenith range", r"_za(?P<zenith_min>\d\d)to(?P<zenith_max>\d\d)", "_za<lo>to<hi>, two digits (0-9) each"),
+    ("production", r"_(?P<production>0|[1-9]\d*)", "_ and a number (digits 0-9)"),
+    ("run", r"_(?P<run>[1-9]\d*)", "_ and a run number (digits 0-9) without leading zeros"),
 )
 SIMULATION_TELESCOPE_GRAMMAR: Grammar = (
     ("prefix", "GA_", "'GA_'"),
     _TEL,
     *_MC_TAIL,
     ("run type", r"_(?P<run_type>[YI])", "_Y or _I"),
-    ("wobble", r"_(?P<mc_wobble>w\d|wr)", "_w<digit> or _wr"),
-    (_EXT, r"\.(?P<extension>root)$", ".root at the end"),
+    ("wobble", r"_(?P<mc_wobble>w\d|wr)", "_w<digit 0-9> or _wr"),
+    (_EXT, r"\.(?P<extension>root)\Z", ".root at the end"),
 )
 SIMULATION_STEREO_GRAMMAR: Grammar = (
     ("prefix", "GA", "'GA'"),
     *_MC_TAIL,
     ("run type", r"_(?P<run_type>[SQ])", "_S or _Q"),
-    ("wobble", r"_(?P<mc_wobble>w\d|wr)", "_w<digit> or _wr"),
-    (_EXT, r"\.(?P<extension>root)$", ".root at the end"),
+    ("wobble", r"_(?P<mc_wobble>w\d|wr)", "_w<digit 0-9> or _wr"),
+    (_EXT, r"\.(?P<extension>root)\Z", ".root at the end"),
 )
 SIGNAL_GRAMMAR: Grammar = (
     ("prefix", "ssignal", "'ssignal'"),
     _RUN,
-    ("subrun", r"\.(?P<subrun>\d{3})", "'.' and 3 digits"),
+    ("subrun", r"\.(?P<subrun>\d{3})", "'.' and 3 digits (0-9)"),
     ("telescope", r"_M(?P<telescope>[12])", "_M1 or _M2"),
-    (_EXT, r"\.(?P<extension>root)$", ".root at the end"),
+    (_EXT, r"\.(?P<extension>root)\Z", ".root at the end"),
 )
 CALIBRATION_CONSTANTS_GRAMMAR: Grammar = (
     ("prefix", "scalib", "'scalib'"),
     _RUN,
     ("telescope", r"_M(?P<telescope>[12])", "_M1 or _M2"),
-    (_EXT, r"\.(?P<extension>root)$", ".root at the end"),
+    (_EXT, r"\.(?P<extension>root)\Z", ".root at the end"),
 )
 
 _COMPILED: dict[int, re.Pattern[str]] = {}
 
 
+def _compile(regex: str) -> re.Pattern[str]:
+    """ASCII semantics: ``\\d`` is [0-9], never another script's digits."""
+    return re.compile(regex, re.ASCII)
+
+
+def _foreign_character(name: str) -> str:
+    """The first character no MAGIC name holds (not printable ASCII, or a space), described; else ''."""
+    for position, character in enumerate(name):
+        if not ("!" <= character <= "~"):
+            what = unicodedata.name(character, unicodedata.category(character))
+            return f"; found {character!r} (U+{ord(character):04X} {what}) at position {position}"
+    return ""
+
+
 def _match(grammar: Grammar, name: str) -> re.Match[str]:
     key = id(grammar)
     if key not in _COMPILED:
-        _COMPILED[key] = re.compile("".join(regex for _, regex, _ in grammar))
-    found = _COMPILED[key].match(name)
+        _COMPILED[key] = _compile("".join(regex for _, regex, _ in grammar))
+    found = _COMPILED[key].fullmatch(name)
     if found:
         return found
     for count, (part, _, expected) in enumerate(grammar, start=1):
-        if not re.match("".join(regex for _, regex, _ in grammar[:count]), name):
-            raise MagicNameError(name, part, f"expected {expected}")
+        if not _compile("".join(regex for _, regex, _ in grammar[:count])).match(name):
+            raise MagicNameError(name, part, f"expected {expected}{_foreign_character(name)}")
     raise MagicNameError(name, "name", "does not match the MAGIC grammar")  # pragma: no cover
 
 
 def _grammar_for(name: str) -> tuple[Grammar, Family | None]:
-    """Pick the grammar from the first characters: families never share a prefix."""
+    """Pick the grammar from the first characters: families never share a prefix.
+
+    Digits of any script pick the grammar here, so that the grammar (ASCII digits only) then names the
+    part that holds the foreign digit.
+    """
     if name.startswith("GA_M"):
         return SIMULATION_TELESCOPE_GRAMMAR, Family.SIMULATION
     if name.startswith("GA_"):
@@ -254,7 +278,7 @@ def _grammar_for(name: str) -> tuple[Grammar, Family | None]:
         name,
         "name",
         "not a MAGIC name: expected YYYYMMDD_M<t>_..., YYYYMMDD_<run>_..., run_<run>_DL3..., GA_..., "
-        "ssignal... or scalib...",
+        f"ssignal... or scalib...{_foreign_character(name)}",
     )
 
 
@@ -302,7 +326,7 @@ def parse(name: str) -> MagicName:
         zenith = (int(groups["zenith_min"]), int(groups["zenith_max"]))
         if zenith[0] >= zenith[1]:
             raise MagicNameError(name, "zenith range", f"za{groups['zenith_min']}to{groups['zenith_max']} is empty")
-    return MagicName(
+    record = MagicName(
         family=family,
         telescope=telescope,
         run=int(groups["run"]),
@@ -318,6 +342,10 @@ def parse(name: str) -> MagicName:
         production=int(groups["production"]) if groups.get("production") else None,
         mc_wobble=groups.get("mc_wobble"),
     )
+    formatted = format_name(record)
+    if formatted != name:  # one file, one name: a record that reads back otherwise would be a second one
+        raise MagicNameError(name, "name", f"does not read back as itself (formats as {formatted!r})")
+    return record
 
 
 def _target(record: MagicName) -> str:

@@ -222,3 +222,139 @@ def test_anything_either_parses_and_round_trips_or_raises_the_one_error(text: st
         return
     assert isinstance(record, MagicName)
     assert format_name(record) == text
+
+
+# --- one file, one name: ASCII digits only, nothing around the name ----------------------------------
+
+# Zero of scripts whose digits Python's `\d` and `int` accept as 0-9.
+FOREIGN_ZEROS = {
+    "arabic-indic": 0x0660,
+    "extended arabic-indic": 0x06F0,
+    "devanagari": 0x0966,
+    "bengali": 0x09E6,
+    "thai": 0x0E50,
+    "full-width": 0xFF10,
+    "mathematical bold": 0x1D7CE,
+}
+AROUND = ["\n", "\r\n", "\r", " ", "\t", "\x0b", "\x0c", "\x00", "\x85", "\u00a0", "\u2028", "\u3000", "\ufeff"]
+
+
+def foreign(digits: str, zero: int) -> str:
+    return "".join(chr(zero + int(digit)) for digit in digits)
+
+
+def test_python_reads_foreign_digits_as_ascii_ones() -> None:
+    """Why the grammar must not use Unicode `\\d`: the foreign name would read as the same run."""
+    assert int(foreign("05088072", FOREIGN_ZEROS["arabic-indic"])) == 5088072
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+@pytest.mark.parametrize("extra", AROUND, ids=repr)
+def test_whitespace_or_control_around_a_name_is_refused(name: str, extra: str) -> None:
+    for variant in (name + extra, extra + name, name + extra + extra):
+        with pytest.raises(MagicNameError) as caught:
+            parse(variant)
+        assert f"U+{ord(extra[0]):04X}" in caught.value.reason, caught.value
+        assert not is_magic_name(variant)
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_a_trailing_newline_names_the_extension(name: str) -> None:
+    with pytest.raises(MagicNameError) as caught:
+        parse(name + "\n")
+    assert caught.value.part == "extension"
+    assert "at the end" in caught.value.reason and f"position {len(name)}" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("name", "start", "digits", "part"),
+    [
+        ("20200103_M2_05088072.001_D_BLLac-W0.40+090.raw.gz", 0, 8, "night"),
+        ("20200103_M2_05088072.001_D_BLLac-W0.40+090.raw.gz", 12, 8, "run"),
+        ("20200103_M2_05088072.001_D_BLLac-W0.40+090.raw.gz", 21, 3, "subrun"),
+        ("20210314_M1_05095172.001_Y_CrabNebula-W0.40+035.root", 0, 1, "night"),
+        ("20210314_M1_05095172.001_Y_CrabNebula-W0.40+035.root", 19, 1, "run"),
+        ("20210314_M1_05095172.001_Y_CrabNebula-W0.40+035.root", 23, 1, "subrun"),
+        ("20191127_M1_05086952.001_I_CrabNebula-W0.40+035.root", 7, 1, "night"),
+        ("20210314_05095172_S_CrabNebula-W0.40+035.root", 0, 8, "night"),
+        ("20210314_05095172_S_CrabNebula-W0.40+035.root", 9, 8, "run"),
+        ("20150313_05041823_Q_CrabNebula-W0.40+035.root", 16, 1, "run"),
+        ("20131004_05029747_DL3_CrabNebula-W0.40+035.fits", 0, 8, "night"),
+        ("20131004_05029747_DL3_CrabNebula-W0.40+035.fits.gz", 9, 8, "run"),
+        ("run_05029747_DL3.fits", 4, 8, "run"),
+        ("ssignal05086952.001_M1.root", 7, 8, "run"),
+        ("ssignal05086952.001_M1.root", 16, 3, "subrun"),
+        ("scalib05083180_M2.root", 6, 8, "run"),
+        ("GA_M1_za05to35_8_821318_Y_w0.root", 8, 2, "zenith range"),
+        ("GA_M1_za05to35_8_821318_Y_w0.root", 15, 1, "production"),
+        ("GA_M1_za05to35_8_821318_Y_w0.root", 17, 6, "run"),
+        ("GA_M1_za05to35_8_821318_Y_w0.root", 27, 1, "wobble"),
+        ("GA_za05to35_8_1743990_S_wr.root", 5, 2, "zenith range"),
+        ("GA_za05to35_8_1743990_S_wr.root", 14, 7, "run"),
+    ],
+)
+@pytest.mark.parametrize("script", FOREIGN_ZEROS)
+def test_foreign_digits_are_refused_naming_the_part(name: str, start: int, digits: int, part: str, script: str) -> None:
+    assert name[start : start + digits].isascii() and name[start : start + digits].isdigit()
+    variant = name[:start] + foreign(name[start : start + digits], FOREIGN_ZEROS[script]) + name[start + digits :]
+    with pytest.raises(MagicNameError) as caught:
+        parse(variant)
+    assert caught.value.part == part, caught.value
+    assert "0-9" in caught.value.reason and f"position {start}" in caught.value.reason
+    assert not is_magic_name(variant)
+    assert parse(name).name == name
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_a_nul_anywhere_is_refused(name: str) -> None:
+    for position in range(len(name) + 1):
+        variant = name[:position] + "\x00" + name[position:]
+        with pytest.raises(MagicNameError) as caught:
+            parse(variant)
+        assert "U+0000" in caught.value.reason or caught.value.part == "name", caught.value
+
+
+any_magic_name = st.one_of(telescope_names(), stereo_names(), other_names())
+
+
+@given(any_magic_name, st.data())
+def test_any_ascii_digit_made_foreign_is_refused(name: str, data: st.DataObject) -> None:
+    positions = [index for index, character in enumerate(name) if character.isdigit()]
+    position = data.draw(st.sampled_from(positions))
+    zero = data.draw(st.sampled_from(sorted(FOREIGN_ZEROS.values())))
+    variant = name[:position] + chr(zero + int(name[position])) + name[position + 1 :]
+    with pytest.raises(MagicNameError) as caught:
+        parse(variant)
+    assert f"position {position}" in caught.value.reason
+
+
+@given(any_magic_name, st.sampled_from(AROUND), st.sampled_from(["before", "after", "both"]))
+def test_any_name_with_whitespace_around_is_refused(name: str, extra: str, where: str) -> None:
+    variant = (extra if where != "after" else "") + name + (extra if where != "before" else "")
+    assert not is_magic_name(variant)
+
+
+@given(any_magic_name, st.data())
+def test_a_name_changed_by_one_character_is_refused_or_itself_again(name: str, data: st.DataObject) -> None:
+    """Whatever one inserted or replaced character does, an accepted name is printable ASCII and reads back."""
+    position = data.draw(st.integers(0, len(name)))
+    character = data.draw(st.characters())
+    replace = data.draw(st.booleans()) and position < len(name)
+    variant = name[:position] + character + name[position + (1 if replace else 0) :]
+    try:
+        record = parse(variant)
+    except MagicNameError:
+        return
+    assert variant.isascii() and variant.isprintable() and " " not in variant
+    assert format_name(record) == variant
+    assert format_name(record).encode() == variant.encode()
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60))
+def test_every_accepted_text_is_printable_ascii_and_reads_back(text: str) -> None:
+    try:
+        record = parse(text)
+    except MagicNameError:
+        return
+    assert text.isascii() and text.isprintable() and " " not in text
+    assert format_name(record) == text
