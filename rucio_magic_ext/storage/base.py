@@ -4,10 +4,16 @@ One implementation per URL scheme (posix first; root:// and davs:// later). The 
 deliberately close to fsspec's (`find`/`info`/`checksum`/`open`/`copy`/`mv`/`rm`), so an
 fsspec-backed implementation (fsspec-xrootd for root://, an HTTP one for davs://) can be a thin
 adapter. Locations are given either as the storage's URL (a Rucio PFN) or as its native path.
+
+A storage may be given a root, the prefix of the RSE protocol it serves (as a URL or a native path). Every
+location then goes through ``path_of``, which normalises it and raises :class:`OutsideRoot` unless it is
+the root or below it: a PFN built from a DID name such as ``../../etc/x`` is refused before any byte is
+read or written. Without a root (scanner, carrier, tests) locations are only normalised.
 """
 
 from __future__ import annotations
 
+import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +26,41 @@ LoggerFunction = Callable[..., Any]
 
 #: Called with the number of bytes copied so far; may raise to abort the copy.
 ProgressCallback = Callable[[int], None]
+
+
+class OutsideRoot(ValueError):
+    """A location that is not at or under the storage's root; nothing there is read or written."""
+
+    def __init__(self, location: str, root: str, reason: str) -> None:
+        super().__init__(f"{location} is outside the storage root {root}: {reason}")
+        self.location = location
+        self.root = root
+        self.reason = reason
+
+
+def normalise(path: str) -> str:
+    """An absolute '/'-separated path without '.', empty components or a trailing '/'."""
+    return "/" + posixpath.normpath(path).lstrip("/")
+
+
+def confine(path: str, root: str | None, location: str | None = None) -> str:
+    """`path` normalised; with a root (normalised), OutsideRoot unless it is the root or below it.
+
+    Under a root a '..' component is refused outright rather than resolved: resolved on the string it
+    could disagree with the file system past a symlinked folder. `location` is what the caller gave,
+    for the message.
+    """
+    if root is None:
+        return normalise(path)
+    shown = location if location is not None else path
+    if ".." in path.split("/"):
+        raise OutsideRoot(shown, root, "a '..' component may lead out of it")
+    if not path.startswith("/"):
+        raise OutsideRoot(shown, root, "a relative path is not under it")
+    normal = normalise(path)
+    if root != "/" and normal != root and not normal.startswith(root + "/"):
+        raise OutsideRoot(shown, root, f"{normal} is not below it")
+    return normal
 
 
 @dataclass(frozen=True)
@@ -52,16 +93,33 @@ class CopyResult:
 
 
 class Storage(ABC):
-    """File operations on one storage endpoint; a missing file raises FileNotFoundError."""
+    """File operations on one storage endpoint; a missing file raises FileNotFoundError.
+
+    Every operation takes its locations through `path_of`, so with a root none reaches outside it.
+    """
 
     #: URL scheme served, as in Rucio protocol definitions ('file', 'root', 'davs').
     scheme: ClassVar[str]
     #: True when checksum() is computed by the storage itself, without streaming the bytes here.
     storage_side_checksum: ClassVar[bool] = False
+    #: Native path that every location must be at or under; None: not confined.
+    root: str | None = None
+
+    def __init__(self, root: str | None = None) -> None:
+        """`root`: the RSE protocol's prefix, as a URL of this scheme or a native path; None: not confined."""
+        if root is not None:
+            native = self.native_path(root)
+            if ".." in native.split("/") or not native.startswith("/"):
+                raise ValueError(f"a storage root must be absolute, without '..': {root}")
+            self.root = normalise(native)
+
+    def path_of(self, location: str) -> str:
+        """Native path of a URL (or of a path already native), normalised; OutsideRoot if it leaves the root."""
+        return confine(self.native_path(location), self.root, location)
 
     @abstractmethod
-    def path_of(self, location: str) -> str:
-        """Native path of a URL (or of a path already native)."""
+    def native_path(self, location: str) -> str:
+        """The path a URL names on this storage (a native path as it is), not yet normalised nor confined."""
 
     @abstractmethod
     def list(self, prefix: str) -> Iterator[Entry]:
@@ -94,11 +152,13 @@ class Storage(ABC):
         destination: str,
         algorithms: Iterable[str] = (ADLER32,),
         progress: ProgressCallback | None = None,
+        source_storage: Storage | None = None,
     ) -> CopyResult:
         """Copy `source` to a new file `destination` (which must not exist), durably.
 
-        Both locations are on storages of this scheme. On any failure the partial destination is
-        removed before the error propagates.
+        Both locations are on storages of this scheme: `source` on `source_storage` (confined to its own
+        root), this storage when None. On any failure the partial destination is removed before the
+        error propagates.
         """
 
     @abstractmethod

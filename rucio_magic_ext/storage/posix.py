@@ -15,23 +15,31 @@ from rucio_magic_ext.storage.base import CopyResult, Entry, Folder, LoggerFuncti
 
 
 class PosixStorage(Storage):
-    """Files reached through the local file system; URLs look like `file://host/abs/path`."""
+    """Files reached through the local file system; URLs look like `file://host/abs/path`.
+
+    With a root (`PosixStorage(root="/data/pic")`), no location outside `/data/pic` is read or written.
+    Symlinks below the root are followed as the file system does; only the path's own text is confined.
+    """
 
     scheme = "file"
     storage_side_checksum = False
 
-    def __init__(self, logger: LoggerFunction = logging.log) -> None:
+    def __init__(self, logger: LoggerFunction = logging.log, root: str | None = None) -> None:
         self.logger = logger
+        super().__init__(root)
 
-    def path_of(self, location: str) -> str:
+    def native_path(self, location: str) -> str:
         if "://" in location:
             parts = urlsplit(location)
             if parts.scheme != self.scheme:
                 raise ValueError(f"not a {self.scheme}:// location: {location}")
+            if "?" in location or "#" in location:
+                # Rucio joins prefix and path as they are: '?' or '#' in a name would cut the path short.
+                raise ValueError(f"'?' and '#' have no meaning in a {self.scheme}:// location: {location}")
             location = parts.path
         if not location.startswith("/"):
             raise ValueError(f"posix locations must be absolute: {location}")
-        return os.path.normpath(location)
+        return location
 
     def list(self, prefix: str) -> Iterator[Entry]:
         root = self.path_of(prefix)
@@ -113,10 +121,11 @@ class PosixStorage(Storage):
         destination: str,
         algorithms: Iterable[str] = (ADLER32,),
         progress: ProgressCallback | None = None,
+        source_storage: Storage | None = None,
     ) -> CopyResult:
         target_path = self.path_of(destination)
         digest = StreamingChecksum(algorithms)
-        with open(self.path_of(source), "rb", buffering=0) as reader:
+        with (source_storage or self).open_read(source) as reader:
             os.makedirs(os.path.dirname(target_path), exist_ok=True)
             fd = os.open(target_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             try:

@@ -8,13 +8,14 @@ from urllib.parse import urlsplit
 from rucio_magic_ext.storage.base import Storage
 from rucio_magic_ext.storage.posix import PosixStorage
 
-StorageFactory = Callable[[], Storage]
+#: Makes a storage confined to `root` (a URL or native path), or not confined when `root` is None.
+StorageFactory = Callable[..., Storage]
 
 _FACTORIES: dict[str, StorageFactory] = {PosixStorage.scheme: PosixStorage}
 
 
 def register_storage(scheme: str, factory: StorageFactory) -> None:
-    """Serve `scheme` with `factory` (e.g. an fsspec-backed root:// storage)."""
+    """Serve `scheme` with `factory` (e.g. an fsspec-backed root:// storage), called as `factory(root=root)`."""
     _FACTORIES[scheme] = factory
 
 
@@ -31,11 +32,15 @@ def scheme_of(url_or_scheme: str) -> str:
     return url_or_scheme
 
 
-def get_storage(url_or_scheme: str) -> Storage:
-    """The storage for a URL (`file://host/path`, `root://...`), a local path, or a scheme name."""
+def get_storage(url_or_scheme: str, root: str | None = None) -> Storage:
+    """The storage for a URL (`file://host/path`, `root://...`), a local path, or a scheme name.
+
+    With `root` (the RSE protocol's prefix, as a URL or native path) the storage refuses, with
+    OutsideRoot, every location that is not at or under it; without, nothing is confined.
+    """
     scheme = scheme_of(url_or_scheme)
     try:
         factory = _FACTORIES[scheme]
     except KeyError:
         raise ValueError(f"no storage implementation for scheme {scheme!r}") from None
-    return factory()
+    return factory(root=root)
