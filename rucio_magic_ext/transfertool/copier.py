@@ -5,6 +5,9 @@
 Each file is copied to a hidden temporary name next to its destination, the copy's size and
 checksums are compared with the source's bytes and with the catalogue's values, and only then
 is it renamed to its final name. Whatever fails, nothing is left at the final name.
+Every source and the destination are confined to their RSE's root (the protocol prefix the submitter
+recorded in the job): a PFN that leads out of it, e.g. from a DID name with ``../``, fails the transfer
+with the reason, and a job that records no root is not copied at all.
 Copies need nothing from Rucio; at the end, when Rucio's database is configured, the copier reports the
 outcome at once (``receiver.py``), and otherwise the poller finds it in the job's status.
 """
@@ -23,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from rucio_magic_ext.checksum import ADLER32, MD5
-from rucio_magic_ext.storage import Storage, get_storage
+from rucio_magic_ext.storage import OutsideRoot, Storage, get_storage
 from rucio_magic_ext.storage.base import LoggerFunction
 from rucio_magic_ext.transfertool.jobs import ACTIVE, DONE, FAILED, FINISHED, LOG_FILE, STARTED, JobStore, utcnow
 from rucio_magic_ext.transfertool.receiver import report_if_configured
@@ -68,17 +71,35 @@ def verify(storage: Storage, location: str, size: int | None, checksums: dict[st
         raise TransferError(f"{what} checksum mismatch: {'; '.join(problems)}")
 
 
+def confined_storage(url: str, root: str | None, what: str) -> Storage:
+    """The storage of `url`, confined to its RSE's `root`; TransferError if there is none or `url` leaves it."""
+    if not root:
+        raise TransferError(f"{what} storage root unknown (not recorded in the job): {url} is not copied unconfined")
+    try:
+        storage = get_storage(url, root=root)
+        storage.path_of(url)
+    except OutsideRoot as error:
+        raise TransferError(f"{what} outside its RSE's root: {error}") from None
+    except ValueError as error:
+        raise TransferError(f"{what} location refused: {error}") from None
+    return storage
+
+
 def copy_one_source(
     spec: dict[str, Any],
-    source: str,
+    source: dict[str, Any],
+    target: Storage,
     token: str,
     check_cancel: Callable[[int], None],
     logger: LoggerFunction,
 ) -> None:
-    """Copy from one source to the destination, verified, or raise TransferError/Cancelled."""
+    """Copy from one source (an entry of `spec['sources']`) to the destination, verified, or raise.
+
+    `target` is the destination's storage, confined to its RSE's root. Raises TransferError or Cancelled.
+    """
     destination = spec["dest_url"]
-    target = get_storage(destination)
-    origin = get_storage(source)
+    source_url = source["url"]
+    origin = confined_storage(source_url, source.get("root"), "SOURCE")
     if origin.scheme != target.scheme:
         raise TransferError(f"TRANSFER scheme mismatch: {origin.scheme}:// to {target.scheme}:// is not supported")
     expected_size = spec.get("bytes")
@@ -86,21 +107,21 @@ def copy_one_source(
     algorithms = tuple(expected) or (ADLER32,)
 
     try:
-        source_entry = origin.stat(source)
+        source_entry = origin.stat(source_url)
     except FileNotFoundError:
-        raise TransferError(f"SOURCE file not found: {source} (No such file or directory)") from None
+        raise TransferError(f"SOURCE file not found: {source_url} (No such file or directory)") from None
     if expected_size is not None and source_entry.size != expected_size:
         raise TransferError(
-            f"SOURCE size mismatch: {source} has {source_entry.size} bytes, the catalogue {expected_size}"
+            f"SOURCE size mismatch: {source_url} has {source_entry.size} bytes, the catalogue {expected_size}"
         )
 
     temporary = temporary_location(destination, token)
     try:
-        logger(logging.INFO, "Copying %s to %s", source, temporary)
+        logger(logging.INFO, "Copying %s to %s", source_url, temporary)
         try:
-            copied = target.copy(source, temporary, algorithms, progress=check_cancel)
+            copied = target.copy(source_url, temporary, algorithms, progress=check_cancel, source_storage=origin)
         except FileNotFoundError as error:
-            raise TransferError(f"SOURCE file not found: {source} ({error.strerror})") from None
+            raise TransferError(f"SOURCE file not found: {source_url} ({error.strerror})") from None
         if copied.size != source_entry.size:
             raise TransferError(f"SOURCE changed while read: {copied.size} bytes read, {source_entry.size} expected")
         problems = _mismatches(copied.checksums, expected)
@@ -109,12 +130,14 @@ def copy_one_source(
         verify(target, temporary, copied.size, copied.checksums, "DESTINATION")
         target.rename(temporary, destination)
         logger(logging.INFO, "Done %s (%d bytes, %s)", destination, copied.size, copied.checksums)
+    except OutsideRoot as error:  # the destination was checked: only a temporary name could get here
+        raise TransferError(f"DESTINATION outside its RSE's root: {error}") from None
     except OSError as error:
-        raise TransferError(f"TRANSFER error copying {source} to {destination}: {error}") from None
+        raise TransferError(f"TRANSFER error copying {source_url} to {destination}: {error}") from None
     finally:
         try:
             target.remove(temporary)
-        except OSError as error:
+        except (OSError, OutsideRoot) as error:
             logger(logging.WARNING, "Could not remove the temporary %s: %s", temporary, error)
 
 
@@ -126,7 +149,11 @@ def transfer_file(
 ) -> dict[str, Any]:
     """Copy one file, trying its sources in order; returns its final state, reason and source used."""
     destination = spec["dest_url"]
-    target = get_storage(destination)
+    try:
+        target = confined_storage(destination, spec.get("dest_root"), "DESTINATION")
+    except TransferError as refused:
+        logger(logging.WARNING, "%s: %s", spec["request_id"], refused)
+        return {"state": FAILED, "reason": str(refused)}
     try:
         existing = target.stat(destination)
     except FileNotFoundError:
@@ -146,7 +173,7 @@ def transfer_file(
     reasons = []
     for source in spec["sources"]:
         try:
-            copy_one_source(spec, source["url"], token, check_cancel, logger)
+            copy_one_source(spec, source, target, token, check_cancel, logger)
         except TransferError as error:
             logger(logging.WARNING, "%s: %s", spec["request_id"], error)
             reasons.append(str(error))

@@ -1,7 +1,9 @@
 """The on-disk job store shared by the submitter, the copier processes and the poller.
 
 A job is a directory `<root>/jobs/<job_id>/` holding:
-  job.json     what to copy, written once by the submitter
+  job.json     what to copy, written once by the submitter: per file its request, size and checksums,
+               `sources` (each `url` with its RSE's `root`) and `dest_url` with `dest_root`; a root is the
+               RSE protocol's prefix as a URL, and the copier touches nothing outside it
   status.json  progress and outcome per request, written only by the copier (atomic replace)
   lock         held (flock) by the copier for as long as it runs: a free lock on an
                unfinished job means the copier died

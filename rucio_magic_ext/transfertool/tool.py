@@ -32,6 +32,7 @@ from rucio_magic_ext.transfertool.jobs import DONE, FAILED, FINISHED, LOG_FILE, 
 if TYPE_CHECKING:
     from rucio.common.types import LoggerFunction
     from rucio.core.request import DirectTransfer, RequestSource
+    from rucio.rse.protocols.protocol import RSEProtocol
     from sqlalchemy.orm import Session
 
 CONFIG_SECTION = "conveyor"
@@ -90,6 +91,17 @@ class MagicTransferStatusReport(TransferStatusReport):
             "started_at": self.started_at,
             "transferred_at": self.transferred_at,
         }
+
+
+def protocol_root(protocol: RSEProtocol) -> str:
+    """The root of an RSE protocol's storage, as a URL: what every PFN the protocol builds starts with.
+
+    Rucio joins `scheme://hostname:port`, the prefix (made to start and end with '/') and the path; the
+    copier confines each PFN to this root, so a path that climbs out of the prefix is refused.
+    """
+    attributes = protocol.attributes
+    prefix = "/" + str(attributes.get("prefix") or "").strip("/")
+    return f"{attributes['scheme']}://{attributes['hostname']}:{attributes['port']}{prefix}"
 
 
 _children: list[subprocess.Popen] = []
@@ -183,7 +195,11 @@ class MagicCopyTransfertool(Transfertool):
         return True
 
     def file_spec(self, hop: DirectTransfer) -> dict[str, Any]:
-        """What the copier needs to know about one transfer, and nothing from the database."""
+        """What the copier needs to know about one transfer, and nothing from the database.
+
+        With each URL goes the root of its RSE's protocol (`root`, `dest_root`): the copier reads and
+        writes nothing outside it.
+        """
         rws = hop.rws
         return {
             "request_id": rws.request_id,
@@ -194,9 +210,16 @@ class MagicCopyTransfertool(Transfertool):
             "adler32": rws.adler32,
             "md5": rws.md5,
             "sources": [
-                {"url": hop.source_url(s), "rse": s.rse.name, "rse_id": s.rse.id} for s in self.copyable_sources(hop)
+                {
+                    "url": hop.source_url(s),
+                    "root": protocol_root(hop.source_protocol(s)),
+                    "rse": s.rse.name,
+                    "rse_id": s.rse.id,
+                }
+                for s in self.copyable_sources(hop)
             ],
             "dest_url": hop.dest_url,
+            "dest_root": protocol_root(hop.dest_protocol()),
             "dest_rse": hop.dst.rse.name,
             "dest_rse_id": hop.dst.rse.id,
             "overwrite": self._overwrite_allowed(hop),

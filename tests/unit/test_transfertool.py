@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from rucio_magic_ext import layout
 from rucio_magic_ext.transfertool import jobs
 
 MiB = 1024 * 1024
@@ -43,18 +44,22 @@ def _import_rucio() -> types.SimpleNamespace:
     from rucio.common.types import InternalAccount, InternalScope
     from rucio.core.request import DirectTransfer, RequestSource, RequestWithSources, TransferDestination
     from rucio.core.rse import RseData
-    from rucio.core.transfer import TRANSFERTOOL_CLASSES_BY_NAME
+    from rucio.core.transfer import TRANSFERTOOL_CLASSES_BY_NAME, ProtocolFactory
     from rucio.db.sqla.constants import RequestState, RequestType
 
     from rucio_magic_ext.transfertool.register import register, stock_script
     from rucio_magic_ext.transfertool.tool import MagicCopyTransfertool
 
     class ResolvedTransfer(DirectTransfer):
-        """A one-hop transfer with its source and destination URLs computed, as the submitter passes it on."""
+        """A one-hop transfer with its source and destination URLs computed, as the submitter passes it on.
+
+        Its protocols are Rucio's own, made by Rucio's ProtocolFactory from the RSEs' protocol definitions.
+        """
 
         def __init__(self, source, destination, rws, source_url, dest_url):
             super().__init__(sources=[source], rws=rws)
             self.destination = destination
+            self.protocols = ProtocolFactory()  # it caches by RSE id: one per transfer, as RSEs differ per test
             self._source_url = source_url
             self._dest_url = dest_url
 
@@ -74,10 +79,10 @@ def _import_rucio() -> types.SimpleNamespace:
             return self._source_url
 
         def dest_protocol(self):
-            raise NotImplementedError
+            return self.protocols.protocol(self.dst.rse, self.dst.scheme, "third_party_copy_write")
 
         def source_protocol(self, source):
-            raise NotImplementedError
+            return self.protocols.protocol(source.rse, source.scheme, "third_party_copy_read")
 
     return types.SimpleNamespace(
         InternalAccount=InternalAccount, InternalScope=InternalScope, RequestSource=RequestSource,
@@ -98,10 +103,20 @@ class Site:
         self.destination = self.rse("PIC-DISK", self.destination_root)
         self.tool = rucio.MagicCopyTransfertool(transfer_dir=tmp_path / "transfers", group_bulk=10, max_active=2)
 
-    def rse(self, name: str, root: Path, rse_type: str = "DISK"):
+    def rse(self, name: str, root: Path, rse_type: str = "DISK", scheme: str = "file"):
+        """An RSE with one protocol whose prefix is `root`, defined as Rucio returns RSE info."""
         root.mkdir(parents=True, exist_ok=True)
+        operations = ("read", "write", "delete", "third_party_copy_read", "third_party_copy_write")
+        protocol = {"scheme": scheme, "hostname": "localhost", "port": 0, "prefix": f"{root}/",
+                    "impl": "rucio.rse.protocols.posix.Default", "extended_attributes": None,
+                    "domains": {domain: dict.fromkeys(operations, 1) for domain in ("lan", "wan")}}
         return self.rucio.RseData(id_=f"{name}-id", name=name, attributes={},
-                                  info={"rse": name, "rse_type": rse_type, "prefix": str(root)})
+                                  info={"rse": name, "id": f"{name}-id", "rse_type": rse_type, "deterministic": False,
+                                        "domain": ["lan", "wan"], "protocols": [protocol]})
+
+    @staticmethod
+    def prefix(rse) -> str:
+        return rse.info["protocols"][0]["prefix"]
 
     def write(self, relative: str, data: bytes) -> Path:
         path = self.origin_root / relative
@@ -118,21 +133,23 @@ class Site:
                 stream.write(block)
         return path
 
-    def hop(self, relative: str, size: int, adler32: str, request_id: str, destination=None, scheme: str = "file"):
-        """One transfer of the replica at `relative` on the origin to the same path on the destination."""
+    def hop(self, relative: str, size: int, adler32: str, request_id: str, destination=None, scheme: str = "file",
+            dest_relative: str | None = None):
+        """One transfer of the replica at `relative` on the origin to the same path (or `dest_relative`)."""
         r = self.rucio
         destination = destination or self.destination
+        dest_relative = relative if dest_relative is None else dest_relative
         rws = r.RequestWithSources(
             id_=request_id, request_type=r.RequestType.TRANSFER, rule_id="rule", scope=r.InternalScope("magic"),
             name=Path(relative).name, md5=None, adler32=adler32, byte_count=size, activity="MAGIC Data",
             attributes=None, previous_attempt_id=None, dest_rse=destination, account=r.InternalAccount("root"),
             retry_count=0, priority=3, transfertool=None)
         source = r.RequestSource(rse=self.origin, file_path=relative, scheme="file")
-        # The URLs as Rucio's posix protocol writes them: scheme://hostname + prefix + path.
+        # The URLs as Rucio's protocols write them: scheme://hostname:port + prefix + path, joined as they are.
         return r.ResolvedTransfer(
             source, r.TransferDestination(rse=destination, scheme=scheme), rws,
-            source_url=f"file://localhost{self.origin.info['prefix']}/{relative}",
-            dest_url=f"{scheme}://localhost{destination.info['prefix']}/{relative}")
+            source_url=f"file://localhost:0{self.prefix(self.origin)}{relative}",
+            dest_url=f"{scheme}://localhost:0{self.prefix(destination)}{dest_relative}")
 
     def hop_for(self, relative: str, data_path: Path, request_id: str, adler32: str | None = None):
         data = data_path.read_bytes()
@@ -140,7 +157,7 @@ class Site:
 
     @staticmethod
     def final_path(hop) -> Path:
-        return Path(hop.dest_url.removeprefix("file://localhost"))
+        return Path(hop.dest_url.removeprefix("file://localhost:0"))
 
 
 def poll_until_final(tool, job_id: str, request_ids, timeout: float = 60.0) -> dict:
@@ -177,7 +194,7 @@ def test_the_tool_takes_one_hop_it_can_copy(rucio, site, tmp_path):
     assert sub_path == [hop]
     assert builder.make_transfertool(transfer_dir=tmp_path, group_bulk=1, max_active=1).external_name == "magic"
 
-    remote = site.rse("PIC-ROOT", tmp_path / "root")
+    remote = site.rse("PIC-ROOT", tmp_path / "root", scheme="root")
     unreachable = site.hop("a/f1", 1, "00000001", "r2", destination=remote, scheme="root")
     assert rucio.MagicCopyTransfertool.submission_builder_for_path([unreachable]) == ([], None)
 
@@ -341,3 +358,100 @@ def test_unknown_jobs_are_lost_and_dead_copiers_fail(site):
     site.tool.store.write_status(job_id, status)  # but nobody holds the job's lock
     report = site.tool.bulk_query({job_id: {"r1": {}}})[job_id]["r1"]
     assert report.state == site.rucio.RequestState.FAILED and "copier process ended" in report.reason
+
+
+# --- no source is read and no destination written outside its RSE's root ---------------------------------
+
+def files_outside(tmp_path: Path, *inside: Path) -> dict[str, bytes]:
+    """Every file under tmp_path but not under `inside` (the job store, the RSE roots), with its bytes."""
+    return {str(p): p.read_bytes() for p in sorted(tmp_path.rglob("*"))
+            if p.is_file() and not any(p.is_relative_to(folder) for folder in inside)}
+
+
+def test_the_job_records_each_url_with_its_rse_root(site):
+    relative = "2024/01/01/rooted.root"
+    path = site.write(relative, b"bytes")
+    spec = site.tool.file_spec(site.hop_for(relative, path, "request-rooted"))
+    assert spec["dest_root"] == f"file://localhost:0{site.destination_root}"
+    assert [source["root"] for source in spec["sources"]] == [f"file://localhost:0{site.origin_root}"]
+
+
+def test_a_dot_dot_destination_is_refused_and_nothing_is_written_outside_the_root(site, tmp_path):
+    """Rucio's hash layout of a non-MAGIC DID named `../../../../escaped.root` climbs out of PIC's prefix."""
+    relative = "2024/01/01/escape.root"
+    path = site.write(relative, os.urandom(10_000))
+    dest_relative = layout.hashed_path("user.jdoe", "../../../../escaped.root")
+    assert os.path.normpath(site.destination_root / dest_relative) == str(tmp_path / "escaped.root")
+    data = path.read_bytes()
+    hop = site.hop(relative, len(data), f"{zlib.adler32(data):08x}", "request-escape", dest_relative=dest_relative)
+    before = files_outside(tmp_path, site.tool.store.root)
+
+    job_id = site.tool.submit([hop], job_params={})
+    report = poll_until_final(site.tool, job_id, ["request-escape"])["request-escape"]
+
+    assert report.state == site.rucio.RequestState.FAILED
+    assert report.reason.startswith("DESTINATION outside its RSE's root")
+    assert hop.dest_url in report.reason and str(site.destination_root) in report.reason
+    assert "TRANSFER_FAILED:DESTINATION outside" in report.get_db_fields_to_update(session=None)["err_msg"]
+    assert files_outside(tmp_path, site.tool.store.root) == before
+    assert not (tmp_path / "escaped.root").exists()
+    assert [p for p in tmp_path.rglob("*") if "escaped" in p.name] == []
+
+
+def test_a_dot_dot_source_is_refused_and_not_read(site, tmp_path):
+    secret = tmp_path / "secret.root"
+    secret.write_bytes(b"not a replica of this RSE")
+    data = secret.read_bytes()
+    hop = site.hop("../secret.root", len(data), f"{zlib.adler32(data):08x}", "request-secret",
+                   dest_relative="2024/01/01/secret.root")
+
+    job_id = site.tool.submit([hop], job_params={})
+    report = poll_until_final(site.tool, job_id, ["request-secret"])["request-secret"]
+
+    assert report.state == site.rucio.RequestState.FAILED
+    assert report.reason.startswith("SOURCE outside its RSE's root") and str(site.origin_root) in report.reason
+    assert not site.final_path(hop).exists()
+    assert list(site.destination_root.rglob("*")) == []
+
+
+def test_a_normal_copy_next_to_a_refused_one_still_works(site, tmp_path):
+    good_relative, bad_relative = "2024/01/02/good.root", "2024/01/02/bad.root"
+    good, bad = site.write(good_relative, os.urandom(5000)), site.write(bad_relative, os.urandom(5000))
+    good_hop = site.hop_for(good_relative, good, "request-good")
+    bad_data = bad.read_bytes()
+    bad_hop = site.hop(bad_relative, len(bad_data), f"{zlib.adler32(bad_data):08x}", "request-bad",
+                       dest_relative=f"2024/../../{bad_relative}")
+    before = files_outside(tmp_path, site.tool.store.root, site.destination_root)
+
+    job_id = site.tool.submit([bad_hop, good_hop], job_params={})
+    reports = poll_until_final(site.tool, job_id, ["request-bad", "request-good"])
+
+    assert reports["request-bad"].state == site.rucio.RequestState.FAILED
+    assert reports["request-good"].state == site.rucio.RequestState.DONE
+    assert site.final_path(good_hop).read_bytes() == good.read_bytes()
+    assert files_outside(tmp_path, site.tool.store.root, site.destination_root) == before
+    assert leftovers(tmp_path) == []
+
+
+def test_a_job_that_records_no_root_is_not_copied(site, tmp_path):
+    """A job written without roots (say, by an older submitter) fails rather than copy unconfined."""
+    from rucio_magic_ext.transfertool.copier import run_job
+
+    relative = "2024/01/03/old.root"
+    path = site.write(relative, b"old job")
+    spec = site.tool.file_spec(site.hop_for(relative, path, "request-old"))
+    del spec["dest_root"]
+    job_id = site.tool.store.create({"files": [spec], "max_active": 1, "report": False})
+    run_job(site.tool.store, job_id)
+
+    outcome = site.tool.store.read_status(job_id)["files"]["request-old"]
+    assert outcome["state"] == jobs.FAILED and "root unknown" in outcome["reason"]
+    assert list(site.destination_root.rglob("*")) == []
+
+    spec = site.tool.file_spec(site.hop_for(relative, path, "request-old-source"))
+    del spec["sources"][0]["root"]
+    job_id = site.tool.store.create({"files": [spec], "max_active": 1, "report": False})
+    run_job(site.tool.store, job_id)
+    outcome = site.tool.store.read_status(job_id)["files"]["request-old-source"]
+    assert outcome["state"] == jobs.FAILED and outcome["reason"].startswith("SOURCE storage root unknown")
+    assert list(site.destination_root.rglob("*")) == []
