@@ -440,7 +440,7 @@ class XRootDStorage(Storage):
             if answer is not None and answer[0] == algorithm:
                 values[algorithm] = normalise_checksum(algorithm, answer[1])
             else:
-                notes.append(f"{endpoint} answers {answer[0] if answer else 'no checksum'} for {algorithm}")
+                notes.append(f"{endpoint} gave no {algorithm} (answers {answer[0] if answer else 'no checksum'})")
         by_storage = frozenset(values)
         remaining = [algorithm for algorithm in wanted if algorithm not in values]
         if not remaining or not stream:
@@ -550,7 +550,7 @@ class XRootDStorage(Storage):
                     status, _ = handle.close(timeout=self.timeout)
                 _raise_for(status, endpoint, path)
                 streamed = digest.hexdigests()
-                _check_source(origin, source, wanted, streamed)
+                check_source(origin, source, wanted, streamed)
                 self._verify(endpoint, path, digest.size, streamed, "DESTINATION (streamed copy)")
             except BaseException:
                 self._remove_quietly(endpoint, path)
@@ -593,7 +593,7 @@ def _join(directory: str, name: str) -> str:
     return f"{directory.rstrip('/')}/{name}"
 
 
-def _check_source(origin: Storage, source: str, wanted: tuple[str, ...], streamed: dict[str, str]) -> None:
+def check_source(origin: Storage, source: str, wanted: tuple[str, ...], streamed: dict[str, str]) -> None:
     """Compare the bytes read with the checksum the source's storage keeps (when it keeps one, at no cost):
     a mismatch means the source changed or rotted after it was checksummed."""
     detail = getattr(origin, "checksum_detail", None)

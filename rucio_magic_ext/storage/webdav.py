@@ -1,0 +1,568 @@
+"""Storage reached over WebDAV (Rucio schemes `davs`, `https`, `http`), with `requests`.
+
+Sites whose doors speak HTTP (dCache, EOS, XRootD's XrdHttp, StoRM) are reached with the WebDAV verbs:
+`PROPFIND Depth: 1` lists a folder with sizes and mtimes in one request, `HEAD` with `Want-Digest: adler32`
+asks the server for its checksum (RFC 3230 `Digest` header, so no byte of the file crosses the network),
+`GET` with byte ranges reads, `PUT` writes, `MOVE` renames, `DELETE` removes, `MKCOL` makes folders.
+
+Where the server answers no digest, or another algorithm, the bytes are streamed and the checksum computed
+here; `checksum_detail` says which way each value was obtained (see xroot.ProvenChecksums). A copy streams
+through this process (HTTP third-party copy wants TLS and delegated credentials) and is then checked against
+the destination's own digest; the source's stored digest is compared with the bytes read.
+
+`PUT` replaces an existing file on most servers whatever the request says, so a copy first checks that the
+destination is absent: two writers racing for one new name are not told apart (the transfer tool writes to
+a name of its own and renames).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import errno
+import io
+import logging
+import re
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, BinaryIO
+from urllib.parse import quote, unquote, urlsplit
+
+import requests
+
+from rucio_magic_ext.checksum import ADLER32, MD5, StreamingChecksum, read_blocks
+from rucio_magic_ext.storage.base import (
+    CopyResult,
+    Entry,
+    Folder,
+    LoggerFunction,
+    OutsideRoot,
+    ProgressCallback,
+    Storage,
+)
+from rucio_magic_ext.storage.xroot import (
+    ChecksumMismatch,
+    ProvenChecksums,
+    StorageUnavailable,
+    check_source,
+    normalise_checksum,
+    wanted_algorithms,
+)
+
+#: URL schemes served, and the transport each one means.
+TRANSPORTS = {"davs": "https", "https": "https", "dav": "http", "http": "http"}
+DEFAULT_PORTS = {"https": 443, "http": 80}
+_DAV = "{DAV:}"
+_PROPFIND_BODY = (
+    '<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
+    "<D:resourcetype/><D:getcontentlength/><D:getlastmodified/></D:prop></D:propfind>"
+)
+# Characters left as they are in a URL path: '+' is common in MAGIC names and means itself in a path.
+_SAFE = "/+:@!$&'()*,;=~-._"
+_ENCODED = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+_UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+
+
+@dataclass(frozen=True)
+class _Node:
+    path: str
+    is_dir: bool
+    size: int
+    mtime: float
+
+
+def split_dav_url(url: str) -> tuple[str, str]:
+    """`davs://host[:port]/path` as its transport endpoint `https://host:port` and its absolute path."""
+    parts = urlsplit(url)
+    transport = TRANSPORTS.get(parts.scheme)
+    if transport is None:
+        raise ValueError(f"not a WebDAV location (davs://, https://, http://): {url}")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        # Rucio joins prefix and path as they are: '?' or '#' in a name would cut the path short.
+        raise ValueError(f"'?' and '#' have no meaning in a WebDAV location: {url}")
+    if not parts.hostname:
+        raise ValueError(f"a WebDAV location needs a host: {url}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = parts.port or DEFAULT_PORTS[transport]
+    return f"{transport}://{host}:{port}", "/" + unquote(parts.path).lstrip("/")
+
+
+def _href_path(href: str) -> str:
+    """The path of a PROPFIND href; servers differ on percent-encoding (XrdHttp sends names as they are)."""
+    if "://" in href:
+        href = urlsplit(href).path
+    if _ENCODED.fullmatch(href):
+        href = unquote(href)
+    return "/" + href.strip("/") if href.strip("/") else "/"
+
+
+def _parse_digest(header: str) -> dict[str, str]:
+    """RFC 3230 `Digest: adler32=0a1b2c3d, md5=<base64>` as {algorithm: value in Rucio's format}."""
+    found = {}
+    for item in header.split(","):
+        name, _, value = item.strip().partition("=")
+        name, value = name.strip().lower(), value.strip()
+        if not value:
+            continue
+        if name == MD5 and not re.fullmatch(r"[0-9a-fA-F]{32}", value):
+            with contextlib.suppress(binascii.Error, ValueError):
+                value = base64.b64decode(value, validate=True).hex()
+        found[name] = normalise_checksum(name, value)
+    return found
+
+
+class _RangeReader(io.RawIOBase):
+    """A remote file as a raw stream: each `readinto` is one ranged GET at the current offset."""
+
+    def __init__(self, storage: WebDAVStorage, url: str, path: str, size: int) -> None:
+        super().__init__()
+        self._storage = storage
+        self._url = url
+        self._path = path
+        self._size = size
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        end = min(self._position + len(view), self._size)
+        if end <= self._position:
+            return 0
+        wanted = end - self._position
+        headers = {"Range": f"bytes={self._position}-{end - 1}"}
+        with self._storage._request("GET", self._url, self._path, headers=headers, stream=True) as response:
+            whole_file = self._position == 0 and end == self._size
+            if response.status_code != 206 and not (response.status_code == 200 and whole_file):
+                raise OSError(errno.EIO, f"ranged GET answered {response.status_code}", self._path)
+            count = 0
+            while count < wanted:
+                got = response.raw.readinto(view[count:wanted])
+                if not got:
+                    break
+                count += got
+        if count < wanted:
+            raise OSError(errno.EIO, f"short read: {count} of {wanted} bytes at {self._position}", self._path)
+        self._position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = base + offset
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+
+class _BodyAborted(Exception):
+    """Raised inside a PUT body: not an OSError, so that urllib3 drops the connection instead of retrying."""
+
+
+class _Body:
+    """A PUT body read from a source stream, of known length (so no chunked encoding), checksummed on the way."""
+
+    def __init__(self, reader: BinaryIO, size: int, digest: StreamingChecksum, progress: ProgressCallback | None):
+        self.reader = reader
+        self.size = size
+        self.digest = digest
+        self.progress = progress
+        self.error: BaseException | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[memoryview]:
+        try:
+            for block in read_blocks(self.reader):
+                self.digest.update(block)
+                if self.digest.size > self.size:
+                    raise OSError(errno.EIO, f"the source grew past {self.size} bytes while being copied")
+                if self.progress is not None:
+                    self.progress(self.digest.size)
+                yield block
+            if self.digest.size != self.size:
+                raise OSError(errno.EIO, f"the source gave {self.digest.size} bytes of {self.size}")
+        except BaseException as error:
+            self.error = error
+            raise _BodyAborted() from error
+
+
+class WebDAVStorage(Storage):
+    """Files on a WebDAV server; URLs look like `davs://host:port/abs/path` (or https://, http://).
+
+    `endpoint` (`https://host:port`) is where native paths are looked up; without it, the root's when the
+    root is a URL, else that of the first URL given. With a root, every location must be on that endpoint
+    and under that path (OutsideRoot otherwise). `verify`: TLS verification (True, or a CA bundle or folder);
+    `cert`: a client certificate (an X.509 proxy file); `token`: a bearer token.
+    """
+
+    scheme = "davs"
+    storage_side_checksum = True
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        root: str | None = None,
+        logger: LoggerFunction = logging.log,
+        timeout: float = 60,
+        checksum_timeout: float = 1800,
+        verify: bool | str = True,
+        cert: str | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.logger = logger
+        self.timeout = timeout
+        self.checksum_timeout = checksum_timeout
+        self.endpoint: str | None = None
+        if endpoint is not None:
+            self.endpoint = split_dav_url(endpoint.rstrip("/") + "/")[0]
+        elif root is not None and "://" in root:
+            self.endpoint = split_dav_url(root)[0]
+        self._confined_endpoint = self.endpoint if root is not None else None
+        self.session = requests.Session()
+        self.session.verify = verify
+        if cert is not None:
+            self.session.cert = cert
+        if token is not None:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        super().__init__(root)
+
+    # -- locations --------------------------------------------------------------------------------------
+
+    def native_path(self, location: str) -> str:
+        return self._split(location)[1]
+
+    def _split(self, location: str) -> tuple[str, str]:
+        if "://" in location:
+            endpoint, path = split_dav_url(location)
+            if self._confined_endpoint is not None and endpoint != self._confined_endpoint:
+                raise OutsideRoot(location, f"{self._confined_endpoint}{self.root}", f"{endpoint} is another server")
+            if self.endpoint is None:
+                self.endpoint = endpoint  # native paths given later are on the server first named
+            return endpoint, path
+        if not location.startswith("/"):
+            raise ValueError(f"WebDAV native paths must be absolute: {location}")
+        if self.endpoint is None:
+            raise ValueError(f"no server known for the native path {location}: give a URL or an endpoint")
+        return self.endpoint, location
+
+    def _locate(self, location: str) -> tuple[str, str]:
+        endpoint, _ = self._split(location)
+        return endpoint, self.path_of(location)
+
+    def url_of(self, location: str) -> str:
+        """The transport URL (https:// or http://) of a location, percent-encoded, confined like every other."""
+        return _url(*self._locate(location))
+
+    # -- requests ---------------------------------------------------------------------------------------
+
+    def _request(self, method: str, url: str, path: str, timeout: float | None = None, **kwargs: Any) -> Any:
+        """One request; StorageUnavailable when the server does not answer or says it cannot serve now."""
+        try:
+            response = self.session.request(method, url, timeout=timeout or self.timeout, allow_redirects=False,
+                                            **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise StorageUnavailable(errno.EHOSTUNREACH, f"{urlsplit(url).netloc} does not answer: {error}",
+                                     path) from error
+        if response.status_code in _UNAVAILABLE_STATUSES:
+            response.close()
+            raise StorageUnavailable(errno.EAGAIN, f"{method} answered {response.status_code} {response.reason}",
+                                     path)
+        if response.status_code in (401, 403):
+            response.close()
+            raise PermissionError(errno.EACCES, f"{method} answered {response.status_code} {response.reason}", path)
+        return response
+
+    def _propfind(self, endpoint: str, path: str, depth: int) -> list[_Node]:
+        """The node itself first, then (depth 1) its children; FileNotFoundError when absent."""
+        url = _url(endpoint, path)
+        headers = {"Depth": str(depth), "Content-Type": "application/xml; charset=utf-8"}
+        response = self._request("PROPFIND", url, path, headers=headers, data=_PROPFIND_BODY)
+        if response.status_code == 404:
+            raise FileNotFoundError(errno.ENOENT, "no such file or directory", path)
+        if response.status_code != 207:
+            raise OSError(errno.EIO, f"PROPFIND answered {response.status_code} {response.reason}", path)
+        try:
+            tree = ElementTree.fromstring(response.content)
+        except ElementTree.ParseError as error:
+            raise OSError(errno.EIO, f"PROPFIND answer is not XML: {error}", path) from None
+        nodes = [_node(item) for item in tree.iter(f"{_DAV}response")]
+        itself = [node for node in nodes if node is not None and node.path == path]
+        children = sorted((node for node in nodes if node is not None and node.path != path),
+                          key=lambda node: node.path)
+        if not itself:
+            raise OSError(errno.EIO, "PROPFIND answer does not describe the path asked for", path)
+        return itself[:1] + children
+
+    # -- listing ----------------------------------------------------------------------------------------
+
+    def list(self, prefix: str) -> Iterator[Entry]:
+        endpoint, top = self._locate(prefix)
+        pending = [top]
+        while pending:
+            directory = pending.pop()
+            try:
+                nodes = self._propfind(endpoint, directory, 1)
+            except FileNotFoundError:
+                if directory == top:
+                    raise
+                continue  # removed while the tree was being walked
+            except PermissionError as error:
+                self.logger(logging.WARNING, "Cannot list %s: %s", directory, error)
+                continue
+            if not nodes[0].is_dir:
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
+            subdirectories = []
+            for node in nodes[1:]:
+                if node.is_dir:
+                    subdirectories.append(node.path)
+                else:
+                    yield Entry(node.path, node.size, node.mtime)
+            pending.extend(reversed(subdirectories))
+
+    def folders(self, prefix: str) -> Iterator[Folder]:
+        endpoint, top = self._locate(prefix)
+        try:
+            itself = self._propfind(endpoint, top, 0)[0]
+        except FileNotFoundError:
+            return
+        # A folder's mtime is read before it is listed, so a name created in between shows as a change later.
+        pending = [(top, itself.mtime)]
+        while pending:
+            directory, mtime = pending.pop()
+            try:
+                nodes = self._propfind(endpoint, directory, 1)
+            except FileNotFoundError:
+                continue  # removed while the tree was being walked
+            except PermissionError as error:
+                self.logger(logging.WARNING, "Cannot list %s: %s", directory, error)
+                continue
+            if not nodes[0].is_dir:
+                continue
+            yield Folder(directory, mtime)
+            pending.extend(sorted(((node.path, node.mtime) for node in nodes[1:] if node.is_dir), reverse=True))
+
+    def files(self, folder: str) -> list[Entry]:
+        endpoint, directory = self._locate(folder)
+        try:
+            nodes = self._propfind(endpoint, directory, 1)
+        except FileNotFoundError:
+            return []
+        if not nodes[0].is_dir:
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
+        return [Entry(node.path, node.size, node.mtime) for node in nodes[1:] if not node.is_dir]
+
+    # -- one file ---------------------------------------------------------------------------------------
+
+    def _stat(self, endpoint: str, path: str) -> _Node:
+        return self._propfind(endpoint, path, 0)[0]
+
+    def stat(self, location: str) -> Entry:
+        endpoint, path = self._locate(location)
+        node = self._stat(endpoint, path)
+        if node.is_dir:
+            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        return Entry(path, node.size, node.mtime)
+
+    def _exists(self, endpoint: str, path: str) -> bool:
+        try:
+            self._stat(endpoint, path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _digests(self, endpoint: str, path: str, algorithms: tuple[str, ...]) -> tuple[dict[str, str], str]:
+        """The digests the server answers to HEAD with Want-Digest, and what it said (for the logs)."""
+        headers = {"Want-Digest": ",".join(algorithms)}
+        with self._request("HEAD", _url(endpoint, path), path, timeout=self.checksum_timeout,
+                           headers=headers) as response:
+            if response.status_code == 404:
+                raise FileNotFoundError(errno.ENOENT, "no such file or directory", path)
+            if response.status_code >= 400:
+                # XrdHttp answers 405 to Want-Digest when it computes no checksum.
+                return {}, f"HEAD with Want-Digest answered {response.status_code}"
+            header = response.headers.get("Digest")
+        if not header:
+            return {}, "no Digest header"
+        return _parse_digest(header), f"Digest: {header}"
+
+    def checksum(self, location: str, algorithms: Iterable[str] = (ADLER32,)) -> dict[str, str]:
+        return self.checksum_detail(location, algorithms).values
+
+    def checksum_detail(
+        self, location: str, algorithms: Iterable[str] = (ADLER32,), stream: bool = True
+    ) -> ProvenChecksums:
+        """Checksums, and whether the server computed each (its Digest header) or they were streamed here.
+
+        An algorithm the server does not answer is computed over the file's bytes, in one pass for all of
+        them, unless `stream` is False (then it is left out).
+        """
+        wanted = wanted_algorithms(algorithms)
+        endpoint, path = self._locate(location)
+        answered, said = self._digests(endpoint, path, wanted)
+        values = {name: answered[name] for name in wanted if name in answered}
+        # Servers answer the algorithms they know: ask again one by one for those left out.
+        for name in wanted:
+            if name not in values and len(wanted) > 1:
+                single, _ = self._digests(endpoint, path, (name,))
+                if name in single:
+                    values[name] = single[name]
+        by_storage = frozenset(values)
+        remaining = [name for name in wanted if name not in values]
+        notes = tuple(f"{endpoint} gave no {name} ({said})" for name in remaining)
+        if not remaining or not stream:
+            return ProvenChecksums(values, by_storage, notes=notes)
+        self.logger(logging.DEBUG, "Streaming %s for %s: %s", remaining, path, "; ".join(notes))
+        digest = StreamingChecksum(remaining)
+        with self.open_read(location) as reader:
+            for block in read_blocks(reader):
+                digest.update(block)
+        values.update(digest.hexdigests())
+        return ProvenChecksums({name: values[name] for name in wanted}, by_storage, frozenset(remaining),
+                               digest.size, notes)
+
+    def open_read(self, location: str) -> BinaryIO:
+        endpoint, path = self._locate(location)
+        node = self._stat(endpoint, path)
+        if node.is_dir:
+            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        return _RangeReader(self, _url(endpoint, path), path, node.size)  # type: ignore[return-value]
+
+    # -- changes ----------------------------------------------------------------------------------------
+
+    def _makedirs(self, endpoint: str, path: str) -> None:
+        """MKCOL `path` and any missing folder above it (servers other than XrdHttp do not create them)."""
+        missing = []
+        while path != "/":
+            try:
+                node = self._stat(endpoint, path)
+            except FileNotFoundError:
+                missing.append(path)
+                path = path.rsplit("/", 1)[0] or "/"
+                continue
+            if not node.is_dir:
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
+            break
+        for folder in reversed(missing):
+            with self._request("MKCOL", _url(endpoint, folder), folder) as response:
+                if response.status_code not in (200, 201, 405):  # 405: made meanwhile
+                    raise OSError(errno.EIO, f"MKCOL answered {response.status_code} {response.reason}", folder)
+
+    def copy(
+        self,
+        source: str,
+        destination: str,
+        algorithms: Iterable[str] = (ADLER32,),
+        progress: ProgressCallback | None = None,
+        source_storage: Storage | None = None,
+    ) -> CopyResult:
+        """Stream `source` into a PUT to `destination`, then compare the destination's digest with the bytes."""
+        origin = source_storage or self
+        wanted = wanted_algorithms(algorithms)
+        endpoint, path = self._locate(destination)
+        if self._exists(endpoint, path):
+            raise FileExistsError(errno.EEXIST, "the copy's destination exists", path)
+        size = origin.stat(source).size
+        digest = StreamingChecksum(wanted)
+        with origin.open_read(source) as reader:
+            self._makedirs(endpoint, path.rsplit("/", 1)[0] or "/")
+            try:
+                body = _Body(reader, size, digest, progress)
+                try:
+                    response = self._request("PUT", _url(endpoint, path), path, data=body if size else b"")
+                except _BodyAborted:
+                    raise body.error from None  # type: ignore[misc]
+                with response:
+                    if response.status_code not in (200, 201, 204):
+                        raise OSError(errno.EIO, f"PUT answered {response.status_code} {response.reason}", path)
+                if not size:
+                    for block in read_blocks(reader):  # an empty file: the source must still be empty
+                        digest.update(block)
+                streamed = digest.hexdigests()
+                check_source(origin, source, wanted, streamed)
+                self._verify(endpoint, path, digest.size, streamed, "DESTINATION (streamed copy)")
+            except BaseException:
+                self._remove_quietly(endpoint, path)
+                raise
+        return CopyResult(digest.size, streamed)
+
+    def _verify(self, endpoint: str, path: str, size: int, expected: dict[str, str], what: str) -> None:
+        found = self._stat(endpoint, path).size
+        if found != size:
+            raise OSError(errno.EIO, f"{what} size mismatch: {found} != {size} bytes", path)
+        proven = self.checksum_detail(_url(endpoint, path), tuple(expected))
+        if proven.values != expected:
+            raise ChecksumMismatch(path, expected, proven.values, what)
+
+    def _remove_quietly(self, endpoint: str, path: str) -> None:
+        try:
+            self._request("DELETE", _url(endpoint, path), path).close()
+        except Exception as error:  # the original failure matters more
+            self.logger(logging.WARNING, "Could not remove the partial copy %s: %s", path, error)
+
+    def rename(self, source: str, destination: str) -> None:
+        endpoint, path = self._locate(source)
+        target_endpoint, target = self._locate(destination)
+        if target_endpoint != endpoint:
+            raise ValueError(f"a rename stays on one server: {source} -> {destination}")
+        headers = {"Destination": _url(endpoint, target), "Overwrite": "T"}
+        for attempt in range(2):
+            with self._request("MOVE", _url(endpoint, path), path, headers=headers) as response:
+                status = response.status_code
+                if status in (200, 201, 204):
+                    return
+                if status == 404:
+                    raise FileNotFoundError(errno.ENOENT, "no such file or directory", path)
+                if status != 409 or attempt:
+                    raise OSError(errno.EIO, f"MOVE answered {status} {response.reason}", path)
+            self._makedirs(endpoint, target.rsplit("/", 1)[0] or "/")  # 409: the target's folder is missing
+
+    def remove(self, location: str) -> bool:
+        endpoint, path = self._locate(location)
+        with self._request("DELETE", _url(endpoint, path), path) as response:
+            if response.status_code == 404:
+                return False
+            if response.status_code not in (200, 202, 204):
+                raise OSError(errno.EIO, f"DELETE answered {response.status_code} {response.reason}", path)
+        return True
+
+
+def _url(endpoint: str, path: str) -> str:
+    return endpoint + quote(path, safe=_SAFE)
+
+
+def _node(item: ElementTree.Element) -> _Node | None:
+    """One PROPFIND response as a node; None when its properties were not found."""
+    href = item.findtext(f"{_DAV}href")
+    if href is None:
+        return None
+    props = None
+    for propstat in item.iter(f"{_DAV}propstat"):
+        status = propstat.findtext(f"{_DAV}status") or ""
+        if " 200 " in f"{status} ":
+            props = propstat.find(f"{_DAV}prop")
+            break
+    if props is None:
+        return None
+    resourcetype = props.find(f"{_DAV}resourcetype")
+    is_dir = (resourcetype is not None and resourcetype.find(f"{_DAV}collection") is not None) or (
+        (props.findtext(f"{_DAV}iscollection") or "").strip() == "1"
+    )
+    length = (props.findtext(f"{_DAV}getcontentlength") or "0").strip()
+    modified = (props.findtext(f"{_DAV}getlastmodified") or "").strip()
+    try:
+        mtime = parsedate_to_datetime(modified).timestamp() if modified else 0.0
+    except (TypeError, ValueError):
+        mtime = 0.0
+    return _Node(_href_path(href), is_dir, int(length) if length.isdigit() else 0, mtime)
+
+
+__all__ = ["TRANSPORTS", "WebDAVStorage", "split_dav_url"]
