@@ -18,8 +18,9 @@ is unchanged, so a copy compares the source's stored checksum with the destinati
 whose bytes rotted after they were checksummed is caught at the copy.
 
 The client retries a refused connection for up to ten minutes by default; unless `XRD_CONNECTIONRETRY`,
-`XRD_CONNECTIONWINDOW` or `XRD_STREAMERRORWINDOW` are set, this module makes it give up at once and forget
-a failure after a minute, so that a stopped server is reported (StorageUnavailable) rather than waited for.
+`XRD_CONNECTIONWINDOW` or `XRD_STREAMERRORWINDOW` are set, this module makes it give up at once (ten seconds
+for a host that does not even refuse) and try again five seconds after a failure rather than thirty minutes,
+so that a stopped server is reported (StorageUnavailable) rather than waited for, and a restarted one is used.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ except ImportError:  # the storage says so when used; the rest of the package do
 
 DEFAULT_PORT = 1094
 #: Client settings that make a stopped server an error, not a wait (a site's XRD_* variables win).
-CLIENT_SETTINGS = {"ConnectionRetry": 1, "ConnectionWindow": 10, "StreamErrorWindow": 60}
+CLIENT_SETTINGS = {"ConnectionRetry": 1, "ConnectionWindow": 10, "StreamErrorWindow": 5}
 
 # XrdCl status codes meaning that the server was not reached or stopped answering.
 _UNREACHABLE_CODES = frozenset({101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 202, 206, 207})
