@@ -240,22 +240,24 @@ class WebDAVStorage(Storage):
     def native_path(self, location: str) -> str:
         return self._split(location)[1]
 
-    def _split(self, location: str) -> tuple[str, str]:
+    def _split(self, location: str) -> tuple[str | None, str]:
         if "://" in location:
             endpoint, path = split_dav_url(location)
             if self._confined_endpoint is not None and endpoint != self._confined_endpoint:
                 raise OutsideRoot(location, f"{self._confined_endpoint}{self.root}", f"{endpoint} is another server")
-            if self.endpoint is None:
-                self.endpoint = endpoint  # native paths given later are on the server first named
+            if self.endpoint is None:  # native paths given later are on the server first named
+                self.endpoint = endpoint
+                if self.root is not None:  # and a root given as a native path is on that server only
+                    self._confined_endpoint = endpoint
             return endpoint, path
         if not location.startswith("/"):
             raise ValueError(f"WebDAV native paths must be absolute: {location}")
-        if self.endpoint is None:
-            raise ValueError(f"no server known for the native path {location}: give a URL or an endpoint")
         return self.endpoint, location
 
     def _locate(self, location: str) -> tuple[str, str]:
         endpoint, _ = self._split(location)
+        if endpoint is None:
+            raise ValueError(f"no server known for the native path {location}: give a URL or an endpoint")
         return endpoint, self.path_of(location)
 
     def url_of(self, location: str) -> str:

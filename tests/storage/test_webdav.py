@@ -53,6 +53,11 @@ def test_a_root_confines_every_location():
     for outside in ("/pnfs/other/x", "/pnfs/magic/../x", "davs://elsewhere:2880/pnfs/magic/x", "davs://door.pic.es/x"):
         with pytest.raises(OutsideRoot):
             storage.path_of(outside)
+    native = WebDAVStorage(root="/pnfs/magic")
+    assert native.path_of("davs://door:2880/pnfs/magic/x") == "/pnfs/magic/x"
+    for outside in ("https://door:2881/pnfs/magic/x", "/pnfs/x"):
+        with pytest.raises(OutsideRoot):
+            native.path_of(outside)
 
 
 def test_list_folders_and_files_with_sizes_and_mtimes(at_orm, orm, folder, write_on_disk):

@@ -66,6 +66,11 @@ def test_a_root_confines_every_location():
     for outside in ("/data/pic/x", "/data/orm/../pic/x", "root://h:1094//etc/passwd", "root://other:1094//data/orm/x"):
         with pytest.raises(OutsideRoot):
             storage.path_of(outside)
+    native = XRootDStorage(root="/data/orm")  # as get_storage(url, root=native path) makes it
+    assert native.path_of("root://h:1094//data/orm/x") == "/data/orm/x"
+    for outside in ("root://other:1094//data/orm/x", "/data/pic/x"):
+        with pytest.raises(OutsideRoot):
+            native.path_of(outside)
 
 
 def test_list_folders_and_files_with_sizes_and_mtimes(at_orm, orm, folder, write_on_disk):
