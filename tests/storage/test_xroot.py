@@ -9,7 +9,9 @@ import zlib
 
 import pytest
 
-pytest.importorskip("XRootD.client", reason="root:// storage needs XRootD's Python client: pip install xrootd")
+pytest.importorskip(
+    "XRootD.client", reason="root:// storage needs XRootD's Python client: pip install xrootd", exc_type=ImportError
+)
 
 from rucio_magic_ext.checksum import ADLER32, MD5
 from rucio_magic_ext.storage import Entry, OutsideRoot

@@ -51,11 +51,13 @@ def free_port() -> int:
 
 def missing() -> str | None:
     """Why an XRootD server cannot run here (binaries or the HTTP plugin absent), or None when it can."""
-    absent = [name for name in ("xrootd", "xrdfs", "xrdcp", "setpriv") if shutil.which(name) is None]
+    absent = [name for name in ("xrootd", "xrdfs", "xrdcp") if shutil.which(name) is None]
     if not any((folder / HTTP_PLUGIN).exists() for folder in PLUGIN_DIRS):
         absent.append(HTTP_PLUGIN)
     if absent:
         return f"{', '.join(absent)} not found: apt-get install {' '.join(PACKAGES)}"
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        return "setpriv not found (to run xrootd unprivileged under root): apt-get install util-linux"
     return None
 
 
