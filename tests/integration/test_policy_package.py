@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,431 @@ def test_magic_writers_register_replicas_on_magic_rses_only(writer: Any, outside
     new = "20210314_M1_05095172.002_Y_CrabNebula-W0.40+035.root"
     with pytest.raises(AccessDenied, match="magic=writer"):
         outsider.add_replicas("ORM-ONSITE", [{**existing, "name": new, "pfn": pfn.replace(CALIBRATED, new)}])
+
+
+# --- the permission table of README.md ("Permissions"), row by row, through the REST API ---------------
+
+ROLES = ("admin", "writer", "service", "reader", "other")
+ACCOUNTS = {
+    "admin": "magic_admin",
+    "writer": "magic_operator",
+    "service": "magic_scanner",
+    "reader": "magic_reader",
+    "other": "cta_user",
+}
+FOREIGN_SCOPE = "cta_user_scope"
+RSES = ("ORM-ONSITE", "PIC-DISK", "PIC-ANALYSIS")
+
+
+def _login(rucio_client: Any, account: str) -> Any:
+    """A REST client for an existing account, given a userpass identity first."""
+    from rucio.client import Client
+
+    password = uuid.uuid4().hex
+    rucio_client.add_identity(
+        account, identity=account, authtype="USERPASS", email=f"{account}@example.org", password=password
+    )
+    return Client(account=account, auth_type="userpass", creds={"username": account, "password": password})
+
+
+class World:
+    """Fresh DIDs and rules for one row, made as root; the row's attempts then run as the role's account."""
+
+    def __init__(self, root: Any, clients: dict[str, Any], storage: Path) -> None:
+        self.root = root
+        self.clients = clients
+        self.storage = storage
+
+    @staticmethod
+    def unique(prefix: str) -> str:
+        return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+    def file(self, scope: str = "magic_cal", rses: tuple[str, ...] = ("PIC-DISK",)) -> dict[str, str]:
+        """A new file with replicas on ``rses``; on ORM-ONSITE its bytes really lie on the storage."""
+        did = {"scope": scope, "name": self.unique("file") + ".root"}
+        for rse in rses:
+            replica = {**did, "bytes": 4, "adler32": "0bfc01a6"}
+            if rse == "ORM-ONSITE":
+                path = self.orm_path(did)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"MAGI")
+                replica["pfn"] = f"file://localhost:0{path}"
+            self.root.add_replicas(rse, [replica])
+        return did
+
+    def orm_path(self, did: dict[str, str]) -> Path:
+        return self.storage / "orm-onsite" / "policy-tests" / did["name"]
+
+    def dataset(self, scope: str = "magic_cal", files: tuple[dict[str, str], ...] = ()) -> dict[str, str]:
+        did = {"scope": scope, "name": self.unique("dataset")}
+        self.root.add_dataset(scope, did["name"])
+        if files:
+            self.root.attach_dids(scope, did["name"], list(files))
+        return did
+
+    def rule(
+        self, did: dict[str, str], account: str = "root", rse: str = "PIC-DISK", copies: int = 1, **kw: Any
+    ) -> str:
+        return self.root.add_replication_rule([did], copies, rse, account=account, **kw)[0]
+
+    def two_copies(self, account: str = "root", scope: str = "magic_cal") -> tuple[dict[str, str], str]:
+        """A file on PIC-DISK and ORM-ONSITE under one OK rule of two copies: reducible, and movable to
+        PIC-ANALYSIS."""
+        did = self.file(scope, ("PIC-DISK", "ORM-ONSITE"))
+        return did, self.rule(did, account, "PIC-DISK|ORM-ONSITE", 2)
+
+    def embargo(self, did: dict[str, str], days: int = 30) -> None:
+        until = (date.today() + timedelta(days=days)).isoformat()
+        self.root.set_metadata(did["scope"], did["name"], "embargo_until", until)
+
+    def carrier(self, copies: int = 1) -> tuple[dict[str, str], dict[str, str], str]:
+        """A carrier as the flow makes it: a file at the observatory (bytes on the storage), the carrier dataset
+        in magic_carrier, and the service account's source rule there with purge_replicas."""
+        rses = ("ORM-ONSITE", "PIC-DISK") if copies == 2 else ("ORM-ONSITE",)
+        did = self.file("magic_raw", rses)
+        carrier = self.dataset("magic_carrier", (did,))
+        rule = self.rule(
+            carrier, "magic_scanner", "|".join(rses), copies, purge_replicas=True, comment="magic-carrier:source"
+        )
+        return did, carrier, rule
+
+    def untouched(self, rule_id: str) -> None:
+        rule = self.root.get_replication_rule(rule_id)
+        assert rule["expires_at"] is None and rule["child_rule_id"] is None, rule
+
+
+Attempts = list[Callable[[], Any]]
+
+
+def _reduce(client: Any, rule_id: str, copies: int) -> None:
+    """``reduce_replication_rule``: Rucio 41's server answers 201, which its client reports as an unknown error."""
+    from rucio.common.exception import AccessDenied, RucioException
+
+    try:
+        client.reduce_replication_rule(rule_id, copies)
+    except AccessDenied:
+        raise
+    except RucioException as error:
+        if "http status code: 201" not in str(error):
+            raise
+
+
+def row_magic_data(world: World, client: Any, account: str) -> Attempts:
+    dataset = world.unique("M1_Calibrated")
+    return [
+        lambda: client.add_dataset("magic_cal", dataset),
+        lambda: client.attach_dids("magic_cal", dataset, [world.file()]),
+        lambda: client.set_metadata("magic_cal", dataset, "run_number", 5095172),
+        lambda: client.set_dids_metadata_bulk([{"scope": "magic_cal", "name": dataset, "meta": {"source": "Crab"}}]),
+        lambda: client.close("magic_cal", dataset),
+    ]
+
+
+def row_replicas_on_magic_rse(world: World, client: Any, account: str) -> Attempts:
+    name = world.unique("file") + ".root"
+    path = world.storage / "orm-onsite" / "policy-tests" / name
+    replica = {"scope": "magic_cal", "name": name, "bytes": 4, "adler32": "0bfc01a6", "pfn": f"file://localhost:0{path}"}
+    return [lambda: client.add_replicas("ORM-ONSITE", [replica])]
+
+
+def row_own_rule(world: World, client: Any, account: str) -> Attempts:
+    did = world.file()
+    return [lambda: client.add_replication_rule([did], 1, "PIC-DISK")]
+
+
+def row_change_own_rule(world: World, client: Any, account: str) -> Attempts:
+    rules = [world.two_copies(account)[1] for _ in range(4)]
+    return [
+        lambda: client.update_replication_rule(rules[0], {"lifetime": 3600}),
+        lambda: _reduce(client, rules[1], 1),
+        lambda: client.move_replication_rule(rules[2], "PIC-DISK|PIC-ANALYSIS", {}),
+        lambda: client.delete_replication_rule(rules[3]),
+    ]
+
+
+def row_change_others_rule(world: World, client: Any, account: str) -> Attempts:
+    rules = [world.two_copies("root")[1] for _ in range(5)]
+    return [
+        lambda: client.delete_replication_rule(rules[0]),
+        lambda: client.update_replication_rule(rules[1], {"lifetime": 0}),
+        lambda: client.update_replication_rule(rules[2], {"comment": "mine now"}),
+        lambda: _reduce(client, rules[3], 1),
+        lambda: client.move_replication_rule(rules[4], "PIC-DISK|PIC-ANALYSIS", {}),
+    ]
+
+
+def row_boost_others_rule(world: World, client: Any, account: str) -> Attempts:
+    rule = world.rule(world.file(), "root")
+    return [
+        lambda: client.update_replication_rule(rule, {"priority": 4}),
+        lambda: client.update_replication_rule(rule, {"boost_rule": True}),
+    ]
+
+
+def row_detach_own_rules(world: World, client: Any, account: str) -> Attempts:
+    file = world.file()
+    dataset = world.dataset(files=(file,))
+    world.rule(dataset, account)
+    return [lambda: client.detach_dids(dataset["scope"], dataset["name"], [file])]
+
+
+def row_detach_others_rules(world: World, client: Any, account: str) -> Attempts:
+    file = world.file()
+    dataset = world.dataset(files=(file,))
+    container = {"scope": "magic_cal", "name": world.unique("container")}
+    world.root.add_container(container["scope"], container["name"])
+    world.root.attach_dids(container["scope"], container["name"], [dataset])
+    world.rule(container, "root")  # a rule on the collection above still locks the file
+    return [lambda: client.detach_dids(dataset["scope"], dataset["name"], [file])]
+
+
+def row_carrier_dids(world: World, client: Any, account: str) -> Attempts:
+    did, carrier, _ = world.carrier()
+    scope, name = carrier["scope"], carrier["name"]
+    return [
+        lambda: client.add_dataset("magic_carrier", world.unique("carrier")),
+        lambda: client.attach_dids(scope, name, [world.file("magic_raw")]),
+        lambda: client.set_metadata(scope, name, "policy", "none"),
+        lambda: client.detach_dids(scope, name, [did]),
+        lambda: client.close(scope, name),
+    ]
+
+
+def row_carrier_rules(world: World, client: Any, account: str) -> Attempts:
+    carriers = [world.carrier() for _ in range(4)]
+    reducible = world.carrier(copies=2)
+    return [
+        lambda: client.add_replication_rule([carriers[0][1]], 1, "PIC-DISK"),
+        lambda: client.delete_replication_rule(carriers[1][2]),
+        lambda: client.update_replication_rule(carriers[2][2], {"lifetime": 0}),
+        lambda: _reduce(client, reducible[2], 1),
+        lambda: client.move_replication_rule(carriers[3][2], "PIC-DISK", {}),
+    ]
+
+
+def row_mixed_calls(world: World, client: Any, account: str) -> Attempts:
+    magic_file, foreign_file = world.file(), world.file(FOREIGN_SCOPE)
+    magic_dataset, foreign_dataset = world.dataset(), world.dataset(FOREIGN_SCOPE)
+    both = [
+        {"scope": "magic_cal", "name": world.unique("dataset"), "type": "DATASET"},
+        {"scope": FOREIGN_SCOPE, "name": world.unique("dataset"), "type": "DATASET"},
+    ]
+    return [
+        lambda: client.add_dids(both),
+        lambda: client.attach_dids(foreign_dataset["scope"], foreign_dataset["name"], [magic_file]),
+        lambda: client.attach_dids(magic_dataset["scope"], magic_dataset["name"], [foreign_file]),
+    ]
+
+
+def row_attach_creating_replicas(world: World, client: Any, account: str) -> Attempts:
+    dataset = world.dataset()
+    new = {"scope": "magic_cal", "name": world.unique("file") + ".root", "bytes": 4, "adler32": "0bfc01a6"}
+    return [lambda: client.attach_dids(dataset["scope"], dataset["name"], [new], rse="PIC-DISK")]
+
+
+def row_embargo_and_lifetime(world: World, client: Any, account: str) -> Attempts:
+    datasets = [world.dataset() for _ in range(4)]
+    until = (date.today() + timedelta(days=30)).isoformat()
+    return [
+        lambda: client.add_dataset("magic_cal", world.unique("dataset"), meta={"embargo_until": until}),
+        lambda: client.set_metadata("magic_cal", datasets[0]["name"], "embargo_until", until),
+        lambda: client.set_metadata_bulk("magic_cal", datasets[1]["name"], {"embargo_until": until}),
+        lambda: client.set_dids_metadata_bulk([{**datasets[2], "meta": {"embargo_until": until}}]),
+        lambda: client.set_metadata("magic_cal", datasets[3]["name"], "lifetime", 3600),
+    ]
+
+
+def row_lift_embargo(world: World, client: Any, account: str) -> Attempts:
+    dataset = world.dataset()
+    world.embargo(dataset)
+    return [
+        lambda: client.set_metadata("magic_cal", dataset["name"], "embargo_until", date.today().isoformat()),
+        lambda: client.set_metadata_bulk("magic_cal", dataset["name"], {"embargo_until": None}),
+    ]
+
+
+def row_embargo_outside(world: World, client: Any, account: str) -> Attempts:
+    embargoed = world.file()
+    world.embargo(embargoed)
+    holder = world.dataset(files=(embargoed,))  # holds embargoed data, carries no embargo itself
+    member = world.file()
+    world.embargo(world.dataset(files=(member,)))  # no embargo of its own, but its dataset has one
+    own = world.rule(embargoed, account)
+    return [
+        lambda: client.add_replication_rule([embargoed], 1, "ORM-ONSITE"),
+        lambda: client.add_replication_rule([holder], 1, "PIC-ANALYSIS"),
+        lambda: client.add_replication_rule([member], 1, "PIC-ANALYSIS"),
+        lambda: client.move_replication_rule(own, "PIC-ANALYSIS", {}),
+    ]
+
+
+def row_embargo_inside(world: World, client: Any, account: str) -> Attempts:
+    dataset = world.dataset(files=(world.file(rses=("PIC-ANALYSIS",)),))
+    world.embargo(dataset)
+    return [lambda: client.add_replication_rule([dataset], 1, "PIC-DISK")]
+
+
+def row_inline_rules(world: World, client: Any, account: str) -> Attempts:
+    rules = [{"account": account, "copies": 1, "rse_expression": "PIC-ANALYSIS"}]
+    return [lambda: client.add_dataset("magic_cal", world.unique("dataset"), rules=rules)]
+
+
+def row_foreign_scope(world: World, client: Any, account: str) -> Attempts:
+    dataset = world.dataset(FOREIGN_SCOPE)
+    return [
+        lambda: client.add_dataset(FOREIGN_SCOPE, world.unique("dataset")),
+        lambda: client.attach_dids(FOREIGN_SCOPE, dataset["name"], [world.file(FOREIGN_SCOPE)]),
+        lambda: client.set_metadata(FOREIGN_SCOPE, dataset["name"], "campaign", "x"),
+    ]
+
+
+# Row of README.md's table -> (attempts, allowed roles). Each attempt runs on its own; all are allowed or all refused.
+TABLE: dict[str, tuple[Callable[[World, Any, str], Attempts], frozenset[str]]] = {
+    "Add DIDs, attach files, set metadata, close, in MAGIC scopes": (row_magic_data, frozenset(ROLES[:3])),
+    "Register replicas on an RSE with `magic=true` (ORM-ONSITE)": (row_replicas_on_magic_rse, frozenset(ROLES[:3])),
+    "Add a rule of its own on MAGIC data": (row_own_rule, frozenset(ROLES[:3])),
+    "Update, reduce, move or delete a rule of its own (MAGIC scopes)": (row_change_own_rule, frozenset(ROLES[:3])),
+    "Delete, update (lifetime, comment, ...), reduce or move another account's rule (MAGIC scopes)": (
+        row_change_others_rule,
+        frozenset({"admin"}),
+    ),
+    "Raise the priority of, or boost, another account's rule (MAGIC scopes)": (
+        row_boost_others_rule,
+        frozenset(ROLES[:3]),
+    ),
+    "Detach from a collection that only its own rules cover": (row_detach_own_rules, frozenset(ROLES[:3])),
+    "Detach from a collection that another account's rule covers (on it or above it)": (
+        row_detach_others_rules,
+        frozenset({"admin"}),
+    ),
+    "`magic_carrier`: add DIDs, attach, set metadata, detach, close": (
+        row_carrier_dids,
+        frozenset({"admin", "service"}),
+    ),
+    "`magic_carrier`: add, delete, update (lifetime 0), reduce or move rules": (
+        row_carrier_rules,
+        frozenset({"admin", "service"}),
+    ),
+    "One call with MAGIC and foreign DIDs (add_dids; attach to a foreign parent or of foreign children)": (
+        row_mixed_calls,
+        frozenset({"admin"}),
+    ),
+    "Attach with an `rse` that lacks `magic=true` (creates replicas there)": (
+        row_attach_creating_replicas,
+        frozenset({"admin"}),
+    ),
+    "Set `embargo_until` (also on a new DID) or `lifetime` metadata": (row_embargo_and_lifetime, frozenset({"admin"})),
+    "Shorten or remove an embargo": (row_lift_embargo, frozenset({"admin"})),
+    "Rule or moved rule on embargoed data, or on a collection above or below it, outside `embargo_rse_expression`": (
+        row_embargo_outside,
+        frozenset({"admin"}),
+    ),
+    "Rule on embargoed data inside `embargo_rse_expression`": (row_embargo_inside, frozenset(ROLES[:3])),
+    "Rules given inline with a new DID outside `embargo_rse_expression`": (
+        row_inline_rules,
+        frozenset({"admin"}),
+    ),
+    "Foreign scope (owned by the other account): add DIDs, attach, set metadata": (
+        row_foreign_scope,
+        frozenset({"admin", "other"}),
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def world(rucio_stack: Any, rucio_client: Any, writer: Any, outsider: Any) -> World:
+    clients = {
+        "admin": _client_for(rucio_client, ACCOUNTS["admin"], {"admin": "true"}),
+        "writer": writer,
+        "service": _login(rucio_client, ACCOUNTS["service"]),
+        "reader": _client_for(rucio_client, ACCOUNTS["reader"], {"magic": "reader"}),
+        "other": outsider,
+    }
+    for account in ACCOUNTS.values():
+        for rse in RSES:
+            rucio_client.set_local_account_limit(account, rse, -1)
+    return World(rucio_client, clients, rucio_stack.settings.storage_dir)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("row", list(TABLE))
+def test_the_permission_table(row: str, role: str, world: World) -> None:
+    from rucio.common.exception import AccessDenied
+
+    make, allowed = TABLE[row]
+    attempts = make(world, world.clients[role], ACCOUNTS[role])
+    for number, attempt in enumerate(attempts):
+        if role in allowed:
+            attempt()
+        else:
+            with pytest.raises(AccessDenied):
+                attempt()
+                pytest.fail(f"attempt {number} of {row!r} was allowed to {role}")
+
+
+def test_the_readme_table_is_the_tested_one() -> None:
+    """Every row of README.md's permission table is a row above, with the same verdicts."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Permissions", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| action")]
+    documented = {}
+    for line in rows:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        documented[cells[0]] = frozenset(role for role, cell in zip(ROLES, cells[1:]) if cell == "allowed")
+    assert documented == {row: allowed for row, (_, allowed) in TABLE.items()}
+
+
+def test_a_writer_cannot_release_a_carrier_and_the_source_bytes_stay(
+    writer: Any, world: World, run_daemon_once: Callable[..., None]
+) -> None:
+    """The review's case: deleting the carrier's source rule (or lifetime 0) would make the observatory copy
+    OBSOLETE and the reaper delete it. Every way is refused, and after a reaper pass the bytes are still there."""
+    from rucio.common.exception import AccessDenied
+
+    did, carrier, rule = world.carrier()
+    for attempt in (
+        lambda: writer.delete_replication_rule(rule),
+        lambda: writer.delete_replication_rule(rule, purge_replicas=True),
+        lambda: writer.update_replication_rule(rule, {"lifetime": 0}),
+        lambda: writer.update_replication_rule(rule, {"child_rule_id": rule}),
+        lambda: _reduce(writer, rule, 0),
+        lambda: writer.move_replication_rule(rule, "PIC-DISK", {}),
+        lambda: writer.detach_dids(carrier["scope"], carrier["name"], [did]),
+        lambda: writer.set_metadata(carrier["scope"], carrier["name"], "lifetime", 1),
+    ):
+        with pytest.raises(AccessDenied):
+            attempt()
+    run_daemon_once("reaper", "--rses", "ORM-ONSITE")
+    world.untouched(rule)
+    (replica,) = world.root.list_replicas([did], rse_expression="ORM-ONSITE")
+    assert replica["states"] == {"ORM-ONSITE": "AVAILABLE"}
+    assert world.orm_path(did).read_bytes() == b"MAGI"
+
+
+def test_refused_attempts_leave_the_rules_as_they_were(world: World) -> None:
+    """A refusal is a whole refusal: the carrier rules and the other account's rules are untouched."""
+    from rucio.common.exception import AccessDenied
+
+    _, _, carrier_rule = world.carrier()
+    _, others_rule = world.two_copies("root")
+    for role in ("writer", "reader", "other"):
+        client = world.clients[role]
+        for rule in (carrier_rule, others_rule):
+            with pytest.raises(AccessDenied):
+                client.update_replication_rule(rule, {"lifetime": 0})
+            with pytest.raises(AccessDenied):
+                client.delete_replication_rule(rule)
+    world.untouched(carrier_rule)
+    world.untouched(others_rule)
+
+
+def test_rules_inline_with_bulk_dids_are_checked_as_with_one_did(world: World) -> None:
+    """add_dids takes inline rules as add_did does; Rucio 41's server then fails on them (HTTP 500) even for
+    root, so only the refusal, which comes first, is tested here."""
+    from rucio.common.exception import AccessDenied
+
+    for role in ("writer", "service"):
+        rules = [{"account": ACCOUNTS[role], "copies": 1, "rse_expression": "PIC-ANALYSIS"}]
+        new = {"scope": "magic_cal", "name": world.unique("dataset"), "type": "DATASET", "rules": rules}
+        with pytest.raises(AccessDenied, match="embargo_rse_expression"):
+            world.clients[role].add_dids([new])
