@@ -95,7 +95,10 @@ class _Context:
         if self._attributes is None:
             from rucio.core.account import list_account_attributes
 
-            rows = list_account_attributes(self.issuer, session=self.session)
+            try:
+                rows = list_account_attributes(self.issuer, session=self.session)
+            except RucioException:
+                rows = []  # an account that does not exist has no role
             self._attributes = {row["key"]: str(row["value"]) for row in rows}
         return self._attributes
 

@@ -622,3 +622,93 @@ def test_rules_inline_with_bulk_dids_are_checked_as_with_one_did(world: World) -
         new = {"scope": "magic_cal", "name": world.unique("dataset"), "type": "DATASET", "rules": rules}
         with pytest.raises(AccessDenied, match="embargo_rse_expression"):
             world.clients[role].add_dids([new])
+
+
+ODD_KWARGS: list[dict[str, Any]] = [
+    {"rule_id": None},
+    {"rule_id": "not-a-rule-id"},
+    {"rule_id": uuid.uuid4().hex, "options": None},
+    {"scope": None, "name": None},
+    {"scope": 5, "name": 7, "key": None, "meta": "not a dict"},
+    {"scope": "magic_cal", "name": "x", "meta": {"embargo_until": "not a date"}, "rules": [{}, None, "x"]},
+    {"scope": "magic_carrier", "name": "x", "dids": "not a list", "attachment": None},
+    {"dids": None},
+    {"dids": "magic_cal"},
+    {"dids": [None, 1, {"scope": "magic_cal"}, {"name": "x"}], "rse_expression": "((("},
+    {"dids": [{"scope": "magic_cal", "name": "x", "rse_id": "not-an-rse-id", "dids": [None]}]},
+    {"attachment": {"dids": "x", "rse_id": "nope"}, "scope": "magic_cal", "name": "x"},
+    {"attachments": [None, {"scope": "magic_cal"}, {"scope": "magic_cal", "dids": [{"scope": 1}]}]},
+    {"rse": "NO-SUCH-RSE", "rse_id": "nope"},
+    {"options": {"lifetime": 0}, "override": "x", "rse_expression": None},
+]
+
+
+@pytest.mark.parametrize("issuer", ["root", "magic_operator", "cta_user", "magic_scanner", "nobody_at_all"])
+def test_a_check_never_raises(issuer: str, world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """Every action the module handles, with no arguments and with odd ones, as Rucio's own tests call them
+    (``update_rule`` without ``rule_id``): an answer every time, from the checks themselves, not from the guard
+    that turns an exception into a refusal."""
+    from rucio.common.types import InternalAccount
+    from rucio.core.permission import has_permission
+    from rucio.db.sqla.constants import DatabaseOperationType
+    from rucio.db.sqla.session import db_session
+
+    from rucio_magic_ext.policy import permission
+
+    rule = world.rule(world.file(), "root")
+    account = InternalAccount(issuer)
+    with caplog.at_level("ERROR", logger=permission.LOGGER.name), db_session(DatabaseOperationType.READ) as session:
+        for action in permission.ACTIONS:
+            assert permission.has_permission(account, action, {}, session) is None, action
+            for kwargs in [*ODD_KWARGS, {"rule_id": rule, "options": "x", "override": None}]:
+                verdict = permission.has_permission(account, action, kwargs, session)
+                assert verdict is None or isinstance(verdict.allowed, bool)
+        has_permission(account, "update_rule", {"options": {"boost_rule": True}}, session=session)  # Rucio's test
+    assert not [record for record in caplog.records if record.name == permission.LOGGER.name]
+
+
+def test_rucio_upstream_boost_check_still_holds(rucio_stack: Any, outsider: Any) -> None:
+    """Rucio's test_permission.py::test_permission_update_rule_boost, on this policy package."""
+    from rucio.common.types import InternalAccount
+    from rucio.core.permission import has_permission
+
+    kwargs = {"options": {"boost_rule": True}}
+    assert has_permission(InternalAccount("root"), "update_rule", kwargs)
+    assert not has_permission(InternalAccount("cta_user"), "update_rule", kwargs)
+
+
+def test_plus_in_names_through_rest_only_in_magic_scopes(world: World) -> None:
+    """add_did, add_replicas and attach validate ``did``, ``dids`` and ``attachment``: '+' passes in MAGIC scopes
+    and is refused by the schema elsewhere, for every account, root included."""
+    from rucio.common.exception import InvalidObject
+
+    root, plus = world.root, world.unique("1ES1959+650")
+    root.add_dataset("magic_st", plus)
+    root.add_replicas("PIC-DISK", [{"scope": "magic_st", "name": plus + ".root", "bytes": 1, "adler32": "00000001"}])
+    root.attach_dids("magic_st", plus, [{"scope": "magic_st", "name": plus + ".root"}])
+    world.clients["writer"].add_dataset("magic_cal", plus)
+    assert [did["name"] for did in root.list_content("magic_st", plus)] == [plus + ".root"]
+
+    foreign = world.dataset(FOREIGN_SCOPE)
+    for client in (root, world.clients["other"]):
+        with pytest.raises(InvalidObject):
+            client.add_dataset(FOREIGN_SCOPE, plus)
+        with pytest.raises(InvalidObject):
+            client.add_replicas(
+                "PIC-DISK", [{"scope": FOREIGN_SCOPE, "name": plus, "bytes": 1, "adler32": "00000001"}]
+            )
+        with pytest.raises(InvalidObject):
+            client.attach_dids(FOREIGN_SCOPE, foreign["name"], [{"scope": FOREIGN_SCOPE, "name": plus}])
+    with pytest.raises(InvalidObject):  # a MAGIC parent does not let a foreign child through
+        root.attach_dids("magic_st", plus, [{"scope": FOREIGN_SCOPE, "name": plus}])
+
+
+def test_magic_activities_pass_where_rucio_validates_an_activity_alone(world: World) -> None:
+    """Subscriptions and update_rule validate ``activity`` by itself, through the SCHEMAS table."""
+    from rucio.common.schema import validate_schema
+
+    validate_schema("activity", "MAGIC Export")
+    validate_schema("name", "CrabNebula-W0.40+035")
+    rule = world.rule(world.file(), "root")
+    world.root.update_replication_rule(rule, {"activity": "MAGIC Tape"})
+    assert world.root.get_replication_rule(rule)["activity"] == "MAGIC Tape"
