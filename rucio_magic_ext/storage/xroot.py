@@ -30,6 +30,7 @@ import errno
 import io
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -63,6 +64,9 @@ _ERROR_RESPONSE = 400
 _KXR_NOT_AUTHORIZED, _KXR_NOT_FOUND, _KXR_UNSUPPORTED, _KXR_NO_SERVER = 3010, 3011, 3013, 3014
 _KXR_IS_DIRECTORY, _KXR_ITEM_EXISTS, _KXR_OVERLOADED = 3016, 3018, 3024
 _KXR_NO_SPACE, _KXR_OVER_QUOTA, _KXR_FS_READ_ONLY = 3009, 3021, 3025
+_KXR_FILE_LOCKED = 3003
+#: How long a new file's name may stay held by a writer that is going away (a refused third-party copy).
+LOCKED_NAME_GRACE = 10.0
 
 
 class StorageUnavailable(ConnectionError):
@@ -537,9 +541,7 @@ class XRootDStorage(Storage):
     ) -> CopyResult:
         digest = StreamingChecksum(wanted)
         with origin.open_read(source) as reader:
-            handle = xrd_client.File()
-            status, _ = handle.open(f"{endpoint}/{path}", OpenFlags.NEW | OpenFlags.MAKEPATH, timeout=self.timeout)
-            _raise_for(status, endpoint, path)  # FileExistsError here: someone else's file, left alone
+            handle = self._create(endpoint, path)  # FileExistsError here: someone else's file, left alone
             try:
                 try:
                     for block in read_blocks(reader):
@@ -559,6 +561,21 @@ class XRootDStorage(Storage):
                 self._remove_quietly(endpoint, path)
                 raise
         return CopyResult(digest.size, streamed)
+
+    def _create(self, endpoint: str, path: str) -> Any:
+        """A new file open for writing; a name still held by a closing writer is waited for a few seconds.
+
+        A destination that refused a third-party copy keeps the name open for a moment after answering.
+        """
+        deadline = time.monotonic() + LOCKED_NAME_GRACE
+        while True:
+            handle = xrd_client.File()
+            status, _ = handle.open(f"{endpoint}/{path}", OpenFlags.NEW | OpenFlags.MAKEPATH, timeout=self.timeout)
+            locked = status.code == _ERROR_RESPONSE and status.errno == _KXR_FILE_LOCKED
+            if not locked or time.monotonic() > deadline:
+                _raise_for(status, endpoint, path)
+                return handle
+            time.sleep(0.2)
 
     def _verify(self, endpoint: str, path: str, size: int, expected: dict[str, str], what: str) -> None:
         """Raise ChecksumMismatch (or OSError on a size mismatch) unless the server holds these bytes."""
