@@ -15,10 +15,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from rucio_magic_ext import layout, monitoring
-from rucio_magic_ext.carrier.batches import CARRIER_SCOPE
+from rucio_magic_ext.carrier.model import CARRIER_SCOPE
+from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerEvent, LedgerFile
 from rucio_magic_ext.ledger.states import UNSAFE, CarrierState, FileState
-from rucio_magic_ext.ledger.store import Ledger, utcnow
+from rucio_magic_ext.ledger.store import Ledger
 
 MAGIC_SCOPES = (*layout.SCOPES, CARRIER_SCOPE)
 CARRIER_KIND = "CARRIER"  # rules on carrier batches, apart from the policy's rules on MAGIC data
@@ -185,14 +186,14 @@ def recent_errors(session: Session, rse: str | None, since: datetime, limit: int
 
 def _rucio_counts(census: Census, scopes: Sequence[str]) -> None:
     from rucio.common.types import InternalScope
-    from rucio.core.rse import get_rse_name
     from rucio.db.sqla import models
-    from rucio.db.sqla.constants import DatabaseOperationType, ReplicaState, RuleState
-    from rucio.db.sqla.session import db_session
+    from rucio.db.sqla.constants import ReplicaState, RuleState
+
+    from rucio_magic_ext import rucio_db
 
     rules, replicas = models.ReplicationRule, models.RSEFileAssociation
     internal = [InternalScope(scope) for scope in scopes]
-    with db_session(DatabaseOperationType.READ) as session:
+    with rucio_db.reading() as session:
         grouped = (
             select(
                 rules.scope,
@@ -221,7 +222,7 @@ def _rucio_counts(census: Census, scopes: Sequence[str]) -> None:
             .group_by(replicas.rse_id)
         )
         for rse_id, count, size in session.execute(available):
-            census.replicas[get_rse_name(rse_id=rse_id, session=session)] = Count(count, int(size))
+            census.replicas[rucio_db.rse_name(rse_id, session)] = Count(count, int(size))
         stuck = (
             select(rules.id, rules.scope, rules.name, rules.rse_expression, rules.error, rules.updated_at)
             .where(rules.scope.in_(internal), rules.state == RuleState.STUCK)

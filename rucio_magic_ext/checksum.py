@@ -163,3 +163,17 @@ def checksum_file(
         for block in read_file_blocks(stream, os.fstat(stream.fileno()).st_size, buffer_size):
             digest.update(block)
     return digest.hexdigests()
+
+
+def normalise_checksum(algorithm: str, value: str) -> str:
+    """A checksum in Rucio's format: lowercase hex, adler32 zero-padded to 8 digits."""
+    value = value.strip().lower()
+    return value.zfill(8) if algorithm == ADLER32 else value
+
+
+def wanted_algorithms(algorithms: Iterable[str]) -> tuple[str, ...]:
+    wanted = tuple(dict.fromkeys(algorithms))
+    unknown = set(wanted) - set(SUPPORTED_ALGORITHMS)
+    if unknown:
+        raise ValueError(f"unsupported checksum algorithms: {sorted(unknown)}")
+    return wanted

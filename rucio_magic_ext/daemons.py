@@ -11,10 +11,13 @@ import argparse
 import functools
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from rucio_magic_ext.common import RefusedToStart
 
 GRACEFUL_STOP = threading.Event()
 
@@ -38,6 +41,11 @@ def run_once(spec: DaemonSpec, worker: Any, heartbeat_handler: Any, **_kwargs: A
 
 
 def loop(spec: DaemonSpec, args: argparse.Namespace, once: bool, sleep_time: int, partition_wait_time: int) -> None:
+    """One worker, built and run in this thread (``--run-once``, and the daemons' one-pass functions)."""
+    serve(spec, spec.build(args), once, sleep_time, partition_wait_time)
+
+
+def serve(spec: DaemonSpec, worker: Any, once: bool, sleep_time: int, partition_wait_time: int) -> None:
     from rucio.daemons.common import run_daemon
 
     run_daemon(
@@ -46,21 +54,23 @@ def loop(spec: DaemonSpec, args: argparse.Namespace, once: bool, sleep_time: int
         executable=spec.name,
         partition_wait_time=partition_wait_time,
         sleep_time=sleep_time,
-        run_once_fnc=functools.partial(run_once, spec, spec.build(args)),
+        run_once_fnc=functools.partial(run_once, spec, worker),
     )
 
 
 def run(spec: DaemonSpec, args: argparse.Namespace) -> None:
+    """Build every worker first, in this thread: a worker that refuses to start stops the daemon before any runs."""
     from rucio.common.logging import setup_logging
 
     setup_logging(process_name=spec.name)
     kwargs = {"once": args.run_once, "sleep_time": args.sleep_time, "partition_wait_time": args.partition_wait_time}
-    if args.run_once or args.threads == 1:
-        loop(spec, args, **kwargs)
+    workers = [spec.build(args) for _ in range(1 if args.run_once else max(args.threads, 1))]
+    if len(workers) == 1:
+        serve(spec, workers[0], **kwargs)
         return
     threads = [
-        threading.Thread(target=loop, args=(spec, args), kwargs=kwargs, name=f"{spec.name}-{number}")
-        for number in range(args.threads)
+        threading.Thread(target=serve, args=(spec, worker), kwargs=kwargs, name=f"{spec.name}-{number}")
+        for number, worker in enumerate(workers)
     ]
     for thread in threads:
         thread.start()
@@ -98,3 +108,6 @@ def main(spec: DaemonSpec, argv: list[str] | None = None) -> None:
         run(spec, args)
     except KeyboardInterrupt:
         stop()
+    except RefusedToStart as refused:
+        logging.critical("rucio-%s: %s", spec.name, refused)
+        sys.exit(2)

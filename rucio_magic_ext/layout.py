@@ -125,7 +125,8 @@ def path_of_did(scope_name: str, name: str) -> str:
 
 _COLLECTION = re.compile(
     r"(?P<simulation>MC_)?(?P<telescope>M1|M2|ST)_(?P<level>RAW|Calibrated|Star|SuperStar|Melibea|DL3)"
-    r"(?:_\d{8}(?:_\d{8})?|_za\d\dto\d\d_\d+)?"
+    r"(?:_\d{8}(?:_\d{8})?|_za\d\dto\d\d_\d+)?",
+    re.ASCII,  # names are ASCII, as the grammar's: no other script's digits
 )
 
 
@@ -147,12 +148,15 @@ class ObservatoryFolder:
 
 
 _OBSERVATORY_FOLDERS = (
-    (re.compile(r"/M(?P<t>[12])/DAQ/RAW/(?P<y>\d{4})_(?P<m>\d\d)_(?P<d>\d\d)/[^/]+$"), Level.RAW),
-    (re.compile(r"/M(?P<t>[12])/OSA/Calibrated/(?P<y>\d{4})/(?P<m>\d\d)/(?P<d>\d\d)/[^/]+$"), Level.CALIBRATED),
-    (re.compile(r"/M(?P<t>[12])/OSA/Star/(?P<y>\d{4})/(?P<m>\d\d)/(?P<d>\d\d)/[^/]+$"), Level.STAR),
-    (re.compile(r"/ST/OSA/SuperStar/(?P<y>\d{4})/(?P<m>\d\d)/(?P<d>\d\d)/[^/]+$"), Level.SUPERSTAR),
-    (re.compile(r"/ST/OSA/Melibea/(?P<y>\d{4})/(?P<m>\d\d)/(?P<d>\d\d)/[^/]+$"), Level.MELIBEA),
-    (re.compile(r"/ST/OSA/DL3/(?P<y>\d{4})/(?P<m>\d\d)/(?P<d>\d\d)/[^/]+$"), Level.DL3),
+    (re.compile(r"/M(?P<t>[12])/DAQ/RAW/(?P<y>\d{4})_(?P<m>\d\d)_(?P<d>\d\d)/[^/]+\Z", re.ASCII), Level.RAW),
+    (
+        re.compile(r"/M(?P<t>[12])/OSA/Calibrated/(?P<y>\d{4})/(?P<m>\d\d)/(?P<d>\d\d)/[^/]+\Z", re.ASCII),
+        Level.CALIBRATED,
+    ),
+    (re.compile(r"/M(?P<t>[12])/OSA/Star/(?P<y>\d{4})/(?P<m>\d\d)/(?P<d>\d\d)/[^/]+\Z", re.ASCII), Level.STAR),
+    (re.compile(r"/ST/OSA/SuperStar/(?P<y>\d{4})/(?P<m>\d\d)/(?P<d>\d\d)/[^/]+\Z", re.ASCII), Level.SUPERSTAR),
+    (re.compile(r"/ST/OSA/Melibea/(?P<y>\d{4})/(?P<m>\d\d)/(?P<d>\d\d)/[^/]+\Z", re.ASCII), Level.MELIBEA),
+    (re.compile(r"/ST/OSA/DL3/(?P<y>\d{4})/(?P<m>\d\d)/(?P<d>\d\d)/[^/]+\Z", re.ASCII), Level.DL3),
 )
 
 

@@ -71,13 +71,19 @@ STAGE_FILES = _define("scanner.files.{stage}", "counter", "files (nights, for th
 STAGE_ERRORS = _define("scanner.errors.{stage}", "counter", "scanner stages that failed as a whole")
 STAGE_DURATION = _define("scanner.duration.{stage}", "histogram", "seconds a scanner stage took")
 
-# -- the source-deletion hook (carrier/hook.py) ------------------------------------------------------------
+# -- the source-deletion hook (release/hook.py) ------------------------------------------------------------
 CARRIERS_RELEASED = _define("carrier.released", "counter", "carriers whose source rule was removed")
 FILES_RELEASED = _define("carrier.files_released", "counter", "files released for deletion at the source")
 CARRIER_HELD = _define("carrier.held", "counter", "carrier checks that found a copy not yet safe")
 CARRIER_ERRORS = _define("carrier.errors", "counter", "carrier checks that failed")
 VERIFICATION_FAILURES = _define(
     "carrier.verification_failures", "counter", "destination copies whose bytes differed from the source"
+)
+COPIES_UNREADABLE = _define(
+    "carrier.copies_unreadable", "counter", "destination copies that could not be read back: held, not declared bad"
+)
+SOURCE_RULE_LOST = _define(
+    "carrier.source_rule_lost", "counter", "carriers found without their source rule: source copies unprotected"
 )
 
 # -- the census (census.py): gauges ------------------------------------------------------------------------
@@ -143,6 +149,14 @@ def carrier_held() -> None:
 
 def carrier_error() -> None:
     _counter(CARRIER_ERRORS, 1)
+
+
+def copy_unreadable() -> None:
+    _counter(COPIES_UNREADABLE, 1)
+
+
+def carrier_source_rule_lost() -> None:
+    _counter(SOURCE_RULE_LOST, 1)
 
 
 def verification_failure() -> None:

@@ -17,11 +17,12 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 PROTOCOL_KEYS = ("scheme", "hostname", "port", "prefix", "impl")
-# Every operation on both domains: the dev storages are local folders reachable by all daemons.
-ALL_DOMAINS = {
-    "lan": {"read": 1, "write": 1, "delete": 1},
-    "wan": {"read": 1, "write": 1, "delete": 1, "third_party_copy_read": 1, "third_party_copy_write": 1},
-}
+DOMAINS = ("lan", "wan")
+OPERATIONS = ("read", "write", "delete", "third_party_copy_read", "third_party_copy_write")
+
+
+class SiteError(ValueError):
+    """The site description says something Rucio cannot be told; the message names the section."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +30,7 @@ class RSESpec:
     name: str
     deterministic: bool
     rse_type: str
-    protocol: dict[str, Any]
+    protocols: list[dict[str, Any]]  # Rucio's protocol definitions, domains included
     attributes: dict[str, str | bool]
 
 
@@ -81,14 +82,14 @@ def load_site(path: Path | str | Sequence[Path | str], defines: Mapping[str, str
         kind, _, rse = name.partition(" ")
         if kind == "rse" and " " not in rse:
             fields = section(name)
-            protocol: dict[str, Any] = {key: fields[key] for key in PROTOCOL_KEYS if key in fields}
-            protocol["port"] = int(protocol.get("port", 0))
+            described = [fields] if "scheme" in fields else []  # one protocol may sit in the RSE's own section
+            described += [section(other) for other in parser.sections() if other.startswith(f"{name} protocol ")]
             rses.append(
                 RSESpec(
                     name=rse,
                     deterministic=_value(fields.get("deterministic", "true")) is True,
                     rse_type=fields.get("rse_type", "DISK"),
-                    protocol=protocol,
+                    protocols=[_protocol(name, one) for one in described],
                     attributes={k: _value(v) for k, v in section(f"{name} attributes").items()},
                 )
             )
@@ -113,17 +114,49 @@ def load_site(path: Path | str | Sequence[Path | str], defines: Mapping[str, str
     return Site(rses=rses, distances=distances, accounts=accounts, scopes=section("scopes"))
 
 
+def _protocol(where: str, fields: Mapping[str, str]) -> dict[str, Any]:
+    """A protocol as Rucio's ``add_protocol`` takes it. Its domains say which operations it serves, with
+    which priority (``lan = read=1, write=1, delete=1``): nothing is assumed, since which door of a storage
+    serves what differs from site to site."""
+    protocol: dict[str, Any] = {key: fields[key] for key in PROTOCOL_KEYS if key in fields}
+    protocol["port"] = int(protocol.get("port", 0))
+    domains: dict[str, dict[str, int]] = {}
+    for domain in DOMAINS:
+        for item in filter(None, (part.strip() for part in fields.get(domain, "").split(","))):
+            operation, _, priority = (piece.strip() for piece in item.partition("="))
+            if operation not in OPERATIONS or not priority.isdigit():
+                raise SiteError(f"[{where}] {domain}: {item!r} is not <operation>=<priority> of {OPERATIONS}")
+            domains.setdefault(domain, {})[operation] = int(priority)
+    if not domains:
+        raise SiteError(f"[{where}] protocol {protocol.get('scheme')}: no lan or wan operations given")
+    protocol["domains"] = domains
+    return protocol
+
+
+def _column(domain: str, operation: str) -> str:
+    """Rucio's column for an operation: third-party copy has one for both domains."""
+    return operation if operation.startswith("third_party_copy") else f"{operation}_{domain}"
+
+
+def _columns(domains: Mapping[str, Mapping[str, int | None]]) -> dict[str, int]:
+    """A protocol's priorities as Rucio stores them (0: not served)."""
+    columns = {_column(domain, operation): 0 for domain in DOMAINS for operation in OPERATIONS}
+    for domain, operations in domains.items():
+        for operation, priority in operations.items():
+            columns[_column(domain, operation)] = priority or 0
+    return columns
+
+
 def bootstrap(site: Site) -> list[str]:
     """Make Rucio's catalogue match ``site``; return one line per change (empty when nothing changed).
 
     Needs a server-side Rucio config (``[database]``). Runs in one write transaction, so a failure
     leaves the catalogue as it was.
     """
-    from rucio.db.sqla.constants import DatabaseOperationType
-    from rucio.db.sqla.session import db_session
+    from rucio_magic_ext import rucio_db
 
     changes: list[str] = []
-    with db_session(DatabaseOperationType.WRITE) as session:
+    with rucio_db.writing() as session:
         rse_ids = {spec.name: _ensure_rse(spec, changes, session) for spec in site.rses}
         for source, destination, distance in site.distances:
             _ensure_distance(rse_ids, source, destination, distance, changes, session)
@@ -156,24 +189,34 @@ def _ensure_rse(spec: RSESpec, changes: list[str], session: Session) -> str:
             rse_core.add_rse_attribute(rse_id, key, value, session=session)
             changes.append(f"RSE {spec.name}: attribute {key}={value}")
 
-    protocol = spec.protocol
-    known = rse_core.get_rse_protocols(rse_id, session=session)["protocols"]
-    same = [
-        p
-        for p in known
-        if (p["scheme"], p["hostname"], p["port"])
-        == (protocol["scheme"], protocol.get("hostname", "localhost"), protocol["port"])
-    ]
-    if not same:
-        rse_core.add_protocol(rse_id, {**protocol, "domains": ALL_DOMAINS}, session=session)
-        changes.append(f"RSE {spec.name}: protocol {protocol['scheme']} at {protocol.get('prefix')}")
-    elif any(same[0].get(key) != protocol[key] for key in ("prefix", "impl") if key in protocol):
-        data = {key: protocol[key] for key in ("prefix", "impl") if key in protocol}
-        rse_core.update_protocols(
-            rse_id, protocol["scheme"], data, same[0]["hostname"], same[0]["port"], session=session
-        )
-        changes.append(f"RSE {spec.name}: protocol {protocol['scheme']} updated {data}")
+    for protocol in spec.protocols:
+        _ensure_protocol(spec.name, rse_id, protocol, changes, session)
     return rse_id
+
+
+def _ensure_protocol(rse: str, rse_id: str, protocol: dict[str, Any], changes: list[str], session: Session) -> None:
+    from rucio.core import rse as rse_core
+
+    known = rse_core.get_rse_protocols(rse_id, session=session)["protocols"]
+    key = (protocol["scheme"], protocol.get("hostname", "localhost"), protocol["port"])
+    same = [p for p in known if (p["scheme"], p["hostname"], p["port"]) == key]
+    if not same:
+        rse_core.add_protocol(rse_id, dict(protocol), session=session)
+        changes.append(f"RSE {rse}: protocol {protocol['scheme']} at {protocol.get('prefix')}")
+        return
+    current = same[0]
+    data: dict[str, Any] = {
+        key: protocol[key] for key in ("prefix", "impl") if key in protocol and current.get(key) != protocol[key]
+    }
+    if _columns(protocol["domains"]) != _columns(current["domains"]):
+        data["domains"] = {
+            domain: {operation: _columns(protocol["domains"])[_column(domain, operation)] for operation in operations}
+            for domain, operations in (("lan", OPERATIONS[:3]), ("wan", OPERATIONS))
+        }
+    if data:
+        scheme, hostname, port = protocol["scheme"], current["hostname"], current["port"]
+        rse_core.update_protocols(rse_id, scheme, data, hostname, port, session=session)
+        changes.append(f"RSE {rse}: protocol {protocol['scheme']} updated {sorted(data)}")
 
 
 def _ensure_distance(

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from devstack import database
-from devstack.config import write_configs
-from devstack.stack import SITE_CFG, Stack
+
+from tools.devstack import database
+from tools.devstack.config import write_configs
+from tools.devstack.stack import SITE_CFG, Stack
 
 STACK_KEY = pytest.StashKey[Stack]()
 INTEGRATION = Path(__file__).parent / "integration"

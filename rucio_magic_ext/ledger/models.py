@@ -7,6 +7,7 @@ default), so that a stage can move Rucio and the ledger in one transaction.
 from __future__ import annotations
 
 import enum
+import functools
 from datetime import date, datetime
 from typing import Optional
 
@@ -14,7 +15,10 @@ from sqlalchemy import BigInteger, Date, DateTime, Float, ForeignKey, Index, Int
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from rucio_magic_ext import layout
+from rucio_magic_ext.layout import Placement
 from rucio_magic_ext.ledger.states import DEAD_ENDS, FLOW, CarrierState, FileState, timestamp_column
+from rucio_magic_ext.naming import MagicName, parse
 
 PREFIX = "magic_ledger_"
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
@@ -83,6 +87,20 @@ class LedgerFile(Base):
         Index(None, "night", "state"),
     )
 
+    @property
+    def did(self) -> tuple[str, str]:
+        return (str(self.scope), str(self.name))
+
+    @functools.cached_property
+    def record(self) -> MagicName:
+        """The parsed name, once per row: every stage after discovery needs it."""
+        return parse(str(self.name))
+
+    @functools.cached_property
+    def placement(self) -> Placement:
+        """Where the file sits in Rucio (scope, run dataset, containers, path), once per row."""
+        return layout.placement(self.record, self.night)
+
 
 assert all(hasattr(LedgerFile, timestamp_column(state)) for state in (*FLOW, *DEAD_ENDS))
 
@@ -140,6 +158,14 @@ class LedgerCarrier(Base):
     gone_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
 
     __table_args__ = (Index(None, "scope", "name", unique=True), Index(None, "rse", "state"))
+
+    @property
+    def did(self) -> tuple[str, str]:
+        return (self.scope, self.name)
+
+    @property
+    def destination_rule_ids(self) -> tuple[str, ...]:
+        return tuple(rule_id for rule_id in (self.destination_rules or "").split(",") if rule_id)
 
 
 class LedgerNight(Base):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, select, update
@@ -17,21 +17,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from rucio_magic_ext import monitoring
+from rucio_magic_ext.common import chunks, utcnow
 from rucio_magic_ext.ledger import engine as ledger_engine
 from rucio_magic_ext.ledger.models import LedgerEvent, LedgerFile, LedgerFolder
 from rucio_magic_ext.ledger.states import FileState, check_move, timestamp_column
-
-CHUNK = 500  # bound on the size of one IN (...) list
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as Rucio stores its own times."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -369,14 +358,12 @@ def finished_nights(ledger: Ledger, rse: str, seen_before: datetime) -> list[dat
         return sorted(session.scalars(query))
 
 
-def names_of_night(ledger: Ledger, rse: str, night: date) -> list[tuple[str, str]]:
-    """(scope, name) of the files of a night that made it into Rucio."""
+def registered_of_night(ledger: Ledger, rse: str, night: date) -> list[LedgerFile]:
+    """The files of a night that made it into Rucio."""
     gone = (FileState.SEEN, FileState.STABLE, FileState.CHECKSUMMED, FileState.REJECTED, FileState.QUARANTINED)
-    query = select(LedgerFile.scope, LedgerFile.name).where(
-        LedgerFile.rse == rse, LedgerFile.night == night, LedgerFile.state.not_in(gone)
-    )
+    query = select(LedgerFile).where(LedgerFile.rse == rse, LedgerFile.night == night, LedgerFile.state.not_in(gone))
     with ledger.session() as session:
-        return [(str(scope), str(name)) for scope, name in session.execute(query)]
+        return list(session.scalars(query))
 
 
 def record_closed_night(ledger: Ledger, rse: str, night: date, datasets: int) -> None:

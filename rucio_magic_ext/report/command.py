@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     """Check every input before reading the ledger, so a typo costs no query; exit 2 on bad input."""
     from sqlalchemy.exc import DBAPIError
 
+    from rucio_magic_ext.common import utcnow
     from rucio_magic_ext.ledger import Ledger
-    from rucio_magic_ext.ledger.store import utcnow
     from rucio_magic_ext.report import write
     from rucio_magic_ext.report.query import load_rows
     from rucio_magic_ext.report.window import parse_window

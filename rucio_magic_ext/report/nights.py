@@ -56,7 +56,8 @@ class Night:
         return self.night.isoformat() if self.night else NO_NIGHT
 
 
-def _beyond(state: FileState, milestone: FileState) -> bool:
+def at_or_beyond(state: FileState, milestone: FileState) -> bool:
+    """Whether a file in ``state`` has reached ``milestone`` (a dead end has reached none)."""
     return state in FLOW and FLOW.index(state) >= FLOW.index(milestone)
 
 
@@ -86,7 +87,7 @@ def nights(rows: Iterable[FileRow]) -> list[Night]:
                 night=night,
                 files=len(members),
                 bytes=sum(row.size for row in members),
-                reached={name: sum(_beyond(row.state, state) for row in members) for name, state in MILESTONES},
+                reached={name: sum(at_or_beyond(row.state, state) for row in members) for name, state in MILESTONES},
                 refused=sum(row.state in DEAD_ENDS for row in members),
                 latencies={name: _latency(members, start, end) for name, start, end in STAGES},
             )

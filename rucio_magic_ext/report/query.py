@@ -24,3 +24,8 @@ def load_rows(ledger: Ledger, since: datetime, until: datetime, rse: str | None 
         query = query.where(LedgerFile.rse == rse)
     with ledger.session() as session:
         return [FileRow(*values) for values in session.execute(query)]
+
+
+def file_row(row: LedgerFile) -> FileRow:
+    """A ledger row already read, as the report sees it."""
+    return FileRow(*(getattr(row, column) for column in COLUMNS))

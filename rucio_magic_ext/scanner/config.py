@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from rucio_magic_ext.carrier.batches import CarrierLimits
+from rucio_magic_ext.carrier.model import CarrierLimits
 
 SECTION = "magic-scanner"
 

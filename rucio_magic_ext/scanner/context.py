@@ -8,15 +8,14 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from rucio_magic_ext.carrier.batches import CARRIER_SCOPE
+from rucio_magic_ext.carrier.life import Carriers
+from rucio_magic_ext.common import LoggerFunction
 from rucio_magic_ext.ledger import FileState, Ledger
-from rucio_magic_ext.ledger.carriers import CarrierBook
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.replication import ReplicationPolicy
 from rucio_magic_ext.scanner.catalogue import Catalogue
 from rucio_magic_ext.scanner.config import ScannerConfig
 from rucio_magic_ext.storage import Storage
-from rucio_magic_ext.storage.base import LoggerFunction
 
 
 @dataclass
@@ -30,11 +29,14 @@ class Context:
     worker: int = 0
     workers: int = 1
     logger: LoggerFunction = logging.log
-    carriers: CarrierBook = field(init=False)
+    carriers: Carriers = field(init=False)
     census_taken: float | None = None  # time.monotonic() of the last census
 
     def __post_init__(self) -> None:
-        self.carriers = CarrierBook(self.ledger, self.config.rse, CARRIER_SCOPE)
+        # The logger changes with each cycle's heartbeat: the carriers log through whichever is current.
+        self.carriers = Carriers(
+            self.ledger, self.rse, self.config.account, self.policy, lambda *args, **kw: self.logger(*args, **kw)
+        )
 
     @property
     def rse(self) -> str:

@@ -6,10 +6,10 @@ import logging
 from collections.abc import Callable
 
 from rucio_magic_ext import monitoring
+from rucio_magic_ext.scanner.census import refresh_gauges
+from rucio_magic_ext.scanner.checksum import checksum
 from rucio_magic_ext.scanner.context import Context
-from rucio_magic_ext.scanner.digest import checksum
 from rucio_magic_ext.scanner.discover import discover
-from rucio_magic_ext.scanner.gauges import refresh_gauges
 from rucio_magic_ext.scanner.nights import close_nights
 from rucio_magic_ext.scanner.protect import protect
 from rucio_magic_ext.scanner.register import register

@@ -17,6 +17,7 @@ from rucio_magic_ext import daemons
 
 def build_context(args: argparse.Namespace | None = None, logger: Any = logging.log) -> Any:
     """Settings, ledger, catalogue, storage and policy of this deployment, from rucio.cfg."""
+    from rucio_magic_ext.carrier import preflight
     from rucio_magic_ext.ledger import Ledger
     from rucio_magic_ext.replication import load_policy
     from rucio_magic_ext.scanner.catalogue import Catalogue
@@ -31,7 +32,9 @@ def build_context(args: argparse.Namespace | None = None, logger: Any = logging.
     root_url = catalogue.storage_root()
     storage = get_storage(root_url)
     root = storage.path_of(root_url).rstrip("/") or "/"
-    return Context(config, ledger, catalogue, storage, load_policy(config.replication_policy), root, logger=logger)
+    policy = load_policy(config.replication_policy)
+    preflight.check(config.rse, config.account, policy)
+    return Context(config, ledger, catalogue, storage, policy, root, logger=logger)
 
 
 def _cycle(context: Any) -> dict[str, int]:

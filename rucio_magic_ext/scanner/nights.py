@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from rucio_magic_ext import layout
+from rucio_magic_ext import rucio_db
+from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.ledger import FileState
-from rucio_magic_ext.ledger.store import finished_nights, names_of_night, record_closed_night, utcnow
-from rucio_magic_ext.naming import parse
+from rucio_magic_ext.ledger.store import finished_nights, record_closed_night, registered_of_night
 from rucio_magic_ext.scanner.context import Context
 
 ACTOR = "scanner.nights"
@@ -29,10 +29,10 @@ def close_nights(context: Context) -> int:
         if any(counts.get((night, state), (0, 0))[0] for state in PENDING):
             continue  # some of its files are not registered yet
         datasets = {
-            (scope, layout.placement(parse(name), night).dataset)
-            for scope, name in names_of_night(context.ledger, context.rse, night)
+            (row.placement.scope, row.placement.dataset)
+            for row in registered_of_night(context.ledger, context.rse, night)
         }
-        context.catalogue.close(sorted(datasets))
+        rucio_db.close(sorted(datasets))
         record_closed_night(context.ledger, context.rse, night, len(datasets))
         context.logger(logging.INFO, "night %s finished: %d run dataset(s) closed", night, len(datasets))
         closed += 1

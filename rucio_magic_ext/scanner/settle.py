@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 
+from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.ledger import FileState
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.scanner.context import Context
@@ -20,7 +21,7 @@ from rucio_magic_ext.storage.base import Entry
 ACTOR = "scanner.settle"
 
 
-class Verdict(Enum):
+class Settling(Enum):
     WAIT = "wait"
     GREW = "grew"  # changed since last seen: record the new size, start waiting again
     STABLE = "stable"
@@ -29,30 +30,28 @@ class Verdict(Enum):
 
 @dataclass(frozen=True)
 class Decision:
-    verdict: Verdict
+    settling: Settling
     reason: str = ""
 
 
 def decide(known_size: int, known_mtime: float, entry: Entry | None, now: datetime, settle: timedelta) -> Decision:
     """Pure: what to do with a SEEN file, given what the ledger knows and what the storage says now."""
     if entry is None:
-        return Decision(Verdict.QUARANTINE, "vanished from storage before it was registered")
+        return Decision(Settling.QUARANTINE, "vanished from storage before it was registered")
     if entry.size < known_size:
-        return Decision(Verdict.QUARANTINE, f"shrank from {known_size} to {entry.size} bytes while being written")
+        return Decision(Settling.QUARANTINE, f"shrank from {known_size} to {entry.size} bytes while being written")
     if entry.size != known_size or entry.mtime != known_mtime:
-        return Decision(Verdict.GREW)
+        return Decision(Settling.GREW)
     age = now - datetime.fromtimestamp(entry.mtime, timezone.utc).replace(tzinfo=None)
     if age < settle:
-        return Decision(Verdict.WAIT)
+        return Decision(Settling.WAIT)
     if entry.size == 0:
-        return Decision(Verdict.QUARANTINE, f"empty, unchanged for {age}")
-    return Decision(Verdict.STABLE)
+        return Decision(Settling.QUARANTINE, f"empty, unchanged for {age}")
+    return Decision(Settling.STABLE)
 
 
 def settle(context: Context, now: datetime | None = None) -> int:
     """Move complete files to STABLE; returns how many."""
-    from rucio_magic_ext.ledger.store import utcnow
-
     now = now or utcnow()
     rows = context.due(FileState.SEEN)
     stable: list[LedgerFile] = []
@@ -63,11 +62,11 @@ def settle(context: Context, now: datetime | None = None) -> int:
         except FileNotFoundError:
             entry = None
         decision = decide(row.size, row.mtime, entry, now, context.config.settle)
-        if decision.verdict is Verdict.STABLE:
+        if decision.settling is Settling.STABLE:
             stable.append(row)
-        elif decision.verdict is Verdict.GREW and entry is not None:
+        elif decision.settling is Settling.GREW and entry is not None:
             grew.append((row, entry))
-        elif decision.verdict is Verdict.QUARANTINE:
+        elif decision.settling is Settling.QUARANTINE:
             context.ledger.set_aside([row], FileState.QUARANTINED, ACTOR, decision.reason)
             context.logger(logging.WARNING, "quarantined %s: %s", row.path, decision.reason)
     if grew:

@@ -1,14 +1,26 @@
 """Storage access on an RSE: list, stat, checksum and copy, one module per URL scheme."""
 
-from rucio_magic_ext.storage.base import CopyResult, Entry, Folder, OutsideRoot, Storage
+from rucio_magic_ext.storage.base import (
+    ChecksumMismatch,
+    CopyResult,
+    Entry,
+    Folder,
+    OutsideRoot,
+    ProvenChecksums,
+    Storage,
+    StorageUnavailable,
+)
 from rucio_magic_ext.storage.registry import get_storage, register_storage, scheme_of, supported_schemes
 
 __all__ = [
+    "ChecksumMismatch",
     "CopyResult",
     "Entry",
     "Folder",
     "OutsideRoot",
+    "ProvenChecksums",
     "Storage",
+    "StorageUnavailable",
     "get_storage",
     "register_storage",
     "scheme_of",

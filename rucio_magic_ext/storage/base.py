@@ -13,16 +13,14 @@ read or written. Without a root (scanner, carrier, tests) locations are only nor
 
 from __future__ import annotations
 
+import errno
 import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, ClassVar
+from typing import BinaryIO, ClassVar
 
 from rucio_magic_ext.checksum import ADLER32
-
-#: Rucio's logger convention: `logger(level, msg, *args)`.
-LoggerFunction = Callable[..., Any]
 
 #: Called with the number of bytes copied so far; may raise to abort the copy.
 ProgressCallback = Callable[[int], None]
@@ -90,6 +88,44 @@ class CopyResult:
 
     size: int
     checksums: dict[str, str] = field(default_factory=dict)
+
+
+class StorageUnavailable(ConnectionError):
+    """The storage did not answer (refused, timed out, disconnected, overloaded): nothing is known of the file.
+
+    An OSError, so callers that retry on storage errors retry; never a FileNotFoundError, so nobody
+    concludes that a file is gone because its server is down.
+    """
+
+
+class ChecksumMismatch(OSError):
+    """The bytes of a copy do not have the checksum of their source; the copy was removed."""
+
+    def __init__(self, location: str, expected: dict[str, str], found: dict[str, str], what: str) -> None:
+        problems = "; ".join(f"{name} {found.get(name)} != {value}" for name, value in expected.items()
+                             if found.get(name) != value)
+        super().__init__(errno.EIO, f"{what} checksum mismatch: {problems}", location)
+        self.expected = expected
+        self.found = found
+
+
+@dataclass(frozen=True)
+class ProvenChecksums:
+    """Checksums and how each was obtained: answered by the storage, or computed here from streamed bytes."""
+
+    values: dict[str, str]
+    #: Algorithms whose value the storage computed and answered itself.
+    by_storage: frozenset[str] = frozenset()
+    #: Algorithms computed here by reading the file's bytes, and how many bytes that read.
+    streamed: frozenset[str] = frozenset()
+    bytes_read: int = 0
+    #: What the storage answered when it did not give an algorithm asked for (for the logs).
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def storage_side(self) -> bool:
+        """True when no byte of the file was read here."""
+        return not self.streamed
 
 
 class Storage(ABC):
@@ -168,3 +204,14 @@ class Storage(ABC):
     @abstractmethod
     def remove(self, location: str) -> bool:
         """Delete one file; False when it was already absent."""
+
+
+def check_source(origin: Storage, source: str, wanted: tuple[str, ...], streamed: dict[str, str]) -> None:
+    """Compare the bytes read with the checksum the source's storage keeps (when it keeps one, at no cost):
+    a mismatch means the source changed or rotted after it was checksummed."""
+    detail = getattr(origin, "checksum_detail", None)
+    if detail is None or not origin.storage_side_checksum:
+        return
+    stored = detail(source, wanted, stream=False).values
+    if any(stored[name] != streamed[name] for name in stored):
+        raise ChecksumMismatch(source, stored, streamed, "SOURCE (stored checksum against the bytes read)")

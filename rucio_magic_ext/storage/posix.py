@@ -11,7 +11,8 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from rucio_magic_ext.checksum import ADLER32, StreamingChecksum, checksum_file, read_blocks
-from rucio_magic_ext.storage.base import CopyResult, Entry, Folder, LoggerFunction, ProgressCallback, Storage
+from rucio_magic_ext.common import LoggerFunction
+from rucio_magic_ext.storage.base import CopyResult, Entry, Folder, ProgressCallback, Storage
 
 
 class PosixStorage(Storage):

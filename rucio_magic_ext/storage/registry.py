@@ -11,7 +11,27 @@ from rucio_magic_ext.storage.posix import PosixStorage
 #: Makes a storage confined to `root` (a URL or native path), or not confined when `root` is None.
 StorageFactory = Callable[..., Storage]
 
-_FACTORIES: dict[str, StorageFactory] = {PosixStorage.scheme: PosixStorage}
+
+
+def _xrootd(root: str | None = None) -> Storage:
+    from rucio_magic_ext.storage.xroot import XRootDStorage  # needs XRootD's client (extra "xrootd")
+
+    return XRootDStorage(root=root)
+
+
+def _webdav(root: str | None = None) -> Storage:
+    from rucio_magic_ext.storage.webdav import WebDAVStorage
+
+    return WebDAVStorage(root=root)
+
+
+_FACTORIES: dict[str, StorageFactory] = {
+    PosixStorage.scheme: PosixStorage,
+    "root": _xrootd,
+    "davs": _webdav,
+    "https": _webdav,
+    "http": _webdav,
+}
 
 
 def register_storage(scheme: str, factory: StorageFactory) -> None:

@@ -33,23 +33,19 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
-from rucio_magic_ext.checksum import ADLER32, MD5, StreamingChecksum, read_blocks
+from rucio_magic_ext.checksum import ADLER32, MD5, StreamingChecksum, normalise_checksum, read_blocks, wanted_algorithms
+from rucio_magic_ext.common import LoggerFunction
 from rucio_magic_ext.storage.base import (
+    ChecksumMismatch,
     CopyResult,
     Entry,
     Folder,
-    LoggerFunction,
     OutsideRoot,
     ProgressCallback,
-    Storage,
-)
-from rucio_magic_ext.storage.xroot import (
-    ChecksumMismatch,
     ProvenChecksums,
+    Storage,
     StorageUnavailable,
     check_source,
-    normalise_checksum,
-    wanted_algorithms,
 )
 
 #: URL schemes served, and the transport each one means.

@@ -32,19 +32,22 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from rucio_magic_ext.checksum import ADLER32, SUPPORTED_ALGORITHMS, StreamingChecksum, read_blocks
+from rucio_magic_ext.checksum import ADLER32, StreamingChecksum, normalise_checksum, read_blocks, wanted_algorithms
+from rucio_magic_ext.common import LoggerFunction
 from rucio_magic_ext.storage.base import (
+    ChecksumMismatch,
     CopyResult,
     Entry,
     Folder,
-    LoggerFunction,
     OutsideRoot,
     ProgressCallback,
+    ProvenChecksums,
     Storage,
+    StorageUnavailable,
+    check_source,
 )
 
 try:
@@ -67,58 +70,6 @@ _KXR_NO_SPACE, _KXR_OVER_QUOTA, _KXR_FS_READ_ONLY = 3009, 3021, 3025
 _KXR_FILE_LOCKED = 3003
 #: How long a new file's name may stay held by a writer that is going away (a refused third-party copy).
 LOCKED_NAME_GRACE = 10.0
-
-
-class StorageUnavailable(ConnectionError):
-    """The storage did not answer (refused, timed out, disconnected, overloaded): nothing is known of the file.
-
-    An OSError, so callers that retry on storage errors retry; never a FileNotFoundError, so nobody
-    concludes that a file is gone because its server is down.
-    """
-
-
-class ChecksumMismatch(OSError):
-    """The bytes of a copy do not have the checksum of their source; the copy was removed."""
-
-    def __init__(self, location: str, expected: dict[str, str], found: dict[str, str], what: str) -> None:
-        problems = "; ".join(f"{name} {found.get(name)} != {value}" for name, value in expected.items()
-                             if found.get(name) != value)
-        super().__init__(errno.EIO, f"{what} checksum mismatch: {problems}", location)
-        self.expected = expected
-        self.found = found
-
-
-@dataclass(frozen=True)
-class ProvenChecksums:
-    """Checksums and how each was obtained: answered by the storage, or computed here from streamed bytes."""
-
-    values: dict[str, str]
-    #: Algorithms whose value the storage computed and answered itself.
-    by_storage: frozenset[str] = frozenset()
-    #: Algorithms computed here by reading the file's bytes, and how many bytes that read.
-    streamed: frozenset[str] = frozenset()
-    bytes_read: int = 0
-    #: What the storage answered when it did not give an algorithm asked for (for the logs).
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def storage_side(self) -> bool:
-        """True when no byte of the file was read here."""
-        return not self.streamed
-
-
-def normalise_checksum(algorithm: str, value: str) -> str:
-    """A checksum in Rucio's format: lowercase hex, adler32 zero-padded to 8 digits."""
-    value = value.strip().lower()
-    return value.zfill(8) if algorithm == ADLER32 else value
-
-
-def wanted_algorithms(algorithms: Iterable[str]) -> tuple[str, ...]:
-    wanted = tuple(dict.fromkeys(algorithms))
-    unknown = set(wanted) - set(SUPPORTED_ALGORITHMS)
-    if unknown:
-        raise ValueError(f"unsupported checksum algorithms: {sorted(unknown)}")
-    return wanted
 
 
 def configure_client() -> None:
@@ -611,17 +562,6 @@ class XRootDStorage(Storage):
 
 def _join(directory: str, name: str) -> str:
     return f"{directory.rstrip('/')}/{name}"
-
-
-def check_source(origin: Storage, source: str, wanted: tuple[str, ...], streamed: dict[str, str]) -> None:
-    """Compare the bytes read with the checksum the source's storage keeps (when it keeps one, at no cost):
-    a mismatch means the source changed or rotted after it was checksummed."""
-    detail = getattr(origin, "checksum_detail", None)
-    if detail is None or not origin.storage_side_checksum:
-        return
-    stored = detail(source, wanted, stream=False).values
-    if any(stored[name] != streamed[name] for name in stored):
-        raise ChecksumMismatch(source, stored, streamed, "SOURCE (stored checksum against the bytes read)")
 
 
 __all__ = [

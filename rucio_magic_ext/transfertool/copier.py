@@ -26,8 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from rucio_magic_ext.checksum import ADLER32, MD5
+from rucio_magic_ext.common import LoggerFunction
 from rucio_magic_ext.storage import OutsideRoot, Storage, get_storage
-from rucio_magic_ext.storage.base import LoggerFunction
 from rucio_magic_ext.transfertool.jobs import ACTIVE, DONE, FAILED, FINISHED, LOG_FILE, STARTED, JobStore, utcnow
 from rucio_magic_ext.transfertool.receiver import report_if_configured
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from rucio_magic_ext.storage.base import LoggerFunction
+from rucio_magic_ext.common import LoggerFunction
 from rucio_magic_ext.transfertool.jobs import DONE, FAILED
 
 

@@ -6,7 +6,7 @@
         run_daemon_once("judge-evaluator")
         run_daemon_once("conveyor-submitter")          # one pass, without the 10 s partition wait
 
-``rucio_stack`` (tests/conftest.py) is a ``devstack.stack.Stack`` started on a fresh PostgreSQL database with
+``rucio_stack`` (tests/conftest.py) is a ``tools.devstack.stack.Stack`` started on a fresh PostgreSQL database with
 the REST server only: daemons run when a test asks, so every step is deterministic.
 """
 
@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from devstack.stack import Stack
+
+from tools.devstack.stack import Stack
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from scenery import (
     write_observed_night,
 )
 
-from rucio_magic_ext.carrier.batches import CARRIER_SCOPE
+from rucio_magic_ext.carrier.model import CARRIER_SCOPE
 from rucio_magic_ext.ledger import FileState
 from rucio_magic_ext.naming import Level
 
@@ -164,8 +164,9 @@ def test_a_two_destination_policy_waits_for_both_copies(rucio_stack: Any, rucio_
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from rucio_magic_ext.carrier import catalogue, hook
-    from rucio_magic_ext.ledger import carriers, store
+    from rucio_magic_ext.carrier import book, life
+    from rucio_magic_ext.ledger import store
+    from rucio_magic_ext.release import hook
     from rucio_magic_ext.ledger.states import CarrierState, FileState
 
     point = sys.argv[1]
@@ -185,14 +186,14 @@ KILLER = textwrap.dedent(
         setattr(owner, name, wrapped)
 
     if point == "before-release":
-        wrap(catalogue.CarrierCatalogue, "release", before=lambda *a, **k: True)
+        wrap(life.Carriers, "remove_from_rucio", before=lambda *a, **k: True)
     elif point == "after-release":
-        wrap(catalogue.CarrierCatalogue, "release", after=lambda *a, **k: True)
+        wrap(life.Carriers, "remove_from_rucio", after=lambda *a, **k: True)
     elif point == "after-files-released":
         wrap(store.Ledger, "move", after=lambda files, target, *a, **k: target is FileState.RELEASED and files)
     elif point == "before-gone":
-        wrap(carriers.CarrierBook, "move", before=lambda carrier, target, **k: target is CarrierState.GONE)
-    hook_ = hook.build_hook()
+        wrap(book.CarrierBook, "move", before=lambda carrier, target, **k: target is CarrierState.GONE)
+    hook_ = hook.Hook.from_config()
     hook_.run_cycle()
     sys.exit(3)
     """

@@ -16,10 +16,10 @@ from scenery import ORM, assert_all_in, dids_of, ledger, placement, rows_of, una
 from sqlalchemy import func, select
 
 from rucio_magic_ext import census, cli, layout
+from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.ledger import FileState
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.ledger.states import FLOW, UNSAFE, timestamp_column
-from rucio_magic_ext.ledger.store import utcnow
 
 pytestmark = pytest.mark.integration
 

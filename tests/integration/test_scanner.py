@@ -29,7 +29,7 @@ from scenery import (
 )
 
 from rucio_magic_ext import layout
-from rucio_magic_ext.carrier.batches import CARRIER_SCOPE, SOURCE_RULE_COMMENT
+from rucio_magic_ext.carrier.model import CARRIER_SCOPE, SOURCE_RULE_COMMENT
 from rucio_magic_ext.ledger import FileState
 
 pytestmark = pytest.mark.integration

@@ -6,10 +6,11 @@ import json
 import math
 
 import pytest
-from bench.benchstack import default_sleep
-from bench.report import Figure, Target, write_json
-from bench.runner import chosen
-from devstack.daemons import Daemon
+
+from tools.bench.benchstack import default_sleep
+from tools.bench.report import Figure, Target, write_json
+from tools.bench.runner import chosen
+from tools.devstack.daemons import Daemon
 
 
 def test_ratio_is_value_over_baseline() -> None:

@@ -11,11 +11,27 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from rucio_magic_ext.carrier.batches import CarrierLimits, NewFile, OpenCarrier, closing_reason, plan_batches
-from rucio_magic_ext.carrier.verify import Copy, Readiness, Reading, Requirement, may_release, mismatches, readiness
-from rucio_magic_ext.scanner.digest import Corrupt, Unfinished, digest_stream
+from rucio_magic_ext.carrier.model import (
+    CarrierLimits,
+    NewFile,
+    OpenCarrier,
+    closing_reason,
+    destination_hold,
+    plan_batches,
+)
+from rucio_magic_ext.release.verify import (
+    Copy,
+    Readiness,
+    Reading,
+    Requirement,
+    assess,
+    may_release,
+    mismatches,
+    unreadable,
+)
+from rucio_magic_ext.scanner.checksum import Corrupt, Unfinished, digest_stream
 from rucio_magic_ext.scanner.discover import describe, wanted
-from rucio_magic_ext.scanner.settle import Verdict, decide
+from rucio_magic_ext.scanner.settle import Settling, decide
 from rucio_magic_ext.storage.base import Entry
 
 NOW = datetime(2020, 1, 4, 12, 0, 0)
@@ -35,9 +51,9 @@ def _entry(size: int, age: timedelta) -> Entry:
 def test_settle_waits_for_an_unchanged_file_to_age() -> None:
     old = _entry(100, timedelta(minutes=10))
     young = _entry(100, timedelta(minutes=1))
-    assert decide(100, old.mtime, old, NOW, SETTLE).verdict is Verdict.STABLE
-    assert decide(100, young.mtime, young, NOW, SETTLE).verdict is Verdict.WAIT
-    assert decide(50, young.mtime - 1, young, NOW, SETTLE).verdict is Verdict.GREW
+    assert decide(100, old.mtime, old, NOW, SETTLE).settling is Settling.STABLE
+    assert decide(100, young.mtime, young, NOW, SETTLE).settling is Settling.WAIT
+    assert decide(50, young.mtime - 1, young, NOW, SETTLE).settling is Settling.GREW
 
 
 @pytest.mark.parametrize(
@@ -50,12 +66,12 @@ def test_settle_waits_for_an_unchanged_file_to_age() -> None:
 )
 def test_settle_quarantines_what_went_wrong(known: int, entry: Entry | None, says: str) -> None:
     decision = decide(known, entry.mtime if entry else 0.0, entry, NOW, SETTLE)
-    assert decision.verdict is Verdict.QUARANTINE and says in decision.reason
+    assert decision.settling is Settling.QUARANTINE and says in decision.reason
 
 
 def test_an_empty_file_just_created_may_still_grow() -> None:
     entry = _entry(0, timedelta(seconds=5))
-    assert decide(0, entry.mtime, entry, NOW, SETTLE).verdict is Verdict.WAIT
+    assert decide(0, entry.mtime, entry, NOW, SETTLE).settling is Settling.WAIT
 
 
 # --- checksum ------------------------------------------------------------------------------------------------
@@ -163,24 +179,24 @@ def _need(state: str = "OK", copies: int = 1, found: tuple[Copy, ...] | None = N
     ],
 )
 def test_readiness(requirements: list[Requirement], expected: Readiness, says: str) -> None:
-    verdict = readiness(requirements)
-    assert verdict.readiness is expected and says in verdict.reason
+    assessment = assess(requirements)
+    assert assessment.readiness is expected and says in assessment.reason
 
 
 def test_two_destinations_are_two_copies_to_verify() -> None:
     two = [_need(), Requirement("magic-policy:y", "r2", "OK", 1, (Copy("PIC2", "OK", "AVAILABLE", "file:///q"),))]
-    assert sorted(copy.rse for copy in readiness(two).copies) == ["PIC", "PIC2"]
+    assert sorted(copy.rse for copy in assess(two).copies) == ["PIC", "PIC2"]
 
 
 def test_mismatches_and_release() -> None:
     readings = [Reading("A", "a", 10, "0000000a"), Reading("B", "b", 9, "0000000a"), Reading("C", "c", 10, "ffffffff"),
-                Reading("D", "d", None, None, "missing at the storage")]  # fmt: skip
+                Reading("D", "d", None, None, "missing at the storage", missing=True)]  # fmt: skip
     wrong = mismatches(10, "0000000a", readings)
     assert set(wrong) == {"B", "C", "D"} and "size 9" in wrong["B"] and "adler32 ffffffff" in wrong["C"]
-    assert may_release(1, 1, NOW - timedelta(hours=2), NOW, timedelta(hours=1)) is None
-    assert "dwell" in str(may_release(1, 1, NOW - timedelta(minutes=2), NOW, timedelta(hours=1)))
-    assert "2 required" in str(may_release(1, 2, NOW - timedelta(hours=2), NOW, timedelta(0)))
-    assert may_release(1, 1, None, NOW, timedelta(0))  # never seen in place: not released
+    assert may_release(1, 1, NOW - timedelta(hours=2), NOW, timedelta(hours=1)).allowed
+    assert "dwell" in may_release(1, 1, NOW - timedelta(minutes=2), NOW, timedelta(hours=1)).reason
+    assert "2 required" in may_release(1, 2, NOW - timedelta(hours=2), NOW, timedelta(0)).reason
+    assert not may_release(1, 1, None, NOW, timedelta(0))  # never seen in place: not released
 
 
 # --- one cycle ------------------------------------------------------------------------------------------------
@@ -202,3 +218,30 @@ def test_a_failing_stage_never_stops_the_others() -> None:
     moved = run_cycle(context, (("discover", lambda c: 3), ("register", down), ("protect", lambda c: 2)))  # type: ignore[arg-type]
     assert moved == {"discover": 3, "register": 0, "protect": 2}
     assert any("stage register failed" in line and "connection refused" in line for line in logged)
+
+
+def test_a_copy_that_cannot_be_read_is_not_wrong() -> None:
+    readings = [
+        Reading("A", "a", None, None, "Permission denied"),
+        Reading("B", "b", None, None, "no storage for scheme 'gsiftp'"),
+        Reading("C", "c", None, None, "missing at the storage", missing=True),
+    ]
+    assert set(mismatches(10, "0000000a", readings)) == {"C"}  # only a proven loss is declared bad
+    cannot = unreadable(readings)
+    assert set(cannot) == {"A", "B"} and "Permission denied" in cannot["A"]
+
+
+def test_only_copies_that_stay_away_from_the_source_count() -> None:
+    at_source = _need(found=(Copy("ORM", "OK", "AVAILABLE", "file:///o"),))
+    held = assess([at_source], source_rse="ORM")
+    assert held.readiness is Readiness.HOLD and "at the source" in held.reason
+    expiring = Requirement("magic-policy:t", "r9", "OK", 1, (Copy("TMP", "OK", "AVAILABLE", "file:///t"),), NOW)
+    assert assess([expiring], source_rse="ORM").readiness is Readiness.HOLD
+    both = assess([_need(), expiring, at_source], source_rse="ORM")
+    assert both.readiness is Readiness.READY and [copy.rse for copy in both.copies] == ["PIC"]
+
+
+def test_a_destination_rule_stuck_suspended_or_gone_holds_the_carrier() -> None:
+    assert destination_hold({"r1": "OK", "r2": "REPLICATING"}) is None
+    assert "r2 STUCK" in str(destination_hold({"r1": "OK", "r2": "STUCK"}))
+    assert "r3 gone" in str(destination_hold({"r3": None}))

@@ -108,3 +108,17 @@ def test_foreign_names_and_foreign_scopes_are_hashed() -> None:
 def test_scope_of_a_foreign_name_is_refused() -> None:
     with pytest.raises(MagicNameError):
         layout.scope_of_name("notes.txt")
+
+
+FOREIGN_DIGITS = (  # 20200103 in Arabic-Indic, full-width and Devanagari digits
+    "\u0662\u0660\u0662\u0660\u0660\u0661\u0660\u0663",
+    "\uff12\uff10\uff12\uff10\uff10\uff11\uff10\uff13",
+    "\u0968\u0966\u0968\u0966\u0966\u0967\u0966\u0969",
+)
+
+
+@pytest.mark.parametrize("digits", FOREIGN_DIGITS)
+def test_collections_and_folders_take_ascii_digits_only(digits: str) -> None:
+    with pytest.raises(MagicNameError):
+        layout.scope_of_name(f"M1_RAW_{digits}")
+    assert layout.observatory_folder(f"/data/M1/DAQ/RAW/{digits[:4]}_01_03/x.raw") is None

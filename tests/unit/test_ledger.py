@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
+from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.ledger import FileState, Ledger, LostRace, Seen
 from rucio_magic_ext.ledger.states import IllegalMove, check_move
-from rucio_magic_ext.ledger.store import utcnow
 
 PG_URL = os.environ.get("MAGIC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 RSE = "ORM-ONSITE"

@@ -3,14 +3,12 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tools and rucio_magic_ext
 
-from devstack import venv  # standard library only
+from tools.devstack import venv  # standard library only
 
 venv.ensure()
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from bench.runner import main  # noqa: E402  (after the venv is ensured)
+from tools.bench.runner import main  # noqa: E402  (after the venv is ensured)
 
 sys.exit(main())

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from devstack import database, processes
-from devstack.config import REPO
-from devstack.daemons import DAEMONS, Daemon
-from devstack.stack import SITE_CFG, Stack
+from tools.devstack import database, processes
+from tools.devstack.config import REPO
+from tools.devstack.daemons import DAEMONS, Daemon
+from tools.devstack.stack import SITE_CFG, Stack
 
 DEFAULT_STATE = REPO / ".state" / "bench"
 DATABASE = "rucio_bench"

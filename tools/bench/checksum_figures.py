@@ -13,8 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import checksum
-from bench.report import Figure, Target
+from tools.bench import checksum
+from tools.bench.report import Figure, Target
 
 TARGET_RATIO = 0.8
 

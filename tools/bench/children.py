@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from devstack.stack import Stack
+from tools.devstack.stack import Stack
 
 HERE = Path(__file__).resolve().parent
 

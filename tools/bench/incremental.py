@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from bench import benchstack, children, nights, seed
-from bench.report import Figure, Target
-
+from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.ledger import Ledger
-from rucio_magic_ext.ledger.store import utcnow
+from tools.bench import benchstack, children, nights, seed
+from tools.bench.report import Figure, Target
 from tools.make_night import write_night
 
 FIRST_NIGHT = date(2019, 6, 1)

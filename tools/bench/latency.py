@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from bench import benchstack
-from bench.report import Figure
 from sqlalchemy import create_engine, text
 
 from rucio_magic_ext.ledger import FileState, Ledger
 from rucio_magic_ext.ledger.models import LedgerFile
+from tools.bench import benchstack
+from tools.bench.report import Figure
 from tools.make_night import PlannedFile, plan_night, write_night
 
 NIGHT = date(2020, 2, 4)

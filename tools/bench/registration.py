@@ -15,10 +15,9 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from bench import benchstack, children, nights
-from bench.report import Figure, Target
-
 from rucio_magic_ext.ledger import FileState, Ledger
+from tools.bench import benchstack, children, nights
+from tools.bench.report import Figure, Target
 from tools.make_night import write_night
 
 SCANNER_NIGHT = date(2020, 1, 4)

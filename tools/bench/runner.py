@@ -16,9 +16,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import benchstack, machine
-from bench.report import Figure, write_json
-from devstack.config import REPO
+from tools.bench import benchstack, machine
+from tools.bench.report import Figure, write_json
+from tools.devstack.config import REPO
 
 DEFAULT_JSON = REPO / ".state" / "bench" / "results.json"
 NAMES = ("registration", "incremental", "checksum", "latency")
@@ -47,7 +47,7 @@ def chosen(only: str | None) -> list[str]:
 
 
 def benchmarks(args: argparse.Namespace, place: benchstack.Place) -> dict[str, Callable[[], list[Figure]]]:
-    from bench import checksum_figures, incremental, latency, registration
+    from tools.bench import checksum_figures, incremental, latency, registration
 
     quick = args.quick
     profile_dir = args.state.parent / f"{args.state.name}-profiles" if args.profile else None

@@ -6,8 +6,8 @@ import argparse
 from datetime import date
 from pathlib import Path
 
-from demo.flow import run_flow
-from devstack.config import REPO
+from tools.demo.flow import run_flow
+from tools.devstack.config import REPO
 
 DEFAULT_STATE = REPO / ".state" / "demo"
 

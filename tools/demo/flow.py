@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import os
 import socket
-import statistics
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
 
-from devstack.stack import Stack
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.ledger import FileState, Ledger
 from rucio_magic_ext.ledger.models import LedgerFile
-from rucio_magic_ext.ledger.states import FLOW
-from rucio_magic_ext.ledger.store import utcnow
-from rucio_magic_ext.report.nights import STAGES
+from rucio_magic_ext.report.nights import MILESTONES, at_or_beyond, nights
+from rucio_magic_ext.report.query import file_row
+from tools.devstack.stack import Stack
 from tools.make_night import PlannedFile, plan_night, write_night
 
 ORM, PIC = "ORM-ONSITE", "PIC-DISK"
@@ -116,7 +114,7 @@ class Watch:
         with Progress(*columns, console=console) as progress:
             tasks = {
                 name: progress.add_task(name, total=total, detail="")
-                for name in ("registered", "replicated to PIC", "verified at PIC", "deleted at source")
+                for name, _ in MILESTONES
             }
             while True:
                 rows = self.rows()
@@ -124,7 +122,7 @@ class Watch:
                 reached = _reached(states)
                 for name, task in tasks.items():
                     progress.update(task, completed=reached[name])
-                progress.update(tasks["replicated to PIC"], detail=f"{_mb(self._bytes_at_pic())} at {PIC}")
+                progress.update(tasks["replicated"], detail=f"{_mb(self._bytes_at_pic())} at {PIC}")
                 progress.update(tasks["registered"], detail=_pending(states))
                 if len(rows) == total and all(row.state in DONE for row in rows.values()):
                     return rows
@@ -138,15 +136,10 @@ class Watch:
 
 
 def _reached(states: Counter[FileState]) -> dict[str, int]:
-    """How many files got at least as far as each milestone."""
-    def beyond(state: FileState) -> int:
-        return sum(states[s] for s in FLOW[FLOW.index(state) :])
-
+    """How many files got at least as far as each milestone, as the report counts them."""
     return {
-        "registered": beyond(FileState.REGISTERED),
-        "replicated to PIC": beyond(FileState.REPLICATED),
-        "verified at PIC": beyond(FileState.VERIFIED),
-        "deleted at source": states[FileState.DELETED],
+        name: sum(count for state, count in states.items() if at_or_beyond(state, milestone))
+        for name, milestone in MILESTONES
     }
 
 
@@ -156,28 +149,14 @@ def _pending(states: Counter[FileState]) -> str:
 
 
 def summarise(plan: list[PlannedFile], rows: dict[str, LedgerFile]) -> None:
-    per_level: dict[str, Counter[str]] = defaultdict(Counter)
-    for planned in plan:
-        row = rows.get(planned.path)
-        counts = per_level[planned.record.level.value]
-        counts["files"] += 1
-        counts["bytes"] += planned.size
-        for column, stamp in (
-            ("seen", "seen_at"),
-            ("registered", "registered_at"),
-            ("replicated", "replicated_at"),
-            ("verified", "verified_at"),
-            ("deleted at source", "deleted_at"),
-        ):
-            counts[column] += 1 if row is not None and getattr(row, stamp) else 0
-    table = Table(title="MAGIC night: observatory (ORM-ONSITE) -> data centre (PIC-DISK)")
-    columns = ("files", "seen", "registered", "replicated", "verified", "deleted at source")
-    table.add_column("level")
-    table.add_column("size", justify="right")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for level, counts in per_level.items():
-        table.add_row(level, _mb(counts["bytes"]), *(str(counts[column]) for column in columns))
+    """The night per data level, and the time each stage took, as ``rucio-magic report`` computes them."""
+    table = Table(title=f"MAGIC night: observatory ({ORM}) -> data centre ({PIC})")
+    for column in ("level", "files", "size", *(name for name, _ in MILESTONES), "refused"):
+        table.add_column(column, justify="left" if column == "level" else "right")
+    for level in sorted({planned.record.level.value for planned in plan}):
+        for entry in nights(file_row(row) for row in rows.values() if row.level == level):  # one: a night, an RSE
+            reached = (str(entry.reached[name]) for name, _ in MILESTONES)
+            table.add_row(level, str(entry.files), _mb(entry.bytes), *reached, str(entry.refused))
     console.print(table)
 
     for row in rows.values():
@@ -187,10 +166,10 @@ def summarise(plan: list[PlannedFile], rows: dict[str, LedgerFile]) -> None:
     stages = Table(title="time per stage, per file (from the ledger)")
     for column in ("stage", "median s", "slowest s"):
         stages.add_column(column, justify="left" if column == "stage" else "right")
-    for name, start, end in STAGES:
-        spans = _spans(rows.values(), start, end)
-        if spans:
-            stages.add_row(name, f"{statistics.median(spans):.1f}", f"{max(spans):.1f}")
+    for whole in nights(file_row(row) for row in rows.values()):
+        for name, latency in whole.latencies.items():
+            if latency is not None:
+                stages.add_row(name, f"{latency.median:.1f}", f"{latency.slowest:.1f}")
     console.print(stages)
 
 
@@ -204,15 +183,6 @@ def write_report(ledger: Ledger, state: Path, night: date, began: datetime) -> N
     plot = write.write_plot(rows, state / "report.png", began, until, what=f"{ORM}, night {night}")
     table = write.write_table(rows, state / "report.md")
     console.print(f"report: {plot} (timeline), {table} (per night)")
-
-
-def _spans(rows: Any, start: str, end: str) -> list[float]:
-    spans = []
-    for row in rows:
-        begin, finish = getattr(row, start), getattr(row, end)
-        if isinstance(begin, datetime) and isinstance(finish, datetime):
-            spans.append((finish - begin).total_seconds())
-    return spans
 
 
 def _mb(size: int) -> str:

@@ -37,11 +37,13 @@ class Daemon:
         return [part.format(bin=BIN, **values) for part in self.argv]
 
 
+FAST = "tools.devstack.fast:"  # one-pass functions of the stock daemons, without start-up waits
+
 def conveyor(kind: str, *args: str) -> Daemon:
     """A conveyor daemon (preparer, submitter, poller, finisher)."""
     template = STOCK_CONVEYOR_ARGV if kind == "finisher" else CONVEYOR_ARGV
     argv = tuple(part.format(bin="{bin}", kind=kind) for part in template)
-    once = "devstack.fast:submitter" if kind == "submitter" else CONVEYOR_ONCE.format(kind=kind)  # takes --activities
+    once = FAST + "submitter" if kind == "submitter" else CONVEYOR_ONCE.format(kind=kind)  # takes --activities
     return Daemon(f"conveyor-{kind}", (*argv, *args), once)
 
 
@@ -55,19 +57,19 @@ MEMCACHED = Daemon(
 )
 
 DAEMONS: list[Daemon] = [
-    Daemon("judge-evaluator", ("{bin}/rucio-judge-evaluator", "--sleep-time", SLEEP), "devstack.fast:judge_evaluator"),
+    Daemon("judge-evaluator", ("{bin}/rucio-judge-evaluator", "--sleep-time", SLEEP), FAST + "judge_evaluator"),
     conveyor("preparer", "--sleep-time", SLEEP),
     conveyor("submitter", "--sleep-time", SLEEP),
     conveyor("poller", "--sleep-time", SLEEP, "--older-than", "0"),
     conveyor("finisher", "--sleep-time", SLEEP),
-    Daemon("judge-cleaner", ("{bin}/rucio-judge-cleaner", "--sleep-time", SLEEP), "devstack.fast:judge_cleaner"),
-    Daemon("judge-repairer", ("{bin}/rucio-judge-repairer", "--sleep-time", SLEEP), "devstack.fast:judge_repairer"),
-    Daemon("reaper", ("{bin}/rucio-reaper", "--sleep-time", SLEEP), "devstack.fast:reaper"),
-    Daemon("necromancer", ("{bin}/rucio-necromancer", "--sleep-time", SLEEP), "devstack.fast:necromancer"),
+    Daemon("judge-cleaner", ("{bin}/rucio-judge-cleaner", "--sleep-time", SLEEP), FAST + "judge_cleaner"),
+    Daemon("judge-repairer", ("{bin}/rucio-judge-repairer", "--sleep-time", SLEEP), FAST + "judge_repairer"),
+    Daemon("reaper", ("{bin}/rucio-reaper", "--sleep-time", SLEEP), FAST + "reaper"),
+    Daemon("necromancer", ("{bin}/rucio-necromancer", "--sleep-time", SLEEP), FAST + "necromancer"),
     Daemon("magic-scanner", ("{bin}/rucio-magic-scanner", "--sleep-time", SLEEP),
            "rucio_magic_ext.scanner.daemon:scanner"),
     Daemon("magic-carrier", ("{bin}/rucio-magic-carrier", "--sleep-time", SLEEP),
-           "rucio_magic_ext.carrier.daemon:carrier"),
+           "rucio_magic_ext.release.daemon:carrier"),
 ]
 
 

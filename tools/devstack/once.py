@@ -14,12 +14,12 @@ import inspect
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tools and rucio_magic_ext
 
-from devstack.daemons import once_kwargs
 from rucio.common.logging import setup_logging
 
 from rucio_magic_ext.transfertool.register import register as register_transfertool
+from tools.devstack.daemons import once_kwargs
 
 
 def run(entry: str, *args: str) -> None:

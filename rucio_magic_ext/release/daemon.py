@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
 from rucio_magic_ext import daemons
 
 
-def build_hook(args: argparse.Namespace) -> Any:
-    from rucio_magic_ext.carrier.hook import build_hook
+def _build(args: argparse.Namespace) -> Any:
+    from rucio_magic_ext.release.hook import Hook
 
-    hook = build_hook()
-    if getattr(args, "dry_run", False):
-        hook.config = dataclasses.replace(hook.config, dry_run=True)
-    return hook
+    return Hook.from_config(dry_run=getattr(args, "dry_run", False))
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +34,8 @@ SPEC = daemons.DaemonSpec(
         "A copy that fails is declared bad and transferred again; its source copy is kept. Every decision goes "
         "to the ledger."
     ),
-    epilog="Configuration: the [magic-carrier] section of rucio.cfg (see rucio_magic_ext/carrier/config.py).",
-    build=build_hook,
+    epilog="Configuration: the [magic-carrier] section of rucio.cfg (see rucio_magic_ext/release/config.py).",
+    build=_build,
     cycle=lambda hook: hook.run_cycle(),
     options=_options,
 )

@@ -1,8 +1,9 @@
-"""The source-deletion hook's settings: the ``[magic-carrier]`` section of ``rucio.cfg``.
+"""The release daemon's settings: the ``[magic-carrier]`` section of ``rucio.cfg``.
 
 [magic-carrier]
 rse = ORM-ONSITE              # the source RSE (default: [magic-scanner] rse)
 account = magic_scanner       # who removes the carrier rules (default: [magic-scanner] account)
+replication_policy = ...      # the policy the copies must satisfy (default: [magic-scanner] replication_policy)
 dwell_seconds = 3600          # a copy must have been in place this long before its source goes
 min_copies = 1                # verified copies (distinct RSEs) a file needs before its source goes
 dry_run = false               # report what would be released, and why, without releasing anything
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 SECTION = "magic-carrier"
 
@@ -19,6 +21,7 @@ SECTION = "magic-carrier"
 @dataclass(frozen=True)
 class CarrierConfig:
     rse: str
+    replication_policy: Path
     account: str = "magic_scanner"
     dwell: timedelta = timedelta(hours=1)
     min_copies: int = 1
@@ -43,6 +46,7 @@ def load_config(section: str = SECTION) -> CarrierConfig:
         raise ValueError(f"[{section}] min_copies must be at least 1: a source copy never goes without a verified copy")
     return CarrierConfig(
         rse=get("rse", "magic-scanner"),
+        replication_policy=Path(get("replication_policy", "magic-scanner")),
         account=get("account", "magic-scanner", "magic_scanner"),
         dwell=timedelta(seconds=float(get("dwell_seconds", default="3600"))),
         min_copies=min_copies,

@@ -7,14 +7,15 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
-from rucio_magic_ext.carrier.batches import OpenCarrier
+from rucio_magic_ext.carrier.model import CARRIER_SCOPE, OpenCarrier
+from rucio_magic_ext.common import chunks, utcnow
+from rucio_magic_ext.ledger import Ledger, LostRace
 from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
 from rucio_magic_ext.ledger.states import CarrierState, FileState
-from rucio_magic_ext.ledger.store import Ledger, LostRace, chunks, utcnow
 
 
 class CarrierBook:
-    def __init__(self, ledger: Ledger, rse: str, scope: str) -> None:
+    def __init__(self, ledger: Ledger, rse: str, scope: str = CARRIER_SCOPE) -> None:
         self.ledger = ledger
         self.rse = rse
         self.scope = scope
@@ -74,6 +75,81 @@ class CarrierBook:
                 ).rowcount
                 if counted != 1:
                     raise LostRace(f"carrier {name} started closing before these files joined it")
+
+    def unassign(self, files: Sequence[LedgerFile]) -> None:
+        """Take files back out of their carriers (their registration failed, so Rucio never attached them):
+        they join another carrier when they are tried again."""
+        with self.ledger.session() as session:
+            for row in files:
+                if row.carrier is None:
+                    continue
+                session.execute(
+                    update(LedgerFile)
+                    .where(LedgerFile.id == row.id, LedgerFile.carrier == row.carrier)
+                    .values(carrier=None, updated_at=utcnow())
+                )
+                session.execute(
+                    update(LedgerCarrier)
+                    .where(LedgerCarrier.scope == self.scope, LedgerCarrier.name == row.carrier)
+                    .values(files=LedgerCarrier.files - 1, bytes=LedgerCarrier.bytes - row.size)
+                )
+                row.carrier = None
+
+    def split(self, carrier: LedgerCarrier, row: LedgerFile, name: str) -> None:
+        """A new carrier, CLOSING, of the same policy, with ``row`` moved into it, in one transaction."""
+        now = utcnow()
+        with self.ledger.session() as session:
+            session.execute(
+                insert(LedgerCarrier).values(
+                    rse=self.rse,
+                    scope=self.scope,
+                    name=name,
+                    policy=carrier.policy,
+                    state=CarrierState.CLOSING,
+                    files=1,
+                    bytes=row.size,
+                    opened_at=now,
+                    closed_at=now,
+                    detail=f"split from {carrier.name}",
+                )
+            )
+            moved = session.execute(
+                update(LedgerFile)
+                .where(LedgerFile.id == row.id, LedgerFile.carrier == carrier.name)
+                .values(carrier=name, updated_at=now)
+            ).rowcount
+            if moved != 1:
+                raise LostRace(f"{row.path} left carrier {carrier.name} meanwhile")
+            session.execute(
+                update(LedgerCarrier)
+                .where(LedgerCarrier.id == carrier.id)
+                .values(files=LedgerCarrier.files - 1, bytes=LedgerCarrier.bytes - row.size)
+            )
+        row.carrier = name
+
+    def carriers_of(self, dids: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LedgerCarrier]:
+        """The carrier the ledger puts each file in, for the files it knows."""
+        found: dict[tuple[str, str], LedgerCarrier] = {}
+        wanted = list(dids)
+        with self.ledger.session() as session:
+            for chunk in chunks(wanted):
+                names = [name for _, name in chunk]
+                joined = (LedgerCarrier.scope == self.scope) & (LedgerCarrier.name == LedgerFile.carrier)
+                query = (
+                    select(LedgerFile.scope, LedgerFile.name, LedgerCarrier)
+                    .join(LedgerCarrier, joined)
+                    .where(LedgerFile.rse == self.rse, LedgerFile.name.in_(names))
+                )
+                asked = set(chunk)
+                for scope, name, carrier in session.execute(query):
+                    if (scope, name) in asked:
+                        found[(scope, name)] = carrier
+        return found
+
+    def named(self, names: Iterable[str]) -> list[LedgerCarrier]:
+        with self.ledger.session() as session:
+            query = select(LedgerCarrier).where(LedgerCarrier.scope == self.scope, LedgerCarrier.name.in_(list(names)))
+            return list(session.scalars(query))
 
     def in_states(self, states: Iterable[CarrierState], worker: int = 0, workers: int = 1) -> list[LedgerCarrier]:
         query = select(LedgerCarrier).where(LedgerCarrier.rse == self.rse, LedgerCarrier.state.in_(list(states)))

@@ -1,7 +1,9 @@
-"""How newly registered files are grouped into carrier batches. Pure: the scanner applies the plan.
+"""What a carrier batch is, and how newly registered files are grouped into them. Pure: ``life`` acts.
 
-Files share a carrier when they need the same permanent rules (the replication policy's entries), so
-that one destination carrier rule per entry covers every file of the batch. A carrier takes files until
+A carrier is a temporary dataset in the scope ``magic_carrier`` whose source rule pins its files at the
+observatory until their copies are verified, and whose destination rules follow the policy's. Files share
+a carrier when they need the same permanent rules (the replication policy's entries), so that one
+destination carrier rule per entry covers every file of the batch. A carrier takes files until
 it reaches its file or byte limit, or its first file has waited long enough: then it closes.
 """
 
@@ -9,13 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 CARRIER_SCOPE = "magic_carrier"
+CARRIER_ACTIVITY = "MAGIC Carrier"
 SOURCE_RULE_COMMENT = "magic-carrier:source"
 DESTINATION_RULE_COMMENT = "magic-carrier:{rule}"
+
+# Rucio rule states in which a copy is not coming by itself: an operator must look, and the source stays.
+HOLDING_RULE_STATES = frozenset({"STUCK", "SUSPENDED"})
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,19 @@ class CarrierLimits:
 def policy_key(rule_names: Iterable[str]) -> str:
     """The replication rules a file needs, as one string: files with equal keys can share a carrier."""
     return ",".join(sorted(rule_names))
+
+
+def policy_names(key: str) -> tuple[str, ...]:
+    """The replication rules named by a policy key."""
+    return tuple(name for name in key.split(",") if name)
+
+
+class Fill(Protocol):
+    """How full a carrier is: an open carrier of a plan, or a carrier's ledger row."""
+
+    files: int
+    bytes: int
+    opened_at: datetime
 
 
 def carrier_name(rse: str, policy: str, opened_at: datetime, token: str) -> str:
@@ -62,7 +82,7 @@ class Plan:
     full: dict[str, str] = field(default_factory=dict)  # carrier name -> why it closes
 
 
-def closing_reason(carrier: OpenCarrier, limits: CarrierLimits, now: datetime, by_age: bool = True) -> str | None:
+def closing_reason(carrier: Fill, limits: CarrierLimits, now: datetime, by_age: bool = True) -> str | None:
     if carrier.files >= limits.max_files:
         return f"{carrier.files} files (limit {limits.max_files})"
     if carrier.bytes >= limits.max_bytes:
@@ -101,3 +121,13 @@ def plan_batches(
         if reason:
             plan.full.setdefault(carrier.name, reason)
     return plan
+
+
+def destination_hold(states: Mapping[str, str | None]) -> str | None:
+    """Why a carrier's destination rules hold its source copies (a rule STUCK, SUSPENDED or gone), or None."""
+    holding = {
+        rule_id: state or "gone" for rule_id, state in states.items() if state is None or state in HOLDING_RULE_STATES
+    }
+    if not holding:
+        return None
+    return "destination " + ", ".join(f"rule {rule_id} {state}" for rule_id, state in holding.items())

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from rucio_magic_ext.checksum import StreamingChecksum, read_file_blocks
+from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.ledger import FileState
 from rucio_magic_ext.ledger.models import LedgerFile
-from rucio_magic_ext.ledger.store import utcnow
 from rucio_magic_ext.scanner.context import Context
 
 ACTOR = "scanner.checksum"

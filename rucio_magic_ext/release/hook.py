@@ -1,0 +1,229 @@
+"""The source-deletion hook: release a carrier only once every file in it has verified copies.
+
+For each carrier whose destination rules are OK, every file is checked (``verify.py``): its policy rules
+in place with their locks OK and replicas AVAILABLE, then each copy read back at its storage and
+compared with the size and adler32 registered from the source. Only when all its files pass, and the
+copies have dwelt long enough, does the carrier go (``carrier/life.py``): its source rule is removed (the
+source copies become OBSOLETE and the reaper deletes them), then its destination rules and its dataset. A
+copy that fails is declared bad, so Rucio transfers it again, and its file waits, its source copy kept.
+Every decision is written to the ledger with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from rucio_magic_ext import monitoring, rucio_db
+from rucio_magic_ext.carrier.life import IN_FLIGHT, Carriers
+from rucio_magic_ext.carrier.model import destination_hold
+from rucio_magic_ext.common import LoggerFunction, utcnow
+from rucio_magic_ext.ledger import FileState, Ledger
+from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
+from rucio_magic_ext.ledger.states import CarrierState
+from rucio_magic_ext.release.catalogue import ReleaseCatalogue
+from rucio_magic_ext.release.config import CarrierConfig
+from rucio_magic_ext.release.verify import Readiness, Reading, assess, may_release, mismatches, unreadable
+from rucio_magic_ext.replication import ReplicationPolicy
+from rucio_magic_ext.storage import get_storage
+
+ACTOR = "carrier"
+SPLIT_AFTER_FAILURES = 3  # verifications failed (wrong or unreadable copies) before a file leaves its batch
+
+
+@dataclass(frozen=True)
+class Proof:
+    """Whether every file of a carrier may leave now, and the summary (what was proven, or what waits)."""
+
+    proven: bool
+    summary: str
+
+
+@dataclass
+class Hook:
+    config: CarrierConfig
+    ledger: Ledger
+    catalogue: ReleaseCatalogue
+    policy: ReplicationPolicy
+    logger: LoggerFunction = logging.log
+    worker: int = 0
+    workers: int = 1
+    carriers: Carriers = field(init=False)
+    retry: timedelta = timedelta(minutes=1)  # how soon a file that failed is looked at again, doubling
+
+    def __post_init__(self) -> None:
+        # The logger changes with each cycle's heartbeat: the carriers log through whichever is current.
+        self.carriers = Carriers(
+            self.ledger, self.config.rse, self.config.account, self.policy, lambda *args, **kw: self.logger(*args, **kw)
+        )
+
+    @classmethod
+    def from_config(cls, logger: Any = logging.log, dry_run: bool = False) -> Hook:
+        """The hook of this deployment, from rucio.cfg; the ledger is migrated to the current schema."""
+        import dataclasses
+
+        from rucio_magic_ext.carrier import preflight
+        from rucio_magic_ext.release.config import load_config
+        from rucio_magic_ext.replication import load_policy
+
+        config = load_config()
+        if dry_run:
+            config = dataclasses.replace(config, dry_run=True)
+        ledger = Ledger.from_config()
+        ledger.upgrade()
+        policy = load_policy(config.replication_policy)
+        preflight.check(config.rse, config.account, policy)
+        return cls(config, ledger, ReleaseCatalogue(config.account, logger), policy, logger)
+
+    # -- one cycle -------------------------------------------------------------------------------------------
+
+    def run_cycle(self) -> dict[str, int]:
+        done = {"released": 0, "deleted": 0}
+        for state, step in ((CarrierState.RELEASING, self._release), (CarrierState.PROTECTING, self._consider)):
+            for carrier in self.carriers.in_states([state], self.worker, self.workers):
+                try:
+                    done["released"] += step(carrier)
+                except Exception as error:
+                    monitoring.carrier_error()
+                    self.logger(logging.ERROR, "carrier %s: %s", carrier.name, error, exc_info=True)
+        done["deleted"] = self._notice_deletions()
+        return done
+
+    def _consider(self, carrier: LedgerCarrier) -> int:
+        if not self.carriers.policy_of(carrier):
+            self.carriers.hold(carrier, "no replication rule covers its files: kept at the source", ACTOR)
+            return 0
+        states = self.carriers.destination_states(carrier)
+        held = destination_hold(states)
+        if held:
+            self.carriers.hold(carrier, f"{held}: source copies kept", ACTOR)
+            return 0
+        if any(state != "OK" for state in states.values()):
+            return 0  # copies under way
+        self.carriers.settle_moves(carrier)
+        files = self.carriers.files(carrier)
+        problem = self._integrity(carrier, files)
+        if problem:
+            self.carriers.hold(carrier, f"{problem}: source copies kept", ACTOR)
+            return 0
+        proof = self._prove(carrier, files)
+        if not proof.proven:
+            self._split_failing(carrier, files)
+            return 0
+        if self.config.dry_run:
+            self.ledger.note(files, ACTOR, f"dry run: would release carrier {carrier.name} ({proof.summary})")
+            self.logger(logging.INFO, "dry run: would release carrier %s: %s", carrier.name, proof.summary)
+            return 0
+        self.carriers.start_release(carrier, proof.summary)
+        return self._release(carrier)
+
+    def _release(self, carrier: LedgerCarrier) -> int:
+        """Prove every copy once more, just before the source rule goes; a release whose source rule is already
+        gone was cut short after it removed it, and is finished."""
+        if self.carriers.source_rule_present(carrier):
+            files = self.carriers.files(carrier)
+            problem = self._integrity(carrier, files)
+            proof = None if problem else self._prove(carrier, files, again=True)
+            if problem or (proof is not None and not proof.proven):
+                self.carriers.abandon_release(carrier, problem or (proof.summary if proof else ""), ACTOR)
+                return 0
+        return self.carriers.release(carrier, ACTOR)
+
+    def _integrity(self, carrier: LedgerCarrier, files: list[LedgerFile]) -> str | None:
+        unexpected = [row for row in files if row.state not in IN_FLIGHT]
+        if unexpected:
+            row = unexpected[0]
+            return f"{len(unexpected)} file(s) not on their way to release, e.g. {row.path} {row.state.value}"
+        return self.carriers.integrity(carrier, files)
+
+    def _prove(self, carrier: LedgerCarrier, files: list[LedgerFile], again: bool = False) -> Proof:
+        """Move files on as far as the facts allow. ``again``: read every counted copy anew, verified or not."""
+        policy = {spec.rule_comment: spec.copies for spec in self.carriers.policy_of(carrier)}
+        facts = self.catalogue.requirements(
+            [(row.did, (row.placement.scope, row.placement.dataset)) for row in files], policy
+        )
+        waiting: list[str] = []
+        at: set[str] = set()
+        for row in files:
+            assessment = assess(facts[row.did], self.config.rse)
+            if assessment.readiness is not Readiness.READY:
+                waiting.append(f"{row.name}: {assessment.reason}")
+                if assessment.readiness is Readiness.HOLD:
+                    self.logger(logging.WARNING, "%s:%s held: %s", row.scope, row.name, assessment.reason)
+                continue
+            if row.state is FileState.PROTECTED:
+                self.ledger.move([row], FileState.REPLICATED, ACTOR, assessment.reason)
+            if row.state is FileState.REPLICATED or again:
+                readings = [self._read(copy.rse, copy.pfn) for copy in assessment.copies]
+                wrong, cannot = mismatches(row.size, str(row.adler32), readings), unreadable(readings)
+                if wrong:
+                    waiting.append(f"{row.name}: {self._refuse(row, wrong)}")
+                    continue
+                if cannot:
+                    waiting.append(f"{row.name}: {self._cannot_read(row, cannot)}")
+                    continue
+                if row.state is FileState.REPLICATED:
+                    copies = "; ".join(f"{r.rse} {r.pfn} size {r.size} adler32 {r.adler32}" for r in readings)
+                    self.ledger.move([row], FileState.VERIFIED, ACTOR, f"verified at the destination: {copies}")
+            at.update(copy.rse for copy in assessment.copies)
+            verdict = may_release(
+                len(assessment.copies), self.config.min_copies, row.replicated_at, utcnow(), self.config.dwell
+            )
+            if not verdict:
+                waiting.append(f"{row.name}: {verdict.reason}")
+        if waiting:
+            more = f" and {len(waiting) - 1} more" if len(waiting) > 1 else ""
+            return Proof(False, f"{waiting[0]}{more}")
+        read = "read again" if again else "verified"
+        return Proof(True, f"{len(files)} file(s) {read} at {', '.join(sorted(at))}")
+
+    def _read(self, rse: str, pfn: str | None) -> Reading:
+        if pfn is None:
+            return Reading(rse, "(no PFN)", None, None, "no protocol to read the copy with")
+        try:
+            storage = get_storage(pfn)
+            entry = storage.stat(pfn)
+            return Reading(rse, pfn, entry.size, storage.checksum(pfn, ("adler32",))["adler32"])
+        except FileNotFoundError:
+            return Reading(rse, pfn, None, None, "missing at the storage", missing=True)
+        except Exception as error:
+            return Reading(rse, pfn, None, None, f"unreadable: {error}")
+
+    def _refuse(self, row: LedgerFile, wrong: dict[str, str]) -> str:
+        """A copy proven wrong (other bytes, or gone): declared bad so Rucio sends it again; the source stays."""
+        reason = "; ".join(f"{rse}: {what}" for rse, what in wrong.items())
+        self.catalogue.declare_bad([(row.did, rse) for rse in wrong], f"magic carrier: {reason}")
+        detail = f"verification failed, source kept, declared bad: {reason}"
+        failed = {row.id: {"last_error": reason, "attempts": row.attempts + 1}}
+        self.ledger.move([row], FileState.PROTECTED, ACTOR, detail, failed)
+        monitoring.verification_failure()
+        self.logger(logging.ERROR, "ALARM %s:%s failed verification, source kept: %s", row.scope, row.name, reason)
+        return detail
+
+    def _cannot_read(self, row: LedgerFile, cannot: dict[str, str]) -> str:
+        """A copy that could not be read proves nothing: the file waits, and nothing is declared bad."""
+        reason = "; ".join(f"{rse}: {what}" for rse, what in cannot.items())
+        self.ledger.fail([row], f"copy unreadable, source kept: {reason}", ACTOR, self.retry)
+        monitoring.copy_unreadable()
+        self.logger(logging.WARNING, "%s:%s: copy unreadable, source kept: %s", row.scope, row.name, reason)
+        return f"copy unreadable, source kept: {reason}"
+
+    def _split_failing(self, carrier: LedgerCarrier, files: list[LedgerFile]) -> None:
+        """A file that keeps failing goes into a carrier of its own, so the others of its batch can leave."""
+        if len(files) < 2:
+            return
+        for row in files:
+            if row.attempts >= SPLIT_AFTER_FAILURES:
+                self.carriers.split(carrier, row, ACTOR)
+
+    def _notice_deletions(self) -> int:
+        """RELEASED files whose source replica the reaper has deleted become DELETED."""
+        released = self.ledger.due(self.config.rse, [FileState.RELEASED], 5000, self.worker, self.workers)
+        if not released:
+            return 0
+        present = rucio_db.replicas_at(self.config.rse, [row.did for row in released])
+        gone = [row for row in released if row.did not in present]
+        self.ledger.move(gone, FileState.DELETED, ACTOR, f"source replica deleted from {self.config.rse}")
+        return len(gone)

@@ -1,0 +1,133 @@
+"""What must be true before a file's source copy may go. Pure: the hook gathers the facts, this decides.
+
+A file is ready when every rule the replication policy requires for it is in place, none is STUCK or
+SUSPENDED (an unlocked source could otherwise be reaped while a copy is missing, rucio#6513), each has
+its locks OK on as many RSEs as it asks copies, and every such replica is AVAILABLE. Only copies that
+stay count: a copy at the source RSE itself, or under a rule that expires, is not one. It is verified
+when each counted copy, read at its storage, has the size and adler32 registered from the source, and
+at least ``min_copies`` distinct RSEs hold one. It may go once the copies have been in place for the
+dwell time. A copy that cannot be read proves nothing either way: it holds the file, and is not declared bad.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from rucio_magic_ext.carrier.model import HOLDING_RULE_STATES
+
+
+@dataclass(frozen=True)
+class Copy:
+    rse: str
+    lock_state: str  # Rucio's lock state: OK, REPLICATING, STUCK
+    replica_state: str | None  # AVAILABLE, COPYING, BAD, ... or None when no replica row
+    pfn: str | None
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One policy rule a file needs, as found in Rucio (``rule_id`` None when it does not exist yet)."""
+
+    policy_rule: str
+    rule_id: str | None
+    rule_state: str | None
+    copies: int
+    found: tuple[Copy, ...]
+    expires_at: datetime | None = None  # the rule's expiry: its copies do not stay, so they do not count
+
+
+class Readiness(Enum):
+    READY = "ready"
+    WAIT = "wait"  # copies under way
+    HOLD = "hold"  # something is wrong with a rule: an operator should look
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Whether a file's copies are all in place, why not, and which copies to read back."""
+
+    readiness: Readiness
+    reason: str
+    copies: tuple[Copy, ...] = ()
+
+
+def assess(requirements: Sequence[Requirement], source_rse: str | None = None) -> Assessment:
+    """Whether the copies are in place; ``copies`` are the ones that count, to be read back."""
+    if not requirements:
+        return Assessment(Readiness.HOLD, "no replication rule covers this file: its source copy stays")
+    copies: list[Copy] = []
+    for need in requirements:
+        if need.rule_id is None:
+            return Assessment(Readiness.WAIT, f"rule {need.policy_rule} not created yet")
+        if need.rule_state in HOLDING_RULE_STATES:
+            return Assessment(Readiness.HOLD, f"rule {need.rule_id} ({need.policy_rule}) is {need.rule_state}")
+        ok = [copy for copy in need.found if copy.lock_state == "OK"]
+        if len(ok) < need.copies:
+            return Assessment(Readiness.WAIT, f"rule {need.policy_rule}: {len(ok)} of {need.copies} copies in place")
+        unavailable = [copy.rse for copy in ok if copy.replica_state != "AVAILABLE"]
+        if unavailable:
+            return Assessment(Readiness.WAIT, f"replica not AVAILABLE at {', '.join(unavailable)}")
+        if need.expires_at is None:
+            copies += [copy for copy in ok if copy.rse != source_rse]
+    unique = {copy.rse: copy for copy in copies}
+    if not unique:
+        stays = any(need.expires_at is None for need in requirements)
+        why = "at the source itself" if stays else "under rules that expire"
+        return Assessment(Readiness.HOLD, f"no copy that stays away from the source: its copies are {why}")
+    return Assessment(Readiness.READY, "every required copy in place", tuple(unique.values()))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A destination copy as read at its storage (None fields when it could not be read)."""
+
+    rse: str
+    pfn: str
+    size: int | None
+    adler32: str | None
+    error: str | None = None
+    missing: bool = False  # the storage says the file is not there: a proven loss, unlike an error
+
+
+def mismatches(expected_size: int, expected_adler32: str, readings: Sequence[Reading]) -> dict[str, str]:
+    """RSE -> what is wrong with its copy, for the copies proven not to hold the source's bytes."""
+    wrong = {}
+    for reading in readings:
+        if reading.missing:
+            wrong[reading.rse] = f"{reading.pfn}: {reading.error or 'missing at the storage'}"
+        elif reading.error:
+            continue  # unreadable: proves nothing
+        elif reading.size != expected_size:
+            wrong[reading.rse] = f"{reading.pfn}: size {reading.size}, registered {expected_size}"
+        elif reading.adler32 != expected_adler32:
+            wrong[reading.rse] = f"{reading.pfn}: adler32 {reading.adler32}, registered {expected_adler32}"
+    return wrong
+
+
+def unreadable(readings: Sequence[Reading]) -> dict[str, str]:
+    """RSE -> why its copy could not be read (permission, I/O, no protocol): it holds, it is not wrong."""
+    return {r.rse: f"{r.pfn}: {r.error}" for r in readings if r.error and not r.missing}
+
+
+@dataclass(frozen=True)
+class ReleaseVerdict:
+    """Whether a file's source copy may go now; true only when it may."""
+
+    allowed: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def may_release(
+    verified_rses: int, min_copies: int, in_place_since: datetime | None, now: datetime, dwell: timedelta
+) -> ReleaseVerdict:
+    if verified_rses < min_copies:
+        return ReleaseVerdict(False, f"{verified_rses} verified copies, {min_copies} required")
+    if in_place_since is None or now - in_place_since < dwell:
+        return ReleaseVerdict(False, f"copies in place since {in_place_since}, dwell time {dwell}")
+    return ReleaseVerdict(True, f"{verified_rses} verified copies, in place since {in_place_since}")

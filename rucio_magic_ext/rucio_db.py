@@ -1,0 +1,375 @@
+"""The project's access to Rucio's catalogue: its core API and tables, in process and in bulk.
+
+Both daemons, the census and the site bootstrap reach Rucio through here: sessions, RSE settings, the
+DID clause of a bulk query, collections and rules created only when missing, rule states, replicas.
+Functions that take a ``session`` join the caller's transaction; the others open their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dogpile.cache import make_region
+from dogpile.cache.api import NO_VALUE
+from rucio.common.types import InternalAccount, InternalScope
+from rucio.db.sqla.constants import DatabaseOperationType, DIDType
+from rucio.db.sqla.session import db_session
+from sqlalchemy import and_, delete, event, or_, select
+from sqlalchemy.orm import Session
+
+from rucio_magic_ext.common import DID, chunks
+
+REGION = make_region().configure("dogpile.cache.memory", expiration_time=600)
+
+
+@contextlib.contextmanager
+def reading() -> Iterator[Session]:
+    with db_session(DatabaseOperationType.READ) as session:
+        yield session
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[Session]:
+    """One write transaction: committed when the block ends, rolled back on an exception."""
+    with db_session(DatabaseOperationType.WRITE) as session:
+        yield session
+
+
+# -- RSEs -------------------------------------------------------------------------------------------------
+
+
+@REGION.cache_on_arguments()
+def rse_settings(rse: str) -> dict[str, Any]:
+    """Rucio's description of an RSE (id, determinism, protocols); it rarely changes."""
+    from rucio.core.rse import get_rse_id
+    from rucio.rse import rsemanager
+
+    return rsemanager.get_rse_info(rse_id=get_rse_id(rse))
+
+
+def rse_id(rse: str) -> str:
+    return rse_settings(rse)["id"]
+
+
+def rse_name(rse_id: str, session: Session | None = None) -> str:
+    from rucio.core.rse import get_rse_name
+
+    return get_rse_name(rse_id=rse_id, session=session)
+
+
+def pfn(rse: str, did: DID, path: str | None, operation: str = "read") -> str | None:
+    """The URL of a replica as Rucio builds it (stored path on a non-deterministic RSE), or None when the
+    RSE has no protocol for the operation."""
+    from rucio.rse import rsemanager
+
+    lfn: dict[str, Any] = {"scope": did[0], "name": did[1]}
+    if path:
+        lfn["path"] = path
+    try:
+        return next(iter(rsemanager.lfns2pfns(rse_settings(rse), [lfn], operation=operation).values()))
+    except Exception:
+        return None
+
+
+# -- DIDs -------------------------------------------------------------------------------------------------
+
+
+def did_clause(table: Any, dids: Iterable[DID]) -> Any:
+    """``(scope, name) IN dids`` for any Rucio table with scope and name columns."""
+    return or_(*(and_(table.scope == InternalScope(scope), table.name == name) for scope, name in dids))
+
+
+def existing_dids(dids: Sequence[DID], session: Session) -> set[DID]:
+    from rucio.db.sqla import models
+
+    table = models.DataIdentifier
+    known: set[DID] = set()
+    for chunk in chunks(list(dids)):
+        query = select(table.scope, table.name).where(did_clause(table, chunk))
+        known.update((scope.external, name) for scope, name in session.execute(query))
+    return known
+
+
+def ensure_collections(wanted: Mapping[DID, DIDType], account: InternalAccount, session: Session) -> None:
+    """Create the datasets and containers not yet there; one that another worker creates meanwhile is fine."""
+    from rucio.common.exception import DataIdentifierAlreadyExists
+    from rucio.core.did import add_did
+
+    keys = {did: f"collection:{did[0]}:{did[1]}" for did in wanted}
+    unknown = [did for did, key in keys.items() if REGION.get(key) is NO_VALUE]
+    present = existing_dids(unknown, session)
+    for did in unknown:
+        if did in present:
+            continue
+        try:
+            with session.begin_nested():
+                add_did(
+                    scope=InternalScope(did[0]), name=did[1], did_type=wanted[did], account=account, session=session
+                )
+        except DataIdentifierAlreadyExists:
+            pass
+    seen = [keys[did] for did in unknown]
+    if seen:  # remembered only once they are committed: a rolled-back creation must be tried again
+        event.listen(session, "after_commit", lambda _: [REGION.set(key, True) for key in seen], once=True)
+
+
+def ensure_datasets(dids: Iterable[DID], account: InternalAccount) -> None:
+    with writing() as session:
+        ensure_collections(dict.fromkeys(dids, DIDType.DATASET), account, session)
+
+
+def attach_missing(collections: Mapping[DID, Sequence[DID]], account: InternalAccount) -> None:
+    """Create the datasets that are missing and attach the files not yet in them, their rules' locks made at
+    once (``evaluate_attachments``), in one transaction.
+
+    A dataset closed by a run that was cut short is reopened for the files it lacks; the caller closes it.
+    """
+    from rucio.core.did import attach_dids_to_dids, get_did, set_status
+
+    with writing() as session:
+        ensure_collections(dict.fromkeys(collections, DIDType.DATASET), account, session)
+        attachments = []
+        for (scope, name), files in collections.items():
+            present = content(scope, name, session)
+            missing = [file for file in files if file not in present]
+            if not missing:
+                continue
+            if not get_did(InternalScope(scope), name, session=session).get("open"):
+                set_status(InternalScope(scope), name, open=True, session=session)
+            attachments.append(
+                {
+                    "scope": InternalScope(scope),
+                    "name": name,
+                    "dids": [{"scope": InternalScope(s), "name": n} for s, n in missing],
+                }
+            )
+        if attachments:
+            attach_dids_to_dids(attachments=attachments, account=account, session=session)
+            evaluate_attachments([(a["scope"].external, a["name"]) for a in attachments], session)
+
+
+def detach(collection: DID, files: Sequence[DID], account: InternalAccount) -> None:
+    """Take files out of a collection, its rules' locks on them removed at once (as the judge-evaluator would)."""
+    from rucio.core.did import detach_dids
+    from rucio.core.rule import re_evaluate_did
+    from rucio.db.sqla import models
+    from rucio.db.sqla.constants import DIDReEvaluation
+
+    if not files:
+        return
+    scope, name = InternalScope(collection[0]), collection[1]
+    with writing() as session:
+        detach_dids(scope, name, [{"scope": InternalScope(s), "name": n} for s, n in files], session=session)
+        re_evaluate_did(scope, name, DIDReEvaluation.DETACH, session=session)
+        table = models.UpdatedDID
+        session.execute(
+            delete(table).where(did_clause(table, [collection]), table.rule_evaluation_action == DIDReEvaluation.DETACH)
+        )
+
+
+def content(scope: str, name: str, session: Session | None = None) -> set[DID]:
+    """What a collection holds now (its direct children)."""
+    from rucio.core.did import list_content
+
+    if session is None:
+        with reading() as own:
+            return content(scope, name, own)
+    children = list_content(InternalScope(scope), name, session=session)
+    return {(child["scope"].external, child["name"]) for child in children}
+
+
+def close(dids: Iterable[DID]) -> None:
+    """Close datasets (no more content); closing a closed one changes nothing."""
+    from rucio.core.did import get_did, set_status
+
+    with writing() as session:
+        for scope, name in dids:
+            if get_did(InternalScope(scope), name, session=session).get("open"):
+                set_status(InternalScope(scope), name, open=False, session=session)
+
+
+def delete_dataset(did: DID, account: InternalAccount, session: Session) -> None:
+    """Remove a dataset (not its files' replicas); one already gone is fine."""
+    from rucio.common.exception import DataIdentifierNotFound
+    from rucio.core.did import delete_dids
+
+    with contextlib.suppress(DataIdentifierNotFound):
+        dataset = {
+            "scope": InternalScope(did[0]),
+            "name": did[1],
+            "did_type": DIDType.DATASET,
+            "purge_replicas": False,
+            "created_at": None,
+        }
+        delete_dids([dataset], account, session=session)
+
+
+# -- rules ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleRequest:
+    """A rule the project wants on a DID, recognised afterwards by its comment."""
+
+    scope: str
+    name: str
+    rse_expression: str
+    copies: int
+    comment: str
+    activity: str
+    lifetime: int | None = None
+    grouping: str = "DATASET"
+    purge_replicas: bool = False
+    locked: bool = False
+
+
+def rules_by_comment(dids: Iterable[DID], session: Session) -> dict[tuple[str, str, str], str]:
+    """(scope, name, comment) -> rule id of every rule on ``dids``."""
+    from rucio.db.sqla import models
+
+    table = models.ReplicationRule
+    found = {}
+    for chunk in chunks(sorted(set(dids))):
+        query = select(table.scope, table.name, table.comments, table.id).where(did_clause(table, chunk))
+        found.update({(s.external, n, comment or ""): rule_id for s, n, comment, rule_id in session.execute(query)})
+    return found
+
+
+def ensure_rules(wanted: Sequence[RuleRequest], account: InternalAccount) -> dict[RuleRequest, str]:
+    """Rule id for each wanted rule, created only where no rule with its comment exists on its DID.
+
+    Two workers may want the same rule at once: Rucio's unique index on rules turns the second creation
+    into DuplicateRule, and the rule the other one made is used instead.
+    """
+    from rucio.common.exception import DuplicateRule
+
+    found: dict[RuleRequest, str] = {}
+    with writing() as session:
+        existing = rules_by_comment({(r.scope, r.name) for r in wanted}, session)
+        for request in wanted:
+            key = (request.scope, request.name, request.comment)
+            if key not in existing:
+                try:
+                    with session.begin_nested():
+                        existing[key] = _add_rule(request, account, session)
+                except DuplicateRule:
+                    existing.update(rules_by_comment([(request.scope, request.name)], session))
+            found[request] = existing[key]
+    return found
+
+
+def _add_rule(request: RuleRequest, account: InternalAccount, session: Session) -> str:
+    from rucio.core.rule import add_rule
+
+    (rule_id,) = add_rule(
+        dids=[{"scope": InternalScope(request.scope), "name": request.name}],
+        account=account,
+        copies=request.copies,
+        rse_expression=request.rse_expression,
+        grouping=request.grouping,  # type: ignore[arg-type]
+        weight=None,
+        lifetime=request.lifetime,
+        locked=request.locked,
+        subscription_id=None,
+        activity=request.activity,
+        purge_replicas=request.purge_replicas,
+        comment=request.comment,
+        session=session,
+    )
+    return rule_id
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What the flow needs to know of a rule it made: whether it still holds as made."""
+
+    rule_id: str
+    state: str  # OK, REPLICATING, STUCK, SUSPENDED, ...
+    account: str
+    rse_expression: str
+    locked: bool
+    expires_at: datetime | None
+    purge_replicas: bool
+
+
+def rules(rule_ids: Iterable[str]) -> dict[str, Rule | None]:
+    """Each rule as Rucio holds it now; None for a rule that is gone."""
+    from rucio.db.sqla import models
+
+    ids = [rule_id for rule_id in rule_ids if rule_id]
+    table = models.ReplicationRule
+    found: dict[str, Rule | None] = dict.fromkeys(ids)
+    with reading() as session:
+        for chunk in chunks(ids):
+            query = select(
+                table.id,
+                table.state,
+                table.account,
+                table.rse_expression,
+                table.locked,
+                table.expires_at,
+                table.purge_replicas,
+            ).where(table.id.in_(chunk))
+            for rule_id, state, account, expression, locked, expires, purge in session.execute(query):
+                found[rule_id] = Rule(rule_id, state.name, account.external, expression, bool(locked), expires, purge)
+    return found
+
+
+def rule_states(rule_ids: Iterable[str]) -> dict[str, str | None]:
+    """Rucio's state of each rule (OK, REPLICATING, STUCK, SUSPENDED, ...); None for a rule that is gone."""
+    return {rule_id: rule.state if rule else None for rule_id, rule in rules(rule_ids).items()}
+
+
+def delete_rule(rule_id: str, purge_replicas: bool, session: Session) -> None:
+    """Remove a rule at once (not Rucio's soft delete), locked or not; one already gone is fine."""
+    from rucio.common.exception import RuleNotFound
+    from rucio.core.rule import delete_rule as rucio_delete_rule
+
+    with contextlib.suppress(RuleNotFound):
+        rucio_delete_rule(rule_id, purge_replicas=purge_replicas, soft=False, ignore_rule_lock=True, session=session)
+
+
+def evaluate_attachments(collections: Iterable[DID], session: Session) -> None:
+    """Give the files just attached to ``collections`` the locks of the collections' rules now, in this
+    transaction, as Rucio's judge-evaluator would later: a file attached to a carrier is held from the
+    moment its attachment commits."""
+    from rucio.core.rule import re_evaluate_did
+    from rucio.db.sqla import models
+    from rucio.db.sqla.constants import DIDReEvaluation
+
+    collections = list(collections)
+    for scope, name in collections:
+        re_evaluate_did(InternalScope(scope), name, DIDReEvaluation.ATTACH, session=session)
+    # Done here: the judge-evaluator need not do it again (and contend with the next batch for the rules).
+    table = models.UpdatedDID
+    for chunk in chunks(collections):
+        session.execute(
+            delete(table).where(did_clause(table, chunk), table.rule_evaluation_action == DIDReEvaluation.ATTACH)
+        )
+
+
+# -- replicas ---------------------------------------------------------------------------------------------
+
+
+def replica_paths(rse: str, dids: Sequence[DID], session: Session) -> dict[DID, str]:
+    """The stored path of each of ``dids`` that has a replica at ``rse``."""
+    from rucio.db.sqla import models
+
+    table = models.RSEFileAssociation
+    found = {}
+    for chunk in chunks(list(dids)):
+        query = select(table.scope, table.name, table.path).where(
+            table.rse_id == rse_id(rse), did_clause(table, chunk)
+        )
+        found.update({(scope.external, name): path or "" for scope, name, path in session.execute(query)})
+    return found
+
+
+def replicas_at(rse: str, dids: Sequence[DID]) -> set[DID]:
+    """The files that still have a replica at ``rse``."""
+    with reading() as session:
+        return set(replica_paths(rse, dids, session))
