@@ -39,6 +39,7 @@ class Proof:
 
     proven: bool
     summary: str
+    read_every_copy: bool = False  # every counted copy was read back in the pass that proved it
 
 
 @dataclass
@@ -117,17 +118,19 @@ class Hook:
             self.logger(logging.INFO, "dry run: would release carrier %s: %s", carrier.name, proof.summary)
             return 0
         self.carriers.start_release(carrier, proof.summary)
-        return self._release(carrier)
+        return self._release(carrier, proven_now=proof.read_every_copy)
 
-    def _release(self, carrier: LedgerCarrier) -> int:
-        """Prove every copy once more, just before the source rule goes; a release whose source rule is already
-        gone was cut short after it removed it, and is finished."""
-        if self.carriers.source_rule_present(carrier):
+    def _release(self, carrier: LedgerCarrier, proven_now: bool = False) -> int:
+        """Prove every copy once more just before the source rule goes, unless every copy was read in this very
+        pass. A release whose source rule is already gone was cut short after removing it: it is finished."""
+        if not proven_now and self.carriers.source_rule_present(carrier):
             files = self.carriers.files(carrier)
-            problem = self._integrity(carrier, files)
-            proof = None if problem else self._prove(carrier, files, again=True)
-            if problem or (proof is not None and not proof.proven):
-                self.carriers.abandon_release(carrier, problem or (proof.summary if proof else ""), ACTOR)
+            reason = self._integrity(carrier, files)
+            if reason is None:
+                proof = self._prove(carrier, files, again=True)
+                reason = None if proof.proven else proof.summary
+            if reason:
+                self.carriers.abandon_release(carrier, reason, ACTOR)
                 return 0
         return self.carriers.release(carrier, ACTOR)
 
@@ -146,6 +149,7 @@ class Hook:
         )
         waiting: list[str] = []
         at: set[str] = set()
+        read = 0
         for row in files:
             assessment = assess(facts[row.did], self.config.rse)
             if assessment.readiness is not Readiness.READY:
@@ -156,6 +160,7 @@ class Hook:
             if row.state is FileState.PROTECTED:
                 self.ledger.move([row], FileState.REPLICATED, ACTOR, assessment.reason)
             if row.state is FileState.REPLICATED or again:
+                read += 1
                 readings = [self._read(copy.rse, copy.pfn) for copy in assessment.copies]
                 wrong, cannot = mismatches(row.size, str(row.adler32), readings), unreadable(readings)
                 if wrong:
@@ -176,8 +181,8 @@ class Hook:
         if waiting:
             more = f" and {len(waiting) - 1} more" if len(waiting) > 1 else ""
             return Proof(False, f"{waiting[0]}{more}")
-        read = "read again" if again else "verified"
-        return Proof(True, f"{len(files)} file(s) {read} at {', '.join(sorted(at))}")
+        how = "read again" if again else "verified"
+        return Proof(True, f"{len(files)} file(s) {how} at {', '.join(sorted(at))}", read == len(files))
 
     def _read(self, rse: str, pfn: str | None) -> Reading:
         if pfn is None:
