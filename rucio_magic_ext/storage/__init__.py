@@ -10,7 +10,14 @@ from rucio_magic_ext.storage.base import (
     Storage,
     StorageUnavailable,
 )
-from rucio_magic_ext.storage.registry import get_storage, register_storage, scheme_of, supported_schemes
+from rucio_magic_ext.storage.registry import (
+    get_storage,
+    protocol_root,
+    register_storage,
+    scheme_of,
+    storage_for_pfn,
+    supported_schemes,
+)
 
 __all__ = [
     "ChecksumMismatch",
@@ -22,7 +29,9 @@ __all__ = [
     "Storage",
     "StorageUnavailable",
     "get_storage",
+    "protocol_root",
     "register_storage",
     "scheme_of",
+    "storage_for_pfn",
     "supported_schemes",
 ]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
-from rucio_magic_ext.storage.base import Storage
+from rucio_magic_ext.storage.base import OutsideRoot, Storage
 from rucio_magic_ext.storage.posix import PosixStorage
 
 #: Makes a storage confined to `root` (a URL or native path), or not confined when `root` is None.
 StorageFactory = Callable[..., Storage]
-
 
 
 def _xrootd(root: str | None = None) -> Storage:
@@ -64,3 +64,29 @@ def get_storage(url_or_scheme: str, root: str | None = None) -> Storage:
     except KeyError:
         raise ValueError(f"no storage implementation for scheme {scheme!r}") from None
     return factory(root=root)
+
+
+def protocol_root(protocol: Mapping[str, Any]) -> str:
+    """The root of an RSE protocol's storage as a URL (`scheme://hostname:port/prefix`), from Rucio's protocol
+    attributes: every PFN the protocol builds starts with it, so a storage confined to it reads and writes
+    nothing that the RSE's admin did not put under the prefix."""
+    prefix = "/" + str(protocol.get("prefix") or "").strip("/")
+    return f"{protocol['scheme']}://{protocol['hostname']}:{protocol['port']}{prefix}"
+
+
+def storage_for_pfn(pfn: str, protocols: Iterable[Mapping[str, Any]]) -> Storage:
+    """The storage of `pfn`, confined to the root of the first of an RSE's `protocols` whose prefix holds it.
+
+    OutsideRoot when none does (another server, another prefix, a path climbing out): such a PFN was not
+    built by the RSE's protocols, and nothing is read there.
+    """
+    scheme = scheme_of(pfn)
+    roots = [protocol_root(protocol) for protocol in protocols if protocol.get("scheme") == scheme]
+    for root in roots:
+        storage = get_storage(pfn, root=root)
+        try:
+            storage.path_of(pfn)
+        except OutsideRoot:
+            continue
+        return storage
+    raise OutsideRoot(pfn, ", ".join(roots) or f"(no {scheme}:// protocol)", "no protocol prefix of its RSE holds it")

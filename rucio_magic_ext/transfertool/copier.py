@@ -60,15 +60,30 @@ def _mismatches(found: dict[str, str], wanted: dict[str, str]) -> list[str]:
     return [f"{name} {found.get(name)} != {value}" for name, value in wanted.items() if found.get(name) != value]
 
 
-def verify(storage: Storage, location: str, size: int | None, checksums: dict[str, str], what: str) -> None:
-    """Raise TransferError unless the file at `location` has this size and these checksums."""
+def verify(storage: Storage, location: str, size: int | None, checksums: dict[str, str], what: str) -> str:
+    """Raise TransferError unless the file at `location` has this size and these checksums; say how they
+    were proven (answered by the storage's server, or computed here from the bytes read back)."""
     entry = storage.stat(location)
     if size is not None and entry.size != size:
         raise TransferError(f"{what} size mismatch: {entry.size} != {size} bytes")
-    found = storage.checksum(location, tuple(checksums)) if checksums else {}
+    found, how = _checksums(storage, location, tuple(checksums))
     problems = _mismatches(found, checksums)
     if problems:
         raise TransferError(f"{what} checksum mismatch: {'; '.join(problems)}")
+    return how
+
+
+def _checksums(storage: Storage, location: str, algorithms: tuple[str, ...]) -> tuple[dict[str, str], str]:
+    """The checksums of a file and how they were obtained."""
+    if not algorithms:
+        return {}, "size only"
+    detail = getattr(storage, "checksum_detail", None)
+    if detail is None:
+        return storage.checksum(location, algorithms), f"{', '.join(algorithms)} computed here from the bytes"
+    proven = detail(location, algorithms)
+    ways = [f"{name} by the {storage.scheme}:// server" for name in sorted(proven.by_storage)]
+    ways += [f"{name} computed here from {proven.bytes_read} bytes" for name in sorted(proven.streamed)]
+    return proven.values, ", ".join(ways)
 
 
 def confined_storage(url: str, root: str | None, what: str) -> Storage:
@@ -127,9 +142,10 @@ def copy_one_source(
         problems = _mismatches(copied.checksums, expected)
         if problems:
             raise TransferError(f"SOURCE checksum mismatch with the catalogue: {'; '.join(problems)}")
-        verify(target, temporary, copied.size, copied.checksums, "DESTINATION")
+        how = verify(target, temporary, copied.size, copied.checksums, "DESTINATION")
         target.rename(temporary, destination)
-        logger(logging.INFO, "Done %s (%d bytes, %s)", destination, copied.size, copied.checksums)
+        logger(logging.INFO, "Done %s (%d bytes, %s; destination proven: %s)", destination, copied.size,
+               copied.checksums, how)
     except OutsideRoot as error:  # the destination was checked: only a temporary name could get here
         raise TransferError(f"DESTINATION outside its RSE's root: {error}") from None
     except OSError as error:

@@ -26,6 +26,7 @@ from rucio.db.sqla.constants import RequestState
 from rucio.transfertool.transfertool import TransferStatusReport, Transfertool, TransferToolBuilder
 
 import rucio_magic_ext
+from rucio_magic_ext.storage import protocol_root as storage_protocol_root
 from rucio_magic_ext.storage import scheme_of, supported_schemes
 from rucio_magic_ext.transfertool.jobs import DONE, FAILED, FINISHED, LOG_FILE, QUEUED, JobStore
 
@@ -96,12 +97,11 @@ class MagicTransferStatusReport(TransferStatusReport):
 def protocol_root(protocol: RSEProtocol) -> str:
     """The root of an RSE protocol's storage, as a URL: what every PFN the protocol builds starts with.
 
-    Rucio joins `scheme://hostname:port`, the prefix (made to start and end with '/') and the path; the
-    copier confines each PFN to this root, so a path that climbs out of the prefix is refused.
+    Rucio joins `scheme://hostname:port`, the prefix and the path; the copier confines each PFN to this
+    root (`storage.protocol_root`), so a path that climbs out of the prefix, or leads to another server, is
+    refused.
     """
-    attributes = protocol.attributes
-    prefix = "/" + str(attributes.get("prefix") or "").strip("/")
-    return f"{attributes['scheme']}://{attributes['hostname']}:{attributes['port']}{prefix}"
+    return storage_protocol_root(protocol.attributes)
 
 
 _children: list[subprocess.Popen] = []
@@ -131,7 +131,8 @@ def spawn_copier(job_dir: Path) -> int:
 
 
 class MagicCopyTransfertool(Transfertool):
-    """Copies with the project's storage layer (posix now; root://, davs:// as they are added)."""
+    """Copies with the project's storage layer: posix, root:// (server to server where the destination takes
+    third-party copies, else streamed through the copier), davs:// and https:// (streamed)."""
 
     external_name = "magic"
     required_rse_attrs = ()
