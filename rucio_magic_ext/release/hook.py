@@ -27,7 +27,7 @@ from rucio_magic_ext.release.catalogue import ReleaseCatalogue
 from rucio_magic_ext.release.config import CarrierConfig
 from rucio_magic_ext.release.verify import Readiness, Reading, assess, may_release, mismatches, unreadable
 from rucio_magic_ext.replication import ReplicationPolicy
-from rucio_magic_ext.storage import get_storage
+from rucio_magic_ext.storage import Storage, storage_for_pfn
 
 ACTOR = "carrier"
 SPLIT_AFTER_FAILURES = 3  # verifications failed (wrong or unreadable copies) before a file leaves its batch
@@ -40,6 +40,29 @@ class Proof:
     proven: bool
     summary: str
     read_every_copy: bool = False  # every counted copy was read back in the pass that proved it
+
+
+@dataclass(frozen=True)
+class ProvenReading(Reading):
+    """A copy read at its storage, and how its adler32 was obtained (the storage's server, or read here)."""
+
+    how: str = ""
+
+
+def _adler32(storage: Storage, pfn: str) -> tuple[str, str]:
+    """The copy's adler32 and how it was proven: answered by the storage's server (no byte read here) where it
+    computes one, else computed here over the bytes read back."""
+    detail = getattr(storage, "checksum_detail", None)
+    if detail is None:
+        return storage.checksum(pfn, ("adler32",))["adler32"], "read back here"
+    proven = detail(pfn, ("adler32",))
+    if proven.storage_side:
+        return proven.values["adler32"], f"by the {storage.scheme}:// server"
+    return proven.values["adler32"], f"read back here, {proven.bytes_read} bytes"
+
+
+def _how(reading: Reading) -> str:
+    return f" ({reading.how})" if isinstance(reading, ProvenReading) and reading.how else ""
 
 
 @dataclass
@@ -170,7 +193,7 @@ class Hook:
                     waiting.append(f"{row.name}: {self._cannot_read(row, cannot)}")
                     continue
                 if row.state is FileState.REPLICATED:
-                    copies = "; ".join(f"{r.rse} {r.pfn} size {r.size} adler32 {r.adler32}" for r in readings)
+                    copies = "; ".join(f"{r.rse} {r.pfn} size {r.size} adler32 {r.adler32}{_how(r)}" for r in readings)
                     self.ledger.move([row], FileState.VERIFIED, ACTOR, f"verified at the destination: {copies}")
             at.update(copy.rse for copy in assessment.copies)
             verdict = may_release(
@@ -185,12 +208,16 @@ class Hook:
         return Proof(True, f"{len(files)} file(s) {how} at {', '.join(sorted(at))}", read == len(files))
 
     def _read(self, rse: str, pfn: str | None) -> Reading:
+        """A copy as its storage holds it, read only through the RSE's own protocols in Rucio: the storage is
+        confined to the prefix of the protocol that holds the PFN, so a PFN leading elsewhere is read nowhere
+        (unreadable: the file is held, nothing is declared bad)."""
         if pfn is None:
             return Reading(rse, "(no PFN)", None, None, "no protocol to read the copy with")
         try:
-            storage = get_storage(pfn)
+            storage = storage_for_pfn(pfn, rucio_db.rse_settings(rse)["protocols"])
             entry = storage.stat(pfn)
-            return Reading(rse, pfn, entry.size, storage.checksum(pfn, ("adler32",))["adler32"])
+            adler32, how = _adler32(storage, pfn)
+            return ProvenReading(rse, pfn, entry.size, adler32, how=how)
         except FileNotFoundError:
             return Reading(rse, pfn, None, None, "missing at the storage", missing=True)
         except Exception as error:

@@ -29,8 +29,10 @@ def build_context(args: argparse.Namespace | None = None, logger: Any = logging.
     ledger = Ledger.from_config()
     ledger.upgrade()
     catalogue = Catalogue(config.rse, config.account, logger)
+    # The RSE's read protocol in Rucio (scheme, host, port, prefix) says where its storage is; the storage is
+    # confined to the protocol's prefix, so the scanner lists and reads nothing the admin did not put under it.
     root_url = catalogue.storage_root()
-    storage = get_storage(root_url)
+    storage = get_storage(root_url, root=root_url)
     root = storage.path_of(root_url).rstrip("/") or "/"
     policy = load_policy(config.replication_policy)
     preflight.check(config.rse, config.account, policy)
