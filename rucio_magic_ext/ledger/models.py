@@ -121,17 +121,28 @@ class LedgerEvent(Base):
 
 
 class LedgerFolder(Base):
-    """A folder of a source RSE as last listed: an unchanged folder mtime means no new entry to look at."""
+    """A folder of a source RSE as last listed: an unchanged folder mtime means no new entry to look at.
+
+    A folder that could not be listed keeps the error, when it happened and when to try again, so that a
+    failing folder is shown and retried with backoff while the rest of the tree goes on.
+    """
 
     __tablename__ = PREFIX + "folders"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     rse: Mapped[str] = mapped_column(String(255))
     path: Mapped[str] = mapped_column(String(1024))
-    mtime: Mapped[float] = mapped_column(Float)
+    mtime: Mapped[float] = mapped_column(Float)  # NEVER_LISTED until a listing succeeds
     listed_at: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    failed_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    retry_after: Mapped[Optional[datetime]] = mapped_column(DateTime)
 
     __table_args__ = (Index(None, "rse", "path", unique=True),)
+
+
+NEVER_LISTED = -1.0  # the mtime of a folder whose listing has only failed: no real mtime equals it
 
 
 class LedgerCarrier(Base):

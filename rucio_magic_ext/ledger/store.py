@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from rucio_magic_ext import monitoring
 from rucio_magic_ext.common import chunks, utcnow
 from rucio_magic_ext.ledger import engine as ledger_engine
-from rucio_magic_ext.ledger.models import LedgerEvent, LedgerFile, LedgerFolder
-from rucio_magic_ext.ledger.states import FileState, check_move, timestamp_column
+from rucio_magic_ext.ledger.models import NEVER_LISTED, LedgerEvent, LedgerFile, LedgerFolder
+from rucio_magic_ext.ledger.states import DEAD_ENDS, FileState, check_move, timestamp_column
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,38 @@ class Ledger:
             rows = session.execute(select(LedgerFolder.path, LedgerFolder.mtime).where(LedgerFolder.rse == rse))
             return {path: mtime for path, mtime in rows}
 
+    def folders(self, rse: str) -> dict[str, LedgerFolder]:
+        """Every folder of ``rse`` the ledger knows, listed or failing, by path."""
+        with self.session() as session:
+            return {row.path: row for row in session.scalars(select(LedgerFolder).where(LedgerFolder.rse == rse))}
+
+    def folder_failed(self, rse: str, path: str, error: str, backoff: timedelta) -> datetime:
+        """Keep why a folder could not be listed; it is tried again after a backoff that doubles per attempt.
+
+        Returns when. The folder keeps the mtime of its last good listing, so nothing it held is forgotten.
+        """
+        now = utcnow()
+        with self.session() as session:
+            query = select(LedgerFolder).where(LedgerFolder.rse == rse, LedgerFolder.path == path)
+            row = session.scalars(query).first()
+            if row is None:
+                row = LedgerFolder(rse=rse, path=path, mtime=NEVER_LISTED, listed_at=now, attempts=0)
+                session.add(row)
+            retry = now + backoff * (2 ** min(row.attempts or 0, 10))
+            row.attempts, row.last_error, row.failed_at, row.retry_after = (row.attempts or 0) + 1, error, now, retry
+        monitoring.flow_failed("scanner.discover.folder", 1)
+        return retry
+
+    def folder_problems(self, rse: str | None = None) -> list[LedgerFolder]:
+        """Folders whose last listing failed, oldest failure first."""
+        query = select(LedgerFolder).where(LedgerFolder.last_error.is_not(None)).order_by(LedgerFolder.failed_at)
+        if rse:
+            query = query.where(LedgerFolder.rse == rse)
+        with self.session() as session:
+            return list(session.scalars(query))
+
     def save_folders(self, rse: str, mtimes: dict[str, float]) -> None:
+        """Record folders as listed at ``mtimes``; a folder that failed before is well again."""
         now = utcnow()
         with self.session() as session:
             known = {
@@ -80,11 +111,14 @@ class Ledger:
                     select(LedgerFolder.id, LedgerFolder.path).where(LedgerFolder.rse == rse)
                 )
             }
+            well = {"attempts": 0, "last_error": None, "failed_at": None, "retry_after": None}
             updates = [
-                {"id": known[path], "mtime": mtime, "listed_at": now} for path, mtime in mtimes.items() if path in known
+                {"id": known[path], "mtime": mtime, "listed_at": now, **well}
+                for path, mtime in mtimes.items()
+                if path in known
             ]
             inserts = [
-                {"rse": rse, "path": path, "mtime": mtime, "listed_at": now}
+                {"rse": rse, "path": path, "mtime": mtime, "listed_at": now, "attempts": 0}
                 for path, mtime in mtimes.items()
                 if path not in known
             ]
@@ -239,12 +273,22 @@ class Ledger:
         """Move files to a dead end (REJECTED, QUARANTINED), the reason kept on each row and in its event."""
         self.move(files, target, actor, reason, {row.id: {"last_error": reason} for row in files})
 
-    def fail(self, files: Sequence[LedgerFile], error: str, actor: str, backoff: timedelta) -> None:
-        """Keep ``files`` where they are, note the error, and retry after a backoff that doubles per attempt."""
+    def fail(
+        self,
+        files: Sequence[LedgerFile],
+        error: str,
+        actor: str,
+        backoff: timedelta,
+        at_most: timedelta | None = None,
+    ) -> None:
+        """Keep ``files`` where they are, note the error, and retry after a backoff that doubles per attempt
+        (never longer than ``at_most``, when given)."""
         now = utcnow()
         with self.session() as session:
             for row in files:
                 delay = backoff * (2 ** min(row.attempts, 10))
+                if at_most is not None:
+                    delay = min(delay, at_most)
                 session.execute(
                     update(LedgerFile)
                     .where(LedgerFile.id == row.id)
@@ -255,6 +299,47 @@ class Ledger:
                 row.retry_after = now + delay
             self._events(session, [row.id for row in files], None, actor, f"error: {error}", now, states=files)
         monitoring.flow_failed(actor, len(files))
+
+    def retry(
+        self,
+        rse: str,
+        actor: str,
+        reason: str,
+        paths: Sequence[str] = (),
+        state: FileState | None = None,
+        night: date | None = None,
+    ) -> list[LedgerFile]:
+        """Put files back into the flow, as an operator decides: a set-aside file (REJECTED, QUARANTINED) goes
+        back to SEEN and is looked at afresh; a file waiting on a retry is tried at once. Returns them.
+
+        ``paths``, or every file in ``state`` (of ``night``). The history says who and why.
+        """
+        query = select(LedgerFile).where(LedgerFile.rse == rse)
+        if paths:
+            query = query.where(or_(LedgerFile.path.in_(list(paths)), LedgerFile.name.in_(list(paths))))
+        if state is not None:
+            query = query.where(LedgerFile.state == state)
+        if night is not None:
+            query = query.where(LedgerFile.night == night)
+        if not paths and state is None:
+            raise ValueError("name the files: paths, or a state")
+        with self.session() as session:
+            rows = list(session.scalars(query))
+        dead = [row for row in rows if row.state in DEAD_ENDS]
+        waiting = [row for row in rows if row.state not in DEAD_ENDS and row.retry_after is not None]
+        detail = f"put back by {actor}: {reason}"
+        values = {row.id: {"attempts": 0} for row in dead}
+        self.move(dead, FileState.SEEN, f"operator:{actor}"[:64], detail, values)
+        if waiting:
+            now = utcnow()
+            with self.session() as session:
+                session.execute(
+                    update(LedgerFile).where(LedgerFile.id.in_([row.id for row in waiting])).values(retry_after=now)
+                )
+                self._events(session, [row.id for row in waiting], None, f"operator:{actor}"[:64], detail, now, waiting)
+            for row in waiting:
+                row.retry_after = now
+        return dead + waiting
 
     def note(self, files: Sequence[LedgerFile], actor: str, detail: str) -> None:
         """A decision that changes no state (kept, dry run, waiting): recorded with its reason."""
