@@ -84,10 +84,12 @@ class Folder:
 
 @dataclass(frozen=True)
 class CopyResult:
-    """Size and checksums of the bytes read from the source during a copy."""
+    """Size and checksums of the bytes read from the source during a copy, and how the bytes travelled."""
 
     size: int
     checksums: dict[str, str] = field(default_factory=dict)
+    #: "streamed" through this process, or "third-party copy" (server to server, no byte through here).
+    method: str = "streamed"
 
 
 class StorageUnavailable(ConnectionError):

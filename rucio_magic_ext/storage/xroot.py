@@ -479,7 +479,7 @@ class XRootDStorage(Storage):
         except BaseException:
             self._remove_quietly(endpoint, path)
             raise
-        return CopyResult(size, stored.values)
+        return CopyResult(size, stored.values, "third-party copy")
 
     def _streamed_copy(
         self,

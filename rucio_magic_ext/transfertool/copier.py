@@ -144,8 +144,8 @@ def copy_one_source(
             raise TransferError(f"SOURCE checksum mismatch with the catalogue: {'; '.join(problems)}")
         how = verify(target, temporary, copied.size, copied.checksums, "DESTINATION")
         target.rename(temporary, destination)
-        logger(logging.INFO, "Done %s (%d bytes, %s; destination proven: %s)", destination, copied.size,
-               copied.checksums, how)
+        logger(logging.INFO, "Done %s (%d bytes, %s, %s; destination proven: %s)", destination, copied.size,
+               copied.checksums, copied.method, how)
     except OutsideRoot as error:  # the destination was checked: only a temporary name could get here
         raise TransferError(f"DESTINATION outside its RSE's root: {error}") from None
     except OSError as error:
