@@ -22,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="REST server port on 127.0.0.1 (default: 18080, or as last up)")
     parser.add_argument("--pg-database", help="PostgreSQL database name (default: rucio_magic_dev)")
     parser.add_argument("--daemons", help="comma-separated daemons to start with up (default: all)")
+    parser.add_argument("--storage", choices=["posix", "xrootd"],
+                        help="where the RSEs' files live: local folders (default), or an XRootD server each for "
+                             "ORM-ONSITE and PIC-DISK (root:// and WebDAV, etc/site-xrootd.cfg)")
     parser.add_argument("--cache", action="store_true", default=None,
                         help="run Rucio's cache in a memcached of the stack's own, as sites do (needs memcached)")
     return parser
@@ -30,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     options = {key: value for key, value in (("db", args.db), ("port", args.port),
-                                             ("pg_database", args.pg_database), ("cache", args.cache))
+                                             ("pg_database", args.pg_database), ("cache", args.cache),
+                                             ("storage", args.storage))
                if value is not None}
     stack = Stack(args.state, **options)
     try:

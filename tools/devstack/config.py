@@ -48,6 +48,10 @@ class Settings:
     # to delete on for 2 minutes, and only a cache remembers the pause.
     cache: bool = False
     cache_port: int = 0  # 0: no memcached (Rucio then caches nothing)
+    # Where the RSEs' files live: "posix" (local folders, etc/site.cfg) or "xrootd" (an XRootD server each for
+    # ORM-ONSITE and PIC-DISK, root:// and WebDAV, etc/site-xrootd.cfg).
+    storage: str = "posix"
+    xrootd_ports: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # server -> [root://, http]
 
     @property
     def rucio_cfg(self) -> Path:
@@ -149,5 +153,9 @@ def write_configs(settings: Settings) -> None:
     }
     for folder in (settings.state, settings.log_dir, settings.run_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    settings.rucio_cfg.write_text(render(ETC / "rucio.cfg.template", values, settings.extra))
+    overrides = {section: dict(options) for section, options in settings.extra.items()}
+    if settings.storage == "xrootd":
+        # The conveyor submits only transfers between protocols of these schemes: root:// at both ends.
+        overrides.setdefault("conveyor", {}).setdefault("scheme", "root")
+    settings.rucio_cfg.write_text(render(ETC / "rucio.cfg.template", values, overrides))
     settings.alembic_ini.write_text(render(ETC / "alembic.ini.template", values))

@@ -4,6 +4,11 @@
     stack.up(daemons=[])                      # server only; run daemons step by step:
     stack.run_once("conveyor-submitter")
     stack.down()
+
+With ``storage="xrootd"`` the RSEs' files live behind two real XRootD servers (root:// and WebDAV, adler32
+computed by the server, root:// third-party copy), one for ORM-ONSITE and one for PIC-DISK, started and
+stopped with the stack; the site is ``etc/site-xrootd.cfg`` with their ports, and every daemon reaches the
+files only through the RSEs' protocols.
 """
 
 from __future__ import annotations
@@ -25,9 +30,14 @@ from typing import Any
 from . import database, processes
 from .config import DEFAULT_STATE, ETC, REPO, Settings, write_configs
 from .daemons import DAEMONS, MEMCACHED, SERVER, Daemon, by_name
+from .xrootd import XrootdServer
 
 ONCE_SCRIPT = Path(__file__).with_name("once.py")
 SITE_CFG = ETC / "site.cfg"
+XROOTD_SITE_CFG = ETC / "site-xrootd.cfg"
+STORAGES = ("posix", "xrootd")
+#: The stack's XRootD servers: server name -> (RSE, its folder below the server's '/', the RSE's prefix).
+XROOTD_RSES = {"orm": ("ORM-ONSITE", "orm-onsite"), "pic": ("PIC-DISK", "pic-disk")}
 
 
 def free_port() -> int:
@@ -73,15 +83,24 @@ class Stack:
     # -- up / down ------------------------------------------------------------------------------------------
 
     def up(
-        self, daemons: Iterable[str] | None = None, site: Path | str | list[Path] = SITE_CFG, timeout: float = 60
+        self, daemons: Iterable[str] | None = None, site: Path | str | list[Path] | None = None, timeout: float = 60
     ) -> None:
-        """Prepare config and database, bootstrap the site, start the server and ``daemons`` (default: all)."""
+        """Prepare config and database, start the storage servers (``storage="xrootd"``), bootstrap the site
+        (default: etc/site.cfg, or etc/site-xrootd.cfg with the servers' ports), start the REST server and
+        ``daemons`` (default: all)."""
+        if self.settings.storage not in STORAGES:
+            raise StackError(f"unknown storage {self.settings.storage!r}: use {' or '.join(STORAGES)}")
         chosen = list(DAEMONS) if daemons is None else [by_name(name) for name in daemons]
         self.settings.cache_port = free_port() if self.settings.cache and shutil.which("memcached") else 0
+        if self.settings.storage == "xrootd" and not self.settings.xrootd_ports:
+            self.settings.xrootd_ports = {name: [free_port(), free_port()] for name in XROOTD_RSES}
         self.settings.save()
         write_configs(self.settings)
         database.create(self.settings)
         self._step("database", database.build_schema, self.settings, self.env)
+        self.start_storage()
+        if site is None:
+            site = XROOTD_SITE_CFG if self.settings.storage == "xrootd" else SITE_CFG
         self.bootstrap_site(site)
         try:
             if self.settings.cache_port:
@@ -96,8 +115,63 @@ class Stack:
             raise
 
     def down(self) -> None:
-        """Stop every process with a pid file in this state (the whole process group of each)."""
+        """Stop every process with a pid file in this state (the whole process group of each), then the storage
+        servers (their files stay)."""
         processes.stop(sorted(self.settings.run_dir.glob("*.pid")))
+        for server in self.xrootd_servers().values():
+            server.stop()
+
+    # -- storage --------------------------------------------------------------------------------------------
+
+    def xrootd_servers(self) -> dict[str, XrootdServer]:
+        """The stack's XRootD servers by name ("orm", "pic"); none unless ``storage="xrootd"``."""
+        if self.settings.storage != "xrootd":
+            return {}
+        return {
+            name: XrootdServer(name, self.state / f"xrootd-{name}", port, http_port, unix_auth=False)
+            for name, (port, http_port) in self.settings.xrootd_ports.items()
+        }
+
+    def start_storage(self) -> None:
+        """Start the XRootD servers (kept if running) with their RSE folders, owned by the servers' account."""
+        for name, server in self.xrootd_servers().items():
+            try:
+                server.start()
+            except RuntimeError as error:
+                self.down()
+                raise StackError(f"XRootD server {name}: {error}") from error
+            folder = server.data / XROOTD_RSES[name][1]
+            folder.mkdir(exist_ok=True)
+            server.adopt(folder)
+
+    def data_folder(self, rse: str) -> Path:
+        """The local folder under an RSE's protocol prefix (``ORM-ONSITE``, ``PIC-DISK``): where the DAQ writes at
+        the observatory. With XRootD it is inside the server's data folder; the daemons reach it only over root://."""
+        for name, server in self.xrootd_servers().items():
+            if XROOTD_RSES[name][0] == rse:
+                return server.data / XROOTD_RSES[name][1]
+        return self.settings.storage_dir / rse.lower()
+
+    def adopt(self, path: Path) -> None:
+        """Give a file written straight into an XRootD server's data folder to the server's account (nothing to do
+        for posix storage), so the server may later delete it."""
+        for server in self.xrootd_servers().values():
+            if server.data.resolve() in Path(path).resolve().parents:
+                server.adopt(Path(path))
+
+    def site_defines(self) -> dict[str, str]:
+        """The [vars] of the site description that the stack decides: folders, or its servers' host and ports."""
+        defines = {"storage_root": str(self.settings.storage_dir)}
+        for name, server in self.xrootd_servers().items():
+            defines.update({
+                f"{name}_host": server.host,
+                f"{name}_root_port": str(server.port),
+                f"{name}_web_port": str(server.http_port),
+                f"{name}_prefix": f"/{XROOTD_RSES[name][1]}/",
+            })
+        if self.settings.storage == "xrootd":
+            defines["web_scheme"] = "http"
+        return defines
 
     def reset(self) -> None:
         """Stop everything, drop the database and remove the state folder."""
@@ -109,7 +183,7 @@ class Stack:
         """Each known process alive or not, the database and the REST address."""
         names = [SERVER.name, *(d.name for d in DAEMONS)]
         names += sorted({p.stem for p in self.settings.run_dir.glob("*.pid")} - set(names))
-        return {
+        status = {
             "state": str(self.state),
             "database": self.settings.db_url,
             "rest": self.url,
@@ -117,15 +191,29 @@ class Stack:
             "processes": {name: processes.pid_of(self.pid_file(name)) if processes.is_alive(self.pid_file(name))
                           else None for name in names},
         }
+        servers = self.xrootd_servers()
+        if servers:
+            status["storage"] = {
+                f"{XROOTD_RSES[name][0]} (xrootd {name})": {
+                    "root": server.root_url, "http": server.http_url, "data": str(server.data),
+                    "pid": processes.pid_of(server.pid_file) if server.is_alive() else None,
+                }
+                for name, server in servers.items()
+            }
+        return status
 
     # -- steps ----------------------------------------------------------------------------------------------
 
-    def bootstrap_site(self, site: Path | str | list[Path] = SITE_CFG) -> list[str]:
-        """Run ``rucio-magic bootstrap`` (idempotent), storages inside the state folder; return its changes."""
+    def bootstrap_site(
+        self, site: Path | str | list[Path] = SITE_CFG, defines: dict[str, str] | None = None
+    ) -> list[str]:
+        """Run ``rucio-magic bootstrap`` (idempotent), storages inside the state folder or on the stack's XRootD
+        servers, ``defines`` setting further [vars]; return its changes."""
         sites = [site] if isinstance(site, (str, Path)) else site
+        values = {**self.site_defines(), **(defines or {})}
         argv = [sys.executable, "-m", "rucio_magic_ext.cli", "bootstrap",
                 *(option for one in sites for option in ("--site", str(one))),
-                "--define", f"storage_root={self.settings.storage_dir}"]
+                *(option for key, value in values.items() for option in ("--define", f"{key}={value}"))]
         result = subprocess.run(argv, env=self.env, cwd=REPO, capture_output=True, text=True)
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.settings.log_dir / "bootstrap.log", "a") as log:

@@ -84,7 +84,10 @@ class XrootdServer:
     """One XRootD server: root:// on `port`, HTTP/WebDAV on `http_port`, files under `state/data`.
 
     `checksum`: the algorithm the server computes (None: no server-side checksum, as on a storage
-    without it); `tpc`: whether it accepts root:// third-party copies as a destination.
+    without it); `tpc`: whether it accepts root:// third-party copies as a destination. `unix_auth`: clients
+    identify with the unix protocol; False asks no authentication at all (loopback only), which Rucio's own
+    xrootd protocol needs here: it runs xrdfs and xrdcp with XrdSecPROTOCOL=gsi (ztn with a token), and a server
+    that offers only unix refuses them ("No protocols left to try").
     """
 
     name: str
@@ -95,6 +98,7 @@ class XrootdServer:
     tpc: bool = True
     user: str | None = None
     host: str = "127.0.0.1"
+    unix_auth: bool = True
 
     @property
     def data(self) -> Path:
@@ -136,11 +140,11 @@ class XrootdServer:
             f"oss.localroot {self.data}",
             f"all.adminpath {self.admin}",
             f"all.pidpath {self.admin}",
-            "xrootd.seclib default",
-            "sec.protocol unix",
             f"xrd.protocol XrdHttp:{self.http_port} libXrdHttp.so",
             "http.exthandler xrdtpc libXrdHttpTPC.so",
         ]
+        if self.unix_auth:
+            lines += ["xrootd.seclib default", "sec.protocol unix"]
         if self.checksum:
             lines.append(f"xrootd.chksum {self.checksum}")
         if self.tpc:
@@ -164,6 +168,26 @@ class XrootdServer:
                     "does not let others traverse it; put the state folder elsewhere (e.g. under /tmp)")
             for folder in (self.state, self.data, self.admin):
                 os.chown(folder, account.pw_uid, account.pw_gid)
+
+    def adopt(self, path: Path) -> None:
+        """Give a file or folder written straight into the data folder (as the DAQ writes on site), and the folders
+        above it up to the data folder, to the server's account: the server may then delete it, as the reaper asks."""
+        account = _account(self.user)
+        if account is None:
+            return
+        path = Path(path)
+        data = self.data.resolve()
+        for item in (path, *path.parents):
+            if item.resolve() == data or data not in item.resolve().parents:
+                break
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(item, account.pw_uid, account.pw_gid)
+
+    def adopt_tree(self, folder: Path) -> None:
+        """`adopt` every file and folder under `folder` (inside the data folder), and the folder itself."""
+        self.adopt(folder)
+        for item in Path(folder).rglob("*"):
+            self.adopt(item)
 
     def argv(self) -> list[str]:
         command = ["xrootd", "-c", str(self.config_file), "-n", self.name]
