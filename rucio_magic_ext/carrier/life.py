@@ -208,6 +208,8 @@ class Carriers:
             return "no file of the ledger in it: nothing to release"
         ledger = {row.did for row in files}
         rucio = rucio_db.content(*carrier.did)
+        if rucio - ledger and self._let_go(carrier, rucio - ledger):
+            rucio = rucio_db.content(*carrier.did)
         if rucio != ledger:
             extra, missing = sorted(rucio - ledger), sorted(ledger - rucio)
             return (
@@ -232,19 +234,16 @@ class Carriers:
     def split(self, carrier: LedgerCarrier, row: LedgerFile, actor: str) -> None:
         """Move a file into a carrier of its own. The new carrier is CLOSING: the scanner attaches the file and
         gives it its source and destination rules (the file is held by both carriers for a while); the old
-        carrier lets it go only then (``settle_moves``), so the file is never unheld."""
+        carrier lets it go only then (``integrity``), so the file is never unheld."""
         name = carrier_name(self.rse, carrier.policy, utcnow(), uuid.uuid4().hex[:8])
         reason = f"failed {row.attempts} time(s): moved from carrier {carrier.name} to {name}, so the others may leave"
         self.book.split(carrier, row, name)
         self.ledger.note([row], actor, reason)
         self.logger(logging.WARNING, "%s:%s %s", row.scope, row.name, reason)
 
-    def settle_moves(self, carrier: LedgerCarrier) -> None:
+    def _let_go(self, carrier: LedgerCarrier, moved: set[DID]) -> bool:
         """Detach, from this carrier in Rucio, the files the ledger has moved to another carrier once that one
-        holds them (PROTECTING, its source rule in place)."""
-        moved = rucio_db.content(*carrier.did) - {row.did for row in self.files(carrier)}
-        if not moved:
-            return
+        holds them (PROTECTING, its source rule in place). True when any was let go."""
         elsewhere = self.book.carriers_of(moved)
         held = {
             did
@@ -254,6 +253,7 @@ class Carriers:
         if held:
             rucio_db.detach(carrier.did, sorted(held), self.account)
             self.logger(logging.INFO, "carrier %s let go %d file(s) held by others now", carrier.name, len(held))
+        return bool(held)
 
     def hold(self, carrier: LedgerCarrier, reason: str, actor: str) -> None:
         """Keep the carrier's source copies, and say why once (not every cycle)."""

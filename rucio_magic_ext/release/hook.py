@@ -119,6 +119,11 @@ class Hook:
         if not self.carriers.policy_of(carrier):
             self.carriers.hold(carrier, "no replication rule covers its files: kept at the source", ACTOR)
             return 0
+        files = self.carriers.files(carrier)
+        problem = self._integrity(carrier, files)
+        if problem:
+            self.carriers.hold(carrier, f"{problem}: source copies kept", ACTOR)
+            return 0
         states = self.carriers.destination_states(carrier)
         held = destination_hold(states)
         if held:
@@ -126,12 +131,6 @@ class Hook:
             return 0
         if any(state != "OK" for state in states.values()):
             return 0  # copies under way
-        self.carriers.settle_moves(carrier)
-        files = self.carriers.files(carrier)
-        problem = self._integrity(carrier, files)
-        if problem:
-            self.carriers.hold(carrier, f"{problem}: source copies kept", ACTOR)
-            return 0
         proof = self._prove(carrier, files)
         if not proof.proven:
             self._split_failing(carrier, files)
