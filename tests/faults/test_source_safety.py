@@ -236,6 +236,33 @@ def test_copies_under_a_rule_that_expires_do_not_count(rucio_stack: Any, rucio_c
     assert_safe_at_pic(rucio_stack, plan)
 
 
+def test_a_file_that_keeps_failing_gets_a_carrier_of_its_own_and_the_others_leave(
+    rucio_stack: Any, rucio_client: Any, flow: Any
+) -> None:
+    plan = write_observed_night(rucio_stack, date(2020, 5, 7), seed=57)
+    flow(lambda: available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
+    victim = plan[0]
+    first = str(rows_of([victim])[victim.path].carrier)
+    batch = [p for p in carriers_of(plan)[first] if p is not victim]
+    assert batch
+    copy = pic_copy(rucio_stack, victim)
+    aside = copy.with_name(copy.name + ".aside")
+    copy.rename(aside)
+    copy.mkdir()  # its copy cannot be read, again and again
+    try:
+        flow(lambda: all_in(batch, FileState.DELETED))  # the others of its batch do not wait for it
+        row = rows_of([victim])[victim.path]
+        assert row.carrier != first and row.state is FileState.REPLICATED
+        assert any("moved from carrier" in (e.detail or "") for e in events_of(victim.path))
+        assert_sources_intact(rucio_stack, [victim])
+        assert_safe_at_pic(rucio_stack, batch)
+    finally:
+        copy.rmdir()
+        aside.rename(copy)
+    flow(lambda: all_in(plan, FileState.DELETED))
+    assert_safe_at_pic(rucio_stack, plan)
+
+
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
