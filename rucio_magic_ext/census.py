@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from rucio_magic_ext import layout, monitoring
 from rucio_magic_ext.carrier.model import CARRIER_SCOPE
 from rucio_magic_ext.common import utcnow
-from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerEvent, LedgerFile
-from rucio_magic_ext.ledger.states import UNSAFE, CarrierState, FileState
+from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerEvent, LedgerFile, LedgerFolder
+from rucio_magic_ext.ledger.states import DEAD_ENDS, UNSAFE, CarrierState, FileState
 from rucio_magic_ext.ledger.store import Ledger
 
 MAGIC_SCOPES = (*layout.SCOPES, CARRIER_SCOPE)
@@ -55,6 +55,34 @@ class RecentError:
     detail: str
 
 
+@dataclass(frozen=True)
+class Trouble:
+    """A file held on a retry, or set aside, with its reason: each odd entry of the storage shows here."""
+
+    rse: str
+    path: str
+    state: str
+    attempts: int
+    error: str
+    since: datetime
+    retry_after: datetime | None
+
+
+@dataclass(frozen=True)
+class FolderTrouble:
+    """A folder whose last listing failed: its files are unknown until it lists again."""
+
+    rse: str
+    path: str
+    attempts: int
+    error: str
+    since: datetime
+    retry_after: datetime | None
+
+
+TROUBLE_LIMIT = 50
+
+
 @dataclass
 class Census:
     taken_at: datetime
@@ -66,10 +94,15 @@ class Census:
     locks: dict[str, int] = field(default_factory=dict)  # lock state -> files, policy rules only
     replicas: dict[str, Count] = field(default_factory=dict)  # available MAGIC replicas per RSE
     stuck: list[StuckRule] = field(default_factory=list)
+    held: dict[str, int] = field(default_factory=dict)  # files waiting on a retry after an error, per RSE
+    troubles: list[Trouble] = field(default_factory=list)  # newest first, at most TROUBLE_LIMIT
+    folders: list[FolderTrouble] = field(default_factory=list)
 
     @property
     def rses(self) -> list[str]:
-        return sorted({rse for rse, _, _ in self.files} | {rse for rse, _ in self.carriers})
+        return sorted(
+            {rse for rse, _, _ in self.files} | {rse for rse, _ in self.carriers} | {f.rse for f in self.folders}
+        )
 
     def nights(self, rse: str) -> list[date | None]:
         return sorted({night for r, night, _ in self.files if r == rse}, key=lambda night: night or date.min)
@@ -124,6 +157,9 @@ def publish(census: Census) -> None:
     monitoring.gauges(monitoring.SOURCE_FILES, files)
     monitoring.gauges(monitoring.SOURCE_BYTES, sizes)
     risk = {rse: census.at_risk(rse) for rse in census.rses}
+    monitoring.gauges(monitoring.HELD_FILES, {(rse,): census.held.get(rse, 0) for rse in census.rses})
+    failing = {(rse,): sum(1 for f in census.folders if f.rse == rse) for rse in census.rses}
+    monitoring.gauges(monitoring.FOLDERS_FAILING, failing)
     monitoring.gauges(monitoring.RISK_FILES, {(rse,): count.files for rse, count in risk.items()})
     monitoring.gauges(monitoring.RISK_BYTES, {(rse,): count.bytes for rse, count in risk.items()})
     ages = {rse: census.oldest_age(rse) for rse in census.rses}
@@ -157,8 +193,20 @@ def _ledger_counts(census: Census, ledger: Ledger, rse: str | None, errors: bool
         )
         for r, state, count in session.execute(carriers.group_by(LedgerCarrier.rse, LedgerCarrier.state)):
             census.carriers[(r, state)] = count
+        held = select(files.rse, func.count()).where(
+            files.last_error.is_not(None), files.retry_after.is_not(None), files.state.not_in(list(DEAD_ENDS)), *mine
+        )
+        census.held = {r: count for r, count in session.execute(held.group_by(files.rse))}
+        failing = select(LedgerFolder).where(
+            LedgerFolder.last_error.is_not(None), *([LedgerFolder.rse == rse] if rse else [])
+        )
+        census.folders = [
+            FolderTrouble(f.rse, f.path, f.attempts, f.last_error or "", f.failed_at or f.listed_at, f.retry_after)
+            for f in session.scalars(failing.order_by(LedgerFolder.failed_at))
+        ]
         if errors:
             census.errors = recent_errors(session, rse, census.taken_at - ERROR_WINDOW)
+            census.troubles = troubles(session, rse)
 
 
 def recent_errors(session: Session, rse: str | None, since: datetime, limit: int = 10) -> list[RecentError]:
@@ -181,6 +229,21 @@ def recent_errors(session: Session, rse: str | None, since: datetime, limit: int
     return [
         RecentError(at, r, path, state.value, actor, detail or "")
         for at, r, path, state, actor, detail in session.execute(query)
+    ]
+
+
+def troubles(session: Session, rse: str | None, limit: int = TROUBLE_LIMIT) -> list[Trouble]:
+    """Files that carry an error now: held on a retry, or set aside (REJECTED, QUARANTINED), newest first."""
+    files = LedgerFile
+    query = (
+        select(files)
+        .where(files.last_error.is_not(None), files.state != FileState.DELETED, *([files.rse == rse] if rse else []))
+        .order_by(files.updated_at.desc(), files.id.desc())
+        .limit(limit)
+    )
+    return [
+        Trouble(row.rse, row.path, row.state.value, row.attempts, row.last_error or "", row.updated_at, row.retry_after)
+        for row in session.scalars(query)
     ]
 
 

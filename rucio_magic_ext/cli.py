@@ -37,6 +37,32 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retry(args: argparse.Namespace) -> int:
+    """Put files back into the flow: set-aside files to SEEN, files waiting on a retry to now; who and why kept."""
+    import getpass
+    from datetime import date
+
+    from rucio_magic_ext.ledger import FileState, Ledger
+    from rucio_magic_ext.scanner.config import load_config
+
+    if not args.paths and not args.state:
+        print("rucio-magic retry: name the files (PATH ...) or a state (--state QUARANTINED)", file=sys.stderr)
+        return 2
+    rse = args.rse or load_config().rse
+    night = date.fromisoformat(args.night) if args.night else None
+    state = FileState(args.state) if args.state else None
+    who = args.who or getpass.getuser()
+    ledger = Ledger.from_config()
+    back = ledger.retry(rse, who, args.why, paths=args.paths, state=state, night=night)
+    for row in back:
+        print(f"{row.path}: {row.state.value}")
+    print(f"{len(back)} file(s) put back into the flow at {rse} by {who}: {args.why}")
+    missing = [path for path in args.paths if path not in {row.path for row in back} | {row.name for row in back}]
+    for path in missing:
+        print(f"{path}: not set aside nor waiting in the ledger of {rse}", file=sys.stderr)
+    return 1 if missing or not back else 0
+
+
 def _status(args: argparse.Namespace) -> int:
     """Where the flow stands: per source RSE and night, files per state, what is at risk, rules, errors."""
     import json
@@ -83,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("file", help="the file's path on the source RSE, or its name")
     history.add_argument("--rse", help="the source RSE (default: [magic-scanner] rse)")
     history.set_defaults(handler=_history)
+    retry = subparsers.add_parser(
+        "retry",
+        help="put files back into the flow (quarantined, rejected, or waiting on a retry), recorded with who and why",
+        description="Runs server-side: changes the ledger configured in rucio.cfg. A QUARANTINED or REJECTED file "
+        "goes back to SEEN and is looked at afresh; a file waiting on a retry is tried at the next cycle.",
+    )
+    retry.add_argument("paths", nargs="*", metavar="PATH", help="a file's path on the source RSE, or its name")
+    retry.add_argument("--state", choices=["QUARANTINED", "REJECTED", "SEEN", "STABLE", "CHECKSUMMED"],
+                       help="every file in this state (with --night, of that night only)")  # fmt: skip
+    retry.add_argument("--night", help="the night, YYYY-MM-DD")
+    retry.add_argument("--why", required=True, help="the reason, kept in each file's history")
+    retry.add_argument("--who", help="who decides (default: the login name)")
+    retry.add_argument("--rse", help="the source RSE (default: [magic-scanner] rse)")
+    retry.set_defaults(handler=_retry)
     from rucio_magic_ext.report.command import add_parser as add_report
 
     add_report(subparsers)

@@ -32,6 +32,50 @@ class DaemonSpec:
     epilog: str = ""
 
 
+_CONNECTION_WORDS = (
+    "connection refused",
+    "could not connect",
+    "connection failed",
+    "server closed the connection",
+    "terminating connection",
+    "connection is closed",
+    "connection timed out",
+    "no connection to the server",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "ssl syscall error",
+    "consuming input failed",
+)
+
+
+def outage_of(error: BaseException) -> str | None:
+    """``"database"`` or ``"storage"`` when the error says that a whole service does not answer, None when it is
+    the fault of one entry. An outage stops a cycle cleanly and marks no file; one entry's fault is its own."""
+    from sqlalchemy import exc
+
+    from rucio_magic_ext.storage import StorageUnavailable
+
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, StorageUnavailable) or type(link).__name__ == "StorageOutage":
+            return "storage"
+        if isinstance(link, (exc.DisconnectionError, exc.InterfaceError)) or getattr(
+            link, "connection_invalidated", False
+        ):
+            return "database"
+        text = str(link).lower()
+        database_error = isinstance(link, exc.OperationalError) or type(link).__name__ in (
+            "OperationalError",
+            "DatabaseException",
+        )
+        if database_error and any(word in text for word in _CONNECTION_WORDS):
+            return "database"
+        link = link.__cause__ or link.__context__
+    return None
+
+
 def run_once(spec: DaemonSpec, worker: Any, heartbeat_handler: Any, **_kwargs: Any) -> bool:
     """One cycle on this worker's share of the work; True (sleep) when nothing moved."""
     worker.worker, worker.workers, worker.logger = heartbeat_handler.live()
@@ -45,17 +89,63 @@ def loop(spec: DaemonSpec, args: argparse.Namespace, once: bool, sleep_time: int
     serve(spec, spec.build(args), once, sleep_time, partition_wait_time)
 
 
+class ServiceDown(RuntimeError):
+    """A whole service (the database, the storage) did not answer: the daemon stopped without marking any file."""
+
+    def __init__(self, service: str, error: BaseException) -> None:
+        super().__init__(f"the {service} does not answer ({_first_line(error)}): nothing was marked; run again later")
+        self.service = service
+
+
+OUTAGE_WAIT_SECONDS = 10.0
+
+
 def serve(spec: DaemonSpec, worker: Any, once: bool, sleep_time: int, partition_wait_time: int) -> None:
+    """Rucio's daemon loop, kept alive across an outage of the database.
+
+    Rucio's loop renews its heartbeat outside of the cycle's error handling, so a database that goes away ends
+    it with a traceback. Here the loop is started again, every ``OUTAGE_WAIT_SECONDS``, until the database
+    answers; the outage is logged once when it starts and once when it ends. With ``once`` the daemon stops
+    instead, saying why (ServiceDown).
+    """
     from rucio.daemons.common import run_daemon
 
-    run_daemon(
-        once=once,
-        graceful_stop=GRACEFUL_STOP,
-        executable=spec.name,
-        partition_wait_time=partition_wait_time,
-        sleep_time=sleep_time,
-        run_once_fnc=functools.partial(run_once, spec, worker),
-    )
+    down: dict[str, str] = {}  # the service that is down, while it is
+    wait = partition_wait_time
+    while not GRACEFUL_STOP.is_set():
+        try:
+            run_daemon(
+                once=once,
+                graceful_stop=GRACEFUL_STOP,
+                executable=spec.name,
+                partition_wait_time=wait,
+                sleep_time=sleep_time,
+                run_once_fnc=functools.partial(_live_once, spec, worker, down),
+            )
+            return
+        except Exception as error:
+            service = outage_of(error)
+            if service is None:
+                raise
+            if once:
+                raise ServiceDown(service, error) from error
+            if not down:
+                logging.error("rucio-%s: the %s does not answer (%s): waiting for it", spec.name, service,
+                              _first_line(error))  # fmt: skip
+            down["service"] = service
+            wait = 0
+            GRACEFUL_STOP.wait(OUTAGE_WAIT_SECONDS)
+
+
+def _live_once(spec: DaemonSpec, worker: Any, down: dict[str, str], heartbeat_handler: Any, **kw: Any) -> bool:
+    if "service" in down:
+        logging.warning("rucio-%s: the %s answers again: resuming", spec.name, down.pop("service"))
+    return run_once(spec, worker, heartbeat_handler, **kw)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
 
 
 def run(spec: DaemonSpec, args: argparse.Namespace) -> None:
@@ -111,3 +201,12 @@ def main(spec: DaemonSpec, argv: list[str] | None = None) -> None:
     except RefusedToStart as refused:
         logging.critical("rucio-%s: %s", spec.name, refused)
         sys.exit(2)
+    except ServiceDown as down:
+        logging.critical("rucio-%s: %s", spec.name, down)
+        sys.exit(75)  # EX_TEMPFAIL: try again later
+    except Exception as error:
+        service = outage_of(error)
+        if service is None:
+            raise
+        logging.critical("rucio-%s: cannot start: %s", spec.name, ServiceDown(service, error))
+        sys.exit(75)

@@ -70,6 +70,15 @@ SEEN_TO_VERIFIED_BUCKETS = (60, 300, 900, 1800, 3600, 2 * 3600, 6 * 3600, 12 * 3
 STAGE_FILES = _define("scanner.files.{stage}", "counter", "files (nights, for the nights stage) a stage moved on")
 STAGE_ERRORS = _define("scanner.errors.{stage}", "counter", "scanner stages that failed as a whole")
 STAGE_DURATION = _define("scanner.duration.{stage}", "histogram", "seconds a scanner stage took")
+ODD_ENTRIES = _define(
+    "scanner.odd.{kind}",
+    "counter",
+    "entries refused, held or failing one by one, per kind (not_utf8, name_too_long, name_characters, not_regular, "
+    "symlink, future_mtime, unreadable, vanished, folder_unreadable, folder_missing)",
+)
+OUTAGES = _define(
+    "scanner.outages.{service}", "counter", "cycles stopped because a whole service did not answer (storage, database)"
+)
 
 # -- the source-deletion hook (release/hook.py) ------------------------------------------------------------
 CARRIERS_RELEASED = _define("carrier.released", "counter", "carriers whose source rule was removed")
@@ -89,6 +98,10 @@ SOURCE_RULE_LOST = _define(
 # -- the census (census.py): gauges ------------------------------------------------------------------------
 SOURCE_FILES = _define("source.files.{rse}.{state}", "gauge", "files of a source RSE per ledger state")
 SOURCE_BYTES = _define("source.bytes.{rse}.{state}", "gauge", "bytes of a source RSE per ledger state")
+HELD_FILES = _define(
+    "source.held.{rse}", "gauge", "files of a source RSE waiting on a retry after an error (not yet set aside)"
+)
+FOLDERS_FAILING = _define("source.folders_failing.{rse}", "gauge", "folders of a source RSE whose listing failed")
 RISK_FILES = _define("risk.files.{rse}", "gauge", "files that exist only at the source")
 RISK_BYTES = _define("risk.bytes.{rse}", "gauge", "bytes that exist only at the source")
 RISK_OLDEST = _define("risk.oldest_seconds.{rse}", "gauge", "age of the oldest file not yet safe off-site")
@@ -131,6 +144,14 @@ def stage_files(stage: str, count: int) -> None:
 
 def stage_error(stage: str) -> None:
     _counter(STAGE_ERRORS, 1, stage=stage)
+
+
+def odd_entry(kind: str, count: int = 1) -> None:
+    _counter(ODD_ENTRIES, count, kind=kind)
+
+
+def outage(service: str) -> None:
+    _counter(OUTAGES, 1, service=service)
 
 
 def stage_timer(stage: str) -> Any:

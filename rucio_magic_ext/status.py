@@ -23,6 +23,7 @@ def render(census: Census) -> str:
         lines.append("the ledger knows no file yet")
     for rse in census.rses:
         lines += _source(census, rse)
+    lines += _troubles(census)
     if census.rules or census.replicas:
         lines += _rucio(census)
     lines += ["", f"recent errors ({len(census.errors)} in the last 24 h, newest first)"]
@@ -55,6 +56,31 @@ def _source(census: Census, rse: str) -> list[str]:
         )
     lines.append(_indent(tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True)))
     return lines
+
+
+def _troubles(census: Census) -> list[str]:
+    """Every file that carries a reason now (held on a retry, or set aside) and every folder that fails to list."""
+    lines: list[str] = []
+    if census.folders:
+        lines += ["", f"folders that fail to list ({len(census.folders)}): their files are not known yet"]
+        rows = [
+            (f.rse, f.path, f.attempts, f"{f.since:%m-%d %H:%M:%S}", _when(f.retry_after), _short(f.error))
+            for f in census.folders
+        ]
+        lines.append(_indent(tabulate(rows, headers=["rse", "folder", "tries", "since", "next", "why"])))
+    if census.troubles:
+        held = sum(census.held.values())
+        lines += ["", f"files held or set aside ({held} waiting on a retry; newest {len(census.troubles)} shown)"]
+        rows = [
+            (t.rse, t.path, t.state, t.attempts, f"{t.since:%m-%d %H:%M:%S}", _when(t.retry_after), _short(t.error))
+            for t in census.troubles
+        ]
+        lines.append(_indent(tabulate(rows, headers=["rse", "path", "state", "tries", "since", "next", "why"])))
+    return lines
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%m-%d %H:%M:%S}" if moment else ""
 
 
 def _rucio(census: Census) -> list[str]:
@@ -121,6 +147,9 @@ def as_json(census: Census) -> dict[str, Any]:
             "stuck_rules": [_plain(rule) for rule in census.stuck],
         },
         "recent_errors": [_plain(error) for error in census.errors],
+        "held_files": census.held,
+        "troubles": [_plain(trouble) for trouble in census.troubles],
+        "failing_folders": [_plain(folder) for folder in census.folders],
     }
 
 

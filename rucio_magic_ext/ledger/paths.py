@@ -32,9 +32,8 @@ def from_text(text: str) -> str:
 
 
 def bad_bytes(path: str) -> list[tuple[int, int]]:
-    """(position, byte) of every byte of the path's file name that is not UTF-8."""
-    name = os.fsencode(path.rsplit("/", 1)[-1])
-    text = name.decode("utf-8", "surrogateescape")
+    """(position, byte) of every byte of ``path`` (as the storage gave it, not ledger text) that is not UTF-8."""
+    text = os.fsencode(path).decode("utf-8", "surrogateescape")
     found, position = [], 0
     for char in text:
         encoded = char.encode("utf-8", "surrogateescape")

@@ -209,14 +209,27 @@ class Ledger:
             return list(session.scalars(query))
 
     def observe(self, files: Sequence[LedgerFile], entries: Sequence[tuple[int, float]]) -> None:
-        """Record a file's new size and mtime (it is still being written): no state change, no event."""
+        """Record a file's new size and mtime (it is still being written): no state change, no event. A file that
+        changed starts afresh: an error or wait noted before is about bytes that are no longer there."""
         now = utcnow()
+        fresh = {"attempts": 0, "last_error": None, "retry_after": None, "updated_at": now}
         with self.session() as session:
             for row, (size, mtime) in zip(files, entries):
                 session.execute(
-                    update(LedgerFile).where(LedgerFile.id == row.id).values(size=size, mtime=mtime, updated_at=now)
+                    update(LedgerFile).where(LedgerFile.id == row.id).values(size=size, mtime=mtime, **fresh)
                 )
                 row.size, row.mtime = size, mtime
+                row.attempts, row.last_error, row.retry_after = 0, None, None
+
+    def describe(self, row: LedgerFile, seen: Seen) -> None:
+        """Give a file put back into the flow what its name says now (scope, name, night, level)."""
+        values = {"scope": seen.scope, "name": seen.name, "night": seen.night, "level": seen.level}
+        with self.session() as session:
+            session.execute(update(LedgerFile).where(LedgerFile.id == row.id).values(**values, updated_at=utcnow()))
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.__dict__.pop("record", None)  # cached from the old name
+        row.__dict__.pop("placement", None)
 
     def move(
         self,

@@ -2,8 +2,17 @@
 
 A ``.gz`` file is decompressed in the same pass: a gzip stream whose end (and so its CRC and length
 trailer) is not there yet means the file is still being written, whatever its mtime says. It goes back
-to SEEN, and to QUARANTINED once it has not grown for several settle times. The storage's own checksum
-is used instead when the storage computes one (then there is no pass to verify gzip in).
+to SEEN, and to QUARANTINED once it has not grown for several settle times.
+
+The storage's own checksum is used for other files when the storage computes one (root://): no byte
+crosses the network. A ``.gz`` file is still streamed there: its gzip check is the only proof that a writer
+which paused longer than the settle time has finished, and one read of the file on the observatory's LAN
+costs less than registering a truncated file whose source is later deleted.
+
+Each file is judged on its own: one that vanishes, shrinks or grows during the pass goes back to settling
+(not to quarantine: settle decides, its folder checked first); one that is not a regular file is REJECTED
+unopened; one that cannot be read is kept with its error and tried again with backoff. Only an outage of
+the whole storage or database stops the stage, after the files already done are recorded.
 """
 
 from __future__ import annotations
@@ -11,13 +20,16 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import timedelta
 
+from rucio_magic_ext import daemons, monitoring
 from rucio_magic_ext.checksum import StreamingChecksum, read_file_blocks
 from rucio_magic_ext.common import utcnow
-from rucio_magic_ext.ledger import FileState
+from rucio_magic_ext.ledger import FileState, LostRace
 from rucio_magic_ext.ledger.models import LedgerFile
-from rucio_magic_ext.scanner.context import Context
+from rucio_magic_ext.scanner.context import Context, StorageOutage
+from rucio_magic_ext.scanner.settle import mtime_age
+from rucio_magic_ext.storage.posix import NotARegularFile
 
 ACTOR = "scanner.checksum"
 GIVE_UP_AFTER_SETTLES = 3
@@ -63,22 +75,47 @@ def checksum(context: Context) -> int:
     rows = context.due(FileState.STABLE)
     done: list[LedgerFile] = []
     values: dict[int, dict[str, str]] = {}
-    for row in rows:
-        try:
-            values[row.id] = _checksums(context, row)
-            done.append(row)
-        except Unfinished as why:
-            _unfinished(context, row, str(why))
-        except Corrupt as why:
-            context.ledger.set_aside([row], FileState.QUARANTINED, ACTOR, str(why))
-            context.logger(logging.WARNING, "quarantined %s: %s", row.path, why)
-        except FileNotFoundError:
-            context.ledger.set_aside([row], FileState.QUARANTINED, ACTOR, "vanished from storage before registration")
-        except OSError as error:
-            context.ledger.fail([row], f"storage: {error}", ACTOR, context.config.retry)
-            context.logger(logging.WARNING, "checksum of %s failed, will retry: %s", row.path, error)
-    context.ledger.move(done, FileState.CHECKSUMMED, ACTOR, values=values)
+    try:
+        for row in rows:
+            if daemons.GRACEFUL_STOP.is_set():
+                break  # asked to stop: the files done so far are recorded, the others wait for the next start
+            try:
+                values[row.id] = _checksums(context, row)
+                done.append(row)
+            except Exception as error:
+                try:
+                    _judge(context, row, error)
+                except LostRace:
+                    continue  # another worker moved it meanwhile
+    finally:
+        context.ledger.move(done, FileState.CHECKSUMMED, ACTOR, values=values)
     return len(done)
+
+
+def _judge(context: Context, row: LedgerFile, error: Exception) -> None:
+    """One file's failure, kept on that file; an outage of the whole storage or database is raised."""
+    if isinstance(error, Unfinished):
+        _unfinished(context, row, str(error))
+    elif isinstance(error, Corrupt):
+        context.ledger.set_aside([row], FileState.QUARANTINED, ACTOR, str(error))
+        monitoring.odd_entry("quarantined")
+        context.logger(logging.WARNING, "quarantined %s: %s", row.path, error)
+    elif isinstance(error, NotARegularFile):
+        context.ledger.set_aside([row], FileState.REJECTED, ACTOR, error.what)
+        monitoring.odd_entry("symlink" if "link" in error.what else "not_regular")
+        context.logger(logging.WARNING, "rejected %s: %s", row.path, error.what)
+    elif isinstance(error, FileNotFoundError):
+        if not context.storage_present():
+            raise StorageOutage(f"the storage root {context.root} is not there") from error
+        context.ledger.move([row], FileState.SEEN, ACTOR, "vanished during the checksum: back to settling")
+        monitoring.odd_entry("vanished")
+    elif isinstance(error, StorageOutage) or daemons.outage_of(error):
+        raise error
+    else:
+        why = str(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
+        context.ledger.fail([row], f"storage: {why}", ACTOR, context.config.retry)
+        monitoring.odd_entry("unreadable")
+        context.logger(logging.WARNING, "checksum of %s failed, will retry: %s", row.path, why)
 
 
 def _checksums(context: Context, row: LedgerFile) -> dict[str, str]:
@@ -87,11 +124,12 @@ def _checksums(context: Context, row: LedgerFile) -> dict[str, str]:
     if (before.size, before.mtime) != (row.size, row.mtime):
         raise Unfinished("changed since it settled")
     algorithms = context.config.checksums
-    if context.storage.storage_side_checksum:
+    gzip = row.path.endswith(".gz")
+    if context.storage.storage_side_checksum and not gzip:
         found = context.storage.checksum(location, algorithms)
-    else:
+    else:  # streamed here: a .gz file always, for its completeness check (see above)
         with context.storage.open_read(location) as stream:
-            digest = digest_stream(stream, algorithms, gzip=row.path.endswith(".gz"), size=row.size)
+            digest = digest_stream(stream, algorithms, gzip=gzip, size=row.size)
         if digest.size != row.size:
             raise Unfinished(f"read {digest.size} bytes of {row.size}")
         found = digest.checksums
@@ -102,7 +140,7 @@ def _checksums(context: Context, row: LedgerFile) -> dict[str, str]:
 
 
 def _unfinished(context: Context, row: LedgerFile, why: str) -> None:
-    idle = utcnow() - datetime.fromtimestamp(row.mtime, timezone.utc).replace(tzinfo=None)
+    idle = mtime_age(row.mtime, utcnow()) or timedelta(0)  # an mtime past year 9999: not idle by its own word
     if idle > context.config.settle * GIVE_UP_AFTER_SETTLES and "gzip" in why:
         reason = f"{why}, and unchanged for {idle}: truncated"
         context.ledger.set_aside([row], FileState.QUARANTINED, ACTOR, reason)

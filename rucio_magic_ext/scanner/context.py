@@ -12,10 +12,15 @@ from rucio_magic_ext.carrier.life import Carriers
 from rucio_magic_ext.common import LoggerFunction
 from rucio_magic_ext.ledger import FileState, Ledger
 from rucio_magic_ext.ledger.models import LedgerFile
+from rucio_magic_ext.ledger.paths import from_text
 from rucio_magic_ext.replication import ReplicationPolicy
 from rucio_magic_ext.scanner.catalogue import Catalogue
 from rucio_magic_ext.scanner.config import ScannerConfig
 from rucio_magic_ext.storage import Storage
+
+
+class StorageOutage(RuntimeError):
+    """The RSE's root is not there (unmounted, renamed away) or does not answer: nothing on it can be judged."""
 
 
 @dataclass
@@ -31,6 +36,7 @@ class Context:
     logger: LoggerFunction = logging.log
     carriers: Carriers = field(init=False)
     census_taken: float | None = None  # time.monotonic() of the last census
+    outages: dict[str, str] = field(default_factory=dict)  # service -> why, while it does not answer
 
     def __post_init__(self) -> None:
         # The logger changes with each cycle's heartbeat: the carriers log through whichever is current.
@@ -43,8 +49,26 @@ class Context:
         return self.config.rse
 
     def native(self, path: str) -> str:
-        """Native path of a ledger path (relative to the RSE's prefix)."""
-        return posixpath.join(self.root, path)
+        """Native path of a ledger path (relative to the RSE's prefix; bytes not UTF-8 escaped, ledger/paths.py)."""
+        return posixpath.join(self.root, from_text(path))
+
+    def storage_present(self) -> bool:
+        """Whether the RSE's root is there and lists: an unmounted or renamed-away storage is an outage, not
+        a reason to think its files are gone."""
+        try:
+            first = next(iter(self.storage.folders(self.root)), None)
+        except OSError:
+            return False
+        return first is not None and first.mtime == first.mtime  # a NaN mtime: the root cannot even be stat'ed
+
+    def folder_present(self, path: str) -> bool:
+        """Whether the folder of a ledger path is there (and the storage's root with it)."""
+        folder = posixpath.dirname(self.native(path))
+        try:
+            first = next(iter(self.storage.folders(folder)), None)
+        except OSError:
+            return False
+        return first is not None and first.mtime == first.mtime
 
     def relative(self, native: str) -> str:
         return posixpath.relpath(native, self.root) if native != self.root else ""

@@ -9,6 +9,7 @@ import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from tools.make_night.hostile import write_hostile
 from tools.make_night.plan import plan_night
 from tools.make_night.summary import human, summarize
 from tools.make_night.write import DEFAULT_DL3_TEMPLATE, write_night
@@ -72,6 +73,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the planned files (path, size); write nothing",
     )
+    command.add_argument(
+        "--hostile",
+        action="store_true",
+        help="also write one odd entry of each kind among the first folder's files (a name not UTF-8, a name too "
+        "long for Rucio, a FIFO, a socket, links out of the root and nowhere, a future mtime, an empty file, a "
+        "truncated gzip): see tools/make_night/hostile.py",
+    )
     command.add_argument("--json", action="store_true", help="print a JSON summary (with --list: and every file)")
     return command
 
@@ -110,6 +118,11 @@ def _run(args: argparse.Namespace) -> int:
         dl3_template=args.real_dl3 or DEFAULT_DL3_TEMPLATE,
     )
     summary.update(root=str(args.root), seconds=round(written.seconds, 3))
+    if args.hostile:
+        outside = args.root.resolve().parent / f".{args.root.resolve().name}-outside.bin"
+        outside.write_bytes(b"a file outside the storage root: no link may lead the scanner here")
+        odd = write_hostile(plan, args.root, outside)
+        summary["hostile"] = [{"kind": o.kind, "path": o.path, "expect": o.state, "says": o.says} for o in odd]
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
