@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import shutil
 import subprocess
 import sys
@@ -247,3 +248,74 @@ def test_rucio_download_reads_a_copy_at_pic_with_rucios_xrootd_protocol(
     downloaded = tmp_path / planned.name
     assert downloaded.read_bytes() == pic_copy(site, planned).read_bytes()
     assert adler32_of(downloaded) == rows_of([planned])[planned.path].adler32
+
+
+# -- faults on the real servers ---------------------------------------------------------------------------------
+
+
+def test_the_scanner_waits_while_orms_server_is_down_and_quarantines_nothing(
+    site: XrootdSite, rucio_client: Any
+) -> None:
+    plan = night_files(date(2020, 6, 2), seed=62, count=4)
+    site.watched = plan
+    site.write(plan)
+    closing = time.time() + 8  # still being written: seen, but not settled before settle_seconds after this
+    for planned in plan:
+        os.utime(site.orm_folder / planned.path, (closing, closing))
+    site.daemons.run_round("magic-scanner")
+    assert states(plan) == Counter({FileState.SEEN.value: len(plan)})
+
+    site.orm.stop()  # mid-cycle: the files are known, not yet settled; settle asks the server for each
+    try:
+        site.daemons.run_round("magic-scanner")
+        rows = rows_of(plan)
+        assert {row.state for row in rows.values()} == {FileState.SEEN}, [(r.path, r.state) for r in rows.values()]
+        stories = [[event.state for event in events_of(planned.path)] for planned in plan]
+        assert all(story == [FileState.SEEN] for story in stories), stories  # nothing quarantined or rejected
+    finally:
+        site.orm.start()
+
+    site.flow(lambda: all_in(plan, FileState.DELETED))
+    assert_safe_at_pic(site, rucio_client, plan)
+
+
+def test_a_copy_pics_server_cannot_serve_holds_and_one_it_proves_wrong_is_sent_again(
+    site: XrootdSite, rucio_client: Any
+) -> None:
+    plan = night_files(date(2020, 6, 3), seed=63, count=4)
+    site.watched = plan
+    site.write(plan)
+    site.flow(lambda: all_available_at_pic(rucio_client, plan), without=("magic-carrier", "reaper"))
+
+    site.pic.stop()  # during verification: no copy can be read, none is proven wrong
+    try:
+        site.daemons.run_round("magic-carrier")
+    finally:
+        site.pic.start()
+    rows = rows_of(plan)
+    for planned in plan:
+        row = rows[planned.path]
+        assert row.state in (FileState.PROTECTED, FileState.REPLICATED), (planned.path, row.state)
+        assert "copy unreadable, source kept" in (row.last_error or ""), row.last_error
+        assert not any("declared bad" in (event.detail or "") for event in events_of(planned.path))
+        assert (site.orm_folder / planned.path).exists()
+
+    victim = plan[0]  # now a copy rewritten on PIC's disk after its transfer: same size, other bytes
+    copy_path = pic_copy(site, victim)
+    data = bytearray(copy_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy_path.write_bytes(bytes(data))
+    site.daemons.run_round("magic-carrier")
+    row = rows_of([victim])[victim.path]
+    assert row.state is FileState.PROTECTED
+    assert "declared bad" in events_of(victim.path)[-1].detail
+    assert "adler32" in (row.last_error or "")
+    assert (site.orm_folder / victim.path).exists()  # the source stays
+
+    site.flow(lambda: all_in(plan, FileState.DELETED))  # sent again by the necromancer, proven, released
+    assert_safe_at_pic(site, rucio_client, plan)
+    story = [(event.state, event.detail or "") for event in events_of(victim.path)]
+    failed = next(index for index, (_, detail) in enumerate(story) if "verification failed" in detail)
+    assert [state for state, _ in story[failed:]] == [
+        FileState.PROTECTED, FileState.REPLICATED, FileState.VERIFIED, FileState.RELEASED, FileState.DELETED,
+    ]
