@@ -36,6 +36,18 @@ class Odd:
     says: str  # a word of the reason
 
 
+def bind_socket(path: Path) -> None:
+    """A UNIX socket left at ``path``, as a crashed program leaves one (bound from its folder: a socket's address
+    holds at most 107 bytes, a storage path more)."""
+    here = os.getcwd()
+    os.chdir(path.parent)
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(path.name)
+    finally:
+        os.chdir(here)
+
+
 def _name(first: PlannedFile, run: int, **changes: object) -> str:
     record = dataclasses.replace(first.record, run=run, subrun=1, compression=None, **changes)
     return format_name(record)
@@ -67,8 +79,7 @@ def write_hostile(plan: list[PlannedFile], root: str | os.PathLike[str], outside
     target.write_bytes(b"long")
     os.utime(target, (old, old))
     os.mkfifo(add("not_regular", _name(first, base + 3), "REJECTED", "FIFO"))
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.bind(str(add("not_regular", _name(first, base + 4), "REJECTED", "socket")))
+    bind_socket(add("not_regular", _name(first, base + 4), "REJECTED", "socket"))
     os.symlink(os.path.abspath(outside), add("symlink", _name(first, base + 5), "REJECTED", "out of the storage root"))
     os.symlink(root / "nowhere" / "x", add("symlink", _name(first, base + 6), "REJECTED", "dangling"))
     future = add("future_mtime", _name(first, base + 7), "SEEN", "future")
