@@ -33,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="write the night file by file, this many seconds apart, like a running DAQ",
     )
+    parser.add_argument(
+        "--storage",
+        choices=["posix", "xrootd"],
+        default="posix",
+        help="where the RSEs' files live: local folders (default), or two real XRootD servers, one for ORM-ONSITE "
+        "and one for PIC-DISK, reached only over root:// (needs Debian's xrootd-server, xrootd-client and "
+        "xrootd-server-plugins)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the stack running at the end")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the flow")
     args = parser.parse_args(argv)
@@ -45,4 +53,5 @@ def main(argv: list[str] | None = None) -> int:
         keep=args.keep,
         timeout=args.timeout,
         trickle=args.trickle,
+        storage=args.storage,
     )

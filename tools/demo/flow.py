@@ -4,6 +4,11 @@ The stack runs every daemon looping, as a site would: rucio-magic-scanner finds 
 observatory (ORM-ONSITE), registers and protects them; the conveyor copies them to PIC-DISK with the
 project's transfer tool; rucio-magic-carrier verifies each copy at PIC and releases the carriers; the
 reaper deletes the source copies. The ledger tells the whole story, and the summary comes from it.
+
+With ``storage="xrootd"`` both RSEs live behind real XRootD servers: the night is written straight into the
+ORM server's data folder, as the DAQ writes on site, and every daemon reaches it only over root:// (the
+scanner lists and checksums on the server, the transfer tool copies server to server, the carrier asks PIC's
+server for each copy's adler32, the reaper deletes with xrdfs).
 """
 
 from __future__ import annotations
@@ -49,8 +54,9 @@ def run_flow(
     keep: bool,
     timeout: float,
     trickle: float | None = None,
+    storage: str = "posix",
 ) -> int:
-    stack = Stack(state, db="sqlite", port=_free_port())
+    stack = Stack(state, db="sqlite", port=_free_port(), storage=storage, xrootd_ports={})
     stack.reset()
     try:
         started = time.monotonic()
@@ -59,23 +65,32 @@ def run_flow(
             f"[bold]Rucio stack up[/] on SQLite at {stack.url} in {time.monotonic() - started:.0f} s, "
             f"every daemon running (state and logs in {state})"
         )
+        for name, server in stack.xrootd_servers().items():
+            console.print(f"{'ORM-ONSITE' if name == 'orm' else 'PIC-DISK'} on XRootD: {server.root_url} "
+                          f"and {server.http_url}, disk {server.data}")
         os.environ["RUCIO_CONFIG"] = str(stack.settings.rucio_cfg)
         console.print(
             f"watch it from another shell: RUCIO_CONFIG={stack.settings.rucio_cfg} "
             f"{Path(sys.executable).parent / 'rucio-magic'} status"
         )
         plan = plan_night(night, runs=runs, seed=seed, scale=scale)
-        orm_root = stack.settings.storage_dir / "orm-onsite"
+        orm_root = stack.data_folder(ORM)
         console.print(
             f"night {night}: {len(plan)} files, {_mb(sum(f.size for f in plan))} "
             f"{'trickling in' if trickle else 'written'} at {ORM}"
         )
         began = utcnow()
-        writer = threading.Thread(target=write_night, args=(plan, orm_root), kwargs={"trickle": trickle}, daemon=True)
+        def adopt(planned: PlannedFile, _size: int, _closed: bool) -> None:
+            """The DAQ's files belong to the storage's account, which may then delete them when the reaper asks."""
+            stack.adopt(orm_root / planned.path)
+
+        writer = threading.Thread(
+            target=write_night, args=(plan, orm_root), kwargs={"trickle": trickle, "observe": adopt}, daemon=True
+        )
         writer.start()
         if not trickle:
             writer.join()
-        watch = Watch(plan, stack.settings.storage_dir / "pic-disk")
+        watch = Watch(plan, stack.data_folder(PIC))
         rows = watch.until_done(timeout)
         summarise(plan, rows)
         write_report(watch.ledger, state, night, began)

@@ -156,6 +156,10 @@ def write_configs(settings: Settings) -> None:
     overrides = {section: dict(options) for section, options in settings.extra.items()}
     if settings.storage == "xrootd":
         # The conveyor submits only transfers between protocols of these schemes: root:// at both ends.
-        overrides.setdefault("conveyor", {}).setdefault("scheme", "root")
+        conveyor = overrides.setdefault("conveyor", {})
+        conveyor.setdefault("scheme", "root")
+        # A third-party copy waits on the servers (XRootD's client polls the destination every 2.5 s), not on
+        # this host: more of them at once.
+        conveyor.setdefault("magic_max_active", "6")
     settings.rucio_cfg.write_text(render(ETC / "rucio.cfg.template", values, overrides))
     settings.alembic_ini.write_text(render(ETC / "alembic.ini.template", values))
