@@ -127,7 +127,7 @@ def test_a_rule_made_and_removed_at_the_source_before_the_carrier_closes_reaps_n
 
     from rucio_magic_ext import rucio_db
 
-    plan = write_observed_night(rucio_stack, date(2020, 5, 1), seed=51)
+    plan = write_observed_night(rucio_stack, date(2021, 7, 1), seed=71)
     scan()
     assert_all_in(plan, FileState.REGISTERED)
     for name, members in carriers_of(plan).items():  # held from registration: one lock per file already
@@ -151,7 +151,7 @@ def test_a_rule_made_and_removed_at_the_source_before_the_carrier_closes_reaps_n
 def test_a_copy_damaged_and_one_lost_during_the_dwell_are_caught_by_the_proof_before_release(
     rucio_stack: Any, rucio_client: Any, flow: Any
 ) -> None:
-    plan = write_observed_night(rucio_stack, date(2020, 5, 2), seed=52)
+    plan = write_observed_night(rucio_stack, date(2021, 7, 2), seed=72)
     flow(lambda: available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
     hook(dwell=timedelta(hours=1)).run_cycle()  # verified, but they must dwell
     assert_all_in(plan, FileState.VERIFIED)
@@ -174,7 +174,7 @@ def test_a_copy_damaged_and_one_lost_during_the_dwell_are_caught_by_the_proof_be
 def test_a_copy_that_cannot_be_read_holds_its_source_and_is_not_declared_bad(
     rucio_stack: Any, rucio_client: Any, flow: Any
 ) -> None:
-    plan = write_observed_night(rucio_stack, date(2020, 5, 3), seed=53)
+    plan = write_observed_night(rucio_stack, date(2021, 7, 3), seed=73)
     flow(lambda: available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
     victim = plan[0]
     copy = pic_copy(rucio_stack, victim)
@@ -198,7 +198,7 @@ def test_a_copy_that_cannot_be_read_holds_its_source_and_is_not_declared_bad(
 def test_a_file_attached_to_a_carrier_by_hand_holds_that_carrier(
     rucio_stack: Any, rucio_client: Any, flow: Any
 ) -> None:
-    plan = write_observed_night(rucio_stack, date(2020, 5, 4), seed=54)
+    plan = write_observed_night(rucio_stack, date(2021, 7, 4), seed=74)
     rucio_stack.run_once("magic-scanner")
     assert_all_in(plan, FileState.PROTECTED)
     carriers = carriers_of(plan)
@@ -219,7 +219,7 @@ def test_a_file_attached_to_a_carrier_by_hand_holds_that_carrier(
 
 
 def test_copies_under_a_rule_that_expires_do_not_count(rucio_stack: Any, rucio_client: Any, flow: Any) -> None:
-    plan = write_observed_night(rucio_stack, date(2020, 5, 5), seed=55)
+    plan = write_observed_night(rucio_stack, date(2021, 7, 5), seed=75)
     flow(lambda: available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
     datasets = {(placement(p).scope, placement(p).dataset) for p in plan}
     policy_rules = [rule for scope, name in datasets for rule in rucio_client.list_did_rules(scope, name)]
@@ -239,7 +239,7 @@ def test_copies_under_a_rule_that_expires_do_not_count(rucio_stack: Any, rucio_c
 def test_a_file_that_keeps_failing_gets_a_carrier_of_its_own_and_the_others_leave(
     rucio_stack: Any, rucio_client: Any, flow: Any
 ) -> None:
-    plan = write_observed_night(rucio_stack, date(2020, 5, 7), seed=57)
+    plan = write_observed_night(rucio_stack, date(2021, 7, 7), seed=77)
     flow(lambda: available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
     victim = plan[0]
     first = str(rows_of([victim])[victim.path].carrier)
@@ -282,7 +282,7 @@ KILLER = textwrap.dedent(
 def test_the_carrier_killed_after_its_checks_proves_again_before_it_releases(
     rucio_stack: Any, rucio_client: Any, flow: Any
 ) -> None:
-    plan = write_observed_night(rucio_stack, date(2020, 5, 6), seed=56)
+    plan = write_observed_night(rucio_stack, date(2021, 7, 6), seed=76)
     flow(lambda: available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
     killed = subprocess.run([sys.executable, "-c", KILLER], env=rucio_stack.env, capture_output=True, text=True,
                             timeout=300)  # fmt: skip
