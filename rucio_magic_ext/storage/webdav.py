@@ -21,7 +21,6 @@ import base64
 import binascii
 import contextlib
 import errno
-import io
 import logging
 import re
 import xml.etree.ElementTree as ElementTree
@@ -40,13 +39,13 @@ from rucio_magic_ext.storage.base import (
     CopyResult,
     Entry,
     Folder,
-    OutsideRoot,
     ProgressCallback,
     ProvenChecksums,
     Storage,
     StorageUnavailable,
     check_source,
 )
+from rucio_magic_ext.storage.server import PositionalReader, ServerStorage
 
 #: URL schemes served, and the transport each one means.
 TRANSPORTS = {"davs": "https", "https": "https", "dav": "http", "http": "http"}
@@ -110,7 +109,7 @@ def _parse_digest(header: str) -> dict[str, str]:
     return found
 
 
-class _RangeReader(io.RawIOBase):
+class _RangeReader(PositionalReader):
     """A remote file as a raw stream: each `readinto` is one ranged GET at the current offset."""
 
     def __init__(self, storage: WebDAVStorage, url: str, path: str, size: int) -> None:
@@ -118,24 +117,19 @@ class _RangeReader(io.RawIOBase):
         self._storage = storage
         self._url = url
         self._path = path
-        self._size = size
-        self._position = 0
+        self._length = size
 
-    def readable(self) -> bool:
-        return True
+    def _size(self) -> int:
+        return self._length
 
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        end = min(self._position + len(view), self._size)
-        if end <= self._position:
+    def _read_at(self, offset: int, view: memoryview) -> int:
+        end = min(offset + len(view), self._length)
+        if end <= offset:
             return 0
-        wanted = end - self._position
-        headers = {"Range": f"bytes={self._position}-{end - 1}"}
+        wanted = end - offset
+        headers = {"Range": f"bytes={offset}-{end - 1}"}
         with self._storage._request("GET", self._url, self._path, headers=headers, stream=True) as response:
-            whole_file = self._position == 0 and end == self._size
+            whole_file = offset == 0 and end == self._length
             if response.status_code != 206 and not (response.status_code == 200 and whole_file):
                 raise OSError(errno.EIO, f"ranged GET answered {response.status_code}", self._path)
             count = 0
@@ -145,17 +139,8 @@ class _RangeReader(io.RawIOBase):
                     break
                 count += got
         if count < wanted:
-            raise OSError(errno.EIO, f"short read: {count} of {wanted} bytes at {self._position}", self._path)
-        self._position += count
+            raise OSError(errno.EIO, f"short read: {count} of {wanted} bytes at {offset}", self._path)
         return count
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = base + offset
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
 
 
 class _BodyAborted(Exception):
@@ -191,7 +176,7 @@ class _Body:
             raise _BodyAborted() from error
 
 
-class WebDAVStorage(Storage):
+class WebDAVStorage(ServerStorage):
     """Files on a WebDAV server; URLs look like `davs://host:port/abs/path` (or https://, http://).
 
     `endpoint` (`https://host:port`) is where native paths are looked up; without it, the root's when the
@@ -217,48 +202,21 @@ class WebDAVStorage(Storage):
         self.logger = logger
         self.timeout = timeout
         self.checksum_timeout = checksum_timeout
-        self.endpoint: str | None = None
-        if endpoint is not None:
-            self.endpoint = split_dav_url(endpoint.rstrip("/") + "/")[0]
-        elif root is not None and "://" in root:
-            self.endpoint = split_dav_url(root)[0]
-        self._confined_endpoint = self.endpoint if root is not None else None
         self.session = requests.Session()
         self.session.verify = verify
         if cert is not None:
             self.session.cert = cert
         if token is not None:
             self.session.headers["Authorization"] = f"Bearer {token}"
-        super().__init__(root)
+        super().__init__(endpoint, root)
 
     # -- locations --------------------------------------------------------------------------------------
 
-    def native_path(self, location: str) -> str:
-        return self._split(location)[1]
+    split_url = staticmethod(split_dav_url)
 
-    def _split(self, location: str) -> tuple[str | None, str]:
-        if "://" in location:
-            endpoint, path = split_dav_url(location)
-            if self._confined_endpoint is not None and endpoint != self._confined_endpoint:
-                raise OutsideRoot(location, f"{self._confined_endpoint}{self.root}", f"{endpoint} is another server")
-            if self.endpoint is None:  # native paths given later are on the server first named
-                self.endpoint = endpoint
-                if self.root is not None:  # and a root given as a native path is on that server only
-                    self._confined_endpoint = endpoint
-            return endpoint, path
-        if not location.startswith("/"):
-            raise ValueError(f"WebDAV native paths must be absolute: {location}")
-        return self.endpoint, location
-
-    def _locate(self, location: str) -> tuple[str, str]:
-        endpoint, _ = self._split(location)
-        if endpoint is None:
-            raise ValueError(f"no server known for the native path {location}: give a URL or an endpoint")
-        return endpoint, self.path_of(location)
-
-    def url_of(self, location: str) -> str:
-        """The transport URL (https:// or http://) of a location, percent-encoded, confined like every other."""
-        return _url(*self._locate(location))
+    @staticmethod
+    def join_url(endpoint: str, path: str) -> str:
+        return _url(endpoint, path)
 
     # -- requests ---------------------------------------------------------------------------------------
 

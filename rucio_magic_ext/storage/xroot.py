@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import logging
 import os
 import time
@@ -42,13 +41,13 @@ from rucio_magic_ext.storage.base import (
     CopyResult,
     Entry,
     Folder,
-    OutsideRoot,
     ProgressCallback,
     ProvenChecksums,
     Storage,
     StorageUnavailable,
     check_source,
 )
+from rucio_magic_ext.storage.server import PositionalReader, ServerStorage
 
 try:
     from XRootD import client as xrd_client
@@ -127,7 +126,7 @@ def _raise_for(status: Any, endpoint: str, path: str) -> None:
     raise OSError(errno.EIO, message, path)
 
 
-class _XRootDReader(io.RawIOBase):
+class _XRootDReader(PositionalReader):
     """An open XRootD file as a raw stream: each `readinto` is one read request at the current offset."""
 
     def __init__(self, handle: Any, endpoint: str, path: str, timeout: int) -> None:
@@ -136,38 +135,17 @@ class _XRootDReader(io.RawIOBase):
         self._endpoint = endpoint
         self._path = path
         self._timeout = timeout
-        self._position = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if not len(view):
-            return 0
-        status, data = self._handle.read(self._position, len(view), self._timeout)
+    def _read_at(self, offset: int, view: memoryview) -> int:
+        status, data = self._handle.read(offset, len(view), self._timeout)
         _raise_for(status, self._endpoint, self._path)
-        count = len(data)
-        view[:count] = data
-        self._position += count
-        return count
+        view[: len(data)] = data
+        return len(data)
 
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            self._position = offset
-        elif whence == io.SEEK_CUR:
-            self._position += offset
-        else:
-            status, info = self._handle.stat(timeout=self._timeout)
-            _raise_for(status, self._endpoint, self._path)
-            self._position = info.size + offset
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
+    def _size(self) -> int:
+        status, info = self._handle.stat(timeout=self._timeout)
+        _raise_for(status, self._endpoint, self._path)
+        return int(info.size)
 
     def close(self) -> None:
         if not self.closed:
@@ -204,7 +182,7 @@ class _TpcRefused(Exception):
     """The destination does not accept third-party copies: stream instead."""
 
 
-class XRootDStorage(Storage):
+class XRootDStorage(ServerStorage):
     """Files on an XRootD server; URLs look like `root://host:port//abs/path`.
 
     `endpoint` (`root://host:port`) is where native paths are looked up; without it, the root's when the
@@ -232,46 +210,17 @@ class XRootDStorage(Storage):
         self.timeout = timeout
         self.checksum_timeout = checksum_timeout
         self.tpc = tpc
-        self.endpoint: str | None = None
-        if endpoint is not None:
-            self.endpoint = split_root_url(endpoint.rstrip("/") + "//")[0]
-        elif root is not None and "://" in root:
-            self.endpoint = split_root_url(root)[0]
-        self._confined_endpoint = self.endpoint if root is not None else None
         self._filesystems: dict[str, Any] = {}
         self._tpc_refused: set[str] = set()
-        super().__init__(root)
+        super().__init__(endpoint, root)
 
     # -- locations --------------------------------------------------------------------------------------
 
-    def native_path(self, location: str) -> str:
-        return self._split(location)[1]
+    endpoint_suffix = "//"
+    split_url = staticmethod(split_root_url)
 
-    def _split(self, location: str) -> tuple[str | None, str]:
-        """Endpoint (None for a native path while no server is known) and path, not yet confined, of a location."""
-        if "://" in location:
-            endpoint, path = split_root_url(location)
-            if self._confined_endpoint is not None and endpoint != self._confined_endpoint:
-                raise OutsideRoot(location, f"{self._confined_endpoint}/{self.root}", f"{endpoint} is another server")
-            if self.endpoint is None:  # native paths given later are on the server first named
-                self.endpoint = endpoint
-                if self.root is not None:  # and a root given as a native path is on that server only
-                    self._confined_endpoint = endpoint
-            return endpoint, path
-        if not location.startswith("/"):
-            raise ValueError(f"root:// native paths must be absolute: {location}")
-        return self.endpoint, location
-
-    def _locate(self, location: str) -> tuple[str, str]:
-        """Endpoint and confined native path of a location."""
-        endpoint, _ = self._split(location)
-        if endpoint is None:
-            raise ValueError(f"no server known for the native path {location}: give a root:// URL or an endpoint")
-        return endpoint, self.path_of(location)
-
-    def url_of(self, location: str) -> str:
-        """The full root:// URL of a location (confined like every other)."""
-        endpoint, path = self._locate(location)
+    @staticmethod
+    def join_url(endpoint: str, path: str) -> str:
         return f"{endpoint}/{path}"
 
     def _fs(self, endpoint: str) -> Any:

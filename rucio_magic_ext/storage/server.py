@@ -1,0 +1,106 @@
+"""What storages behind a server share (root://, davs://): which server a location is on, and keeping to it.
+
+A location is a URL of one server, or a native path on it. The server is the endpoint given, else the
+root's when the root is a URL, else that of the first URL seen. With a root, every location must be on
+that server and under that path: a URL on another server is outside the root, whatever its path.
+"""
+
+from __future__ import annotations
+
+import io
+from abc import abstractmethod
+from typing import Any
+
+from rucio_magic_ext.storage.base import OutsideRoot, Storage
+
+
+class ServerStorage(Storage):
+    #: What makes a bare endpoint (``root://host:port``) a URL that ``split_url`` parses.
+    endpoint_suffix = "/"
+
+    def __init__(self, endpoint: str | None = None, root: str | None = None) -> None:
+        self.endpoint: str | None = None
+        if endpoint is not None:
+            self.endpoint = self.split_url(endpoint.rstrip("/") + self.endpoint_suffix)[0]
+        elif root is not None and "://" in root:
+            self.endpoint = self.split_url(root)[0]
+        self._confined_endpoint = self.endpoint if root is not None else None
+        super().__init__(root)
+
+    @staticmethod
+    @abstractmethod
+    def split_url(url: str) -> tuple[str, str]:
+        """(endpoint, native path) of a URL of this scheme."""
+
+    @staticmethod
+    @abstractmethod
+    def join_url(endpoint: str, path: str) -> str:
+        """The URL of a native path on an endpoint."""
+
+    def native_path(self, location: str) -> str:
+        return self._split(location)[1]
+
+    def url_of(self, location: str) -> str:
+        """The URL of a location, confined like every other."""
+        return self.join_url(*self._locate(location))
+
+    def _split(self, location: str) -> tuple[str | None, str]:
+        """Endpoint (None for a native path while no server is known) and path, not yet confined, of a location."""
+        if "://" in location:
+            endpoint, path = self.split_url(location)
+            if self._confined_endpoint is not None and endpoint != self._confined_endpoint:
+                root = self.join_url(self._confined_endpoint, str(self.root))
+                raise OutsideRoot(location, root, f"{endpoint} is another server")
+            if self.endpoint is None:  # native paths given later are on the server first named
+                self.endpoint = endpoint
+                if self.root is not None:  # and a root given as a native path is on that server only
+                    self._confined_endpoint = endpoint
+            return endpoint, path
+        if not location.startswith("/"):
+            raise ValueError(f"{self.scheme}:// native paths must be absolute: {location}")
+        return self.endpoint, location
+
+    def _locate(self, location: str) -> tuple[str, str]:
+        """Endpoint and confined native path of a location."""
+        endpoint, _ = self._split(location)
+        if endpoint is None:
+            raise ValueError(f"no server known for {location}: give a {self.scheme}:// URL or an endpoint")
+        return endpoint, self.path_of(location)
+
+
+class PositionalReader(io.RawIOBase):
+    """A file on a server as a raw stream: each `readinto` is one read at the current offset."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._position = 0
+
+    @abstractmethod
+    def _read_at(self, offset: int, view: memoryview) -> int:
+        """Fill ``view`` from ``offset`` on; how many bytes came (0 at the end of the file)."""
+
+    @abstractmethod
+    def _size(self) -> int:
+        """The file's size, for seeks from its end."""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not len(view):
+            return 0
+        count = self._read_at(self._position, view)
+        self._position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position}.get(whence)
+        self._position = (self._size() if base is None else base) + offset
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
