@@ -111,6 +111,7 @@ class CarrierBook:
                     opened_at=now,
                     closed_at=now,
                     detail=f"split from {carrier.name}",
+                    split_from=carrier.name,
                 )
             )
             moved = session.execute(

@@ -242,13 +242,16 @@ class Carriers:
         self.logger(logging.WARNING, "%s:%s %s", row.scope, row.name, reason)
 
     def _let_go(self, carrier: LedgerCarrier, moved: set[DID]) -> bool:
-        """Detach, from this carrier in Rucio, the files the ledger has moved to another carrier once that one
-        holds them (PROTECTING, its source rule in place). True when any was let go."""
+        """Detach, from this carrier in Rucio, the files it split off into carriers of their own once those hold
+        them (PROTECTING, their source rule in place). Any other difference stays, and holds the carrier.
+        True when any was let go."""
         elsewhere = self.book.carriers_of(moved)
         held = {
             did
             for did, other in elsewhere.items()
-            if other.state is CarrierState.PROTECTING and self.source_rule_present(other)
+            if other.split_from == carrier.name
+            and other.state is CarrierState.PROTECTING
+            and self.source_rule_present(other)
         }
         if held:
             rucio_db.detach(carrier.did, sorted(held), self.account)

@@ -167,6 +167,7 @@ class LedgerCarrier(Base):
     closed_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     released_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
     gone_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    split_from: Mapped[Optional[str]] = mapped_column(String(250))  # the carrier a failing file was moved out of
 
     __table_args__ = (Index(None, "scope", "name", unique=True), Index(None, "rse", "state"))
 
