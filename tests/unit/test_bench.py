@@ -82,7 +82,7 @@ def test_default_sleep_drops_only_the_sleep_time() -> None:
 
 
 def test_only_chooses_benchmarks_in_the_runners_order() -> None:
-    assert chosen(None) == ["registration", "incremental", "checksum", "latency"]
+    assert chosen(None) == ["registration", "incremental", "checksum", "latency", "xrootd"]
     assert chosen("latency, registration") == ["registration", "latency"]
     with pytest.raises(SystemExit):
         chosen("registration,nope")

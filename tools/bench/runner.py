@@ -21,7 +21,7 @@ from tools.bench.report import Figure, write_json
 from tools.devstack.config import REPO
 
 DEFAULT_JSON = REPO / ".state" / "bench" / "results.json"
-NAMES = ("registration", "incremental", "checksum", "latency")
+NAMES = ("registration", "incremental", "checksum", "latency", "xrootd")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def chosen(only: str | None) -> list[str]:
 
 
 def benchmarks(args: argparse.Namespace, place: benchstack.Place) -> dict[str, Callable[[], list[Figure]]]:
-    from tools.bench import checksum_figures, incremental, latency, registration
+    from tools.bench import checksum_figures, incremental, latency, registration, xrootd
 
     quick = args.quick
     profile_dir = args.state.parent / f"{args.state.name}-profiles" if args.profile else None
@@ -58,6 +58,7 @@ def benchmarks(args: argparse.Namespace, place: benchstack.Place) -> dict[str, C
         ),
         "checksum": lambda: checksum_figures.run("64M" if quick else "2G", args.state.parent),
         "latency": lambda: latency.run(place, latency.QUICK if quick else latency.FULL),
+        "xrootd": lambda: xrootd.run(place, xrootd.QUICK if quick else xrootd.FULL),
     }
 
 
