@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -101,7 +102,7 @@ def site(rucio_stack: Stack) -> Iterator[XrootdSite]:
     orm = xrootd.XrootdServer("orm-xrd", state / "orm", xrootd.free_port(), xrootd.free_port(), unix_auth=False)
     pic = xrootd.XrootdServer("pic-xrd", state / "pic", xrootd.free_port(), xrootd.free_port(), unix_auth=False)
     try:
-        for server, folder in ((orm, "orm-xrd"), (pic, "pic-xrd")):
+        for server, folder in ((orm, "orm-xrd"), (pic, "pic-xrd"), (pic, "scratch-xrd")):
             server.start()
             (server.data / folder).mkdir(exist_ok=True)
             server.adopt(server.data / folder)
@@ -248,6 +249,25 @@ def test_rucio_download_reads_a_copy_at_pic_with_rucios_xrootd_protocol(
     downloaded = tmp_path / planned.name
     assert downloaded.read_bytes() == pic_copy(site, planned).read_bytes()
     assert adler32_of(downloaded) == rows_of([planned])[planned.path].adler32
+
+
+def test_rucio_upload_writes_to_a_scratch_rse_with_rucios_xrootd_protocol(site: XrootdSite, tmp_path: Path) -> None:
+    from rucio.client import Client
+
+    upload = tmp_path / f"notes-{uuid.uuid4().hex[:8]}.txt"
+    upload.write_bytes(os.urandom(4096))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "rucio"), "-v", "upload", "--rse", "SCRATCH-XRD", "--scope", "scratch",
+         str(upload)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    (replica,) = Client().list_replicas([{"scope": "scratch", "name": upload.name}], rse_expression="SCRATCH-XRD")
+    (pfn,) = replica["pfns"]
+    assert pfn.startswith(f"{site.pic.root_url}//scratch-xrd/") and replica["adler32"] == adler32_of(upload)
+    on_disk = site.pic.data / pfn.split("//", 2)[2]  # root://host:port//<path below the server's data root>
+    assert on_disk.read_bytes() == upload.read_bytes()
 
 
 # -- faults on the real servers ---------------------------------------------------------------------------------
