@@ -8,10 +8,13 @@ Functions that take a ``session`` join the caller's transaction; the others open
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import functools
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from dogpile.cache import make_region
 from dogpile.cache.api import NO_VALUE
@@ -24,6 +27,28 @@ from sqlalchemy.orm import Session
 from rucio_magic_ext.common import DID, chunks
 
 REGION = make_region().configure("dogpile.cache.memory", expiration_time=600)
+LOCKED_ATTEMPTS = 6
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def retried_when_locked(function: F) -> F:
+    """Run a write transaction again when SQLite refuses it at once ("database is locked"): two transactions
+    that both read before they write cannot both go on, and SQLite fails one without waiting. The embedded
+    default runs every daemon on one SQLite file; other databases lock rows and wait instead."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(LOCKED_ATTEMPTS):
+            try:
+                return function(*args, **kwargs)
+            except Exception as error:
+                if "database is locked" not in str(error) or attempt == LOCKED_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.2, 1.0) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    return cast(F, run)
 
 
 @contextlib.contextmanager
@@ -117,11 +142,13 @@ def ensure_collections(wanted: Mapping[DID, DIDType], account: InternalAccount, 
         event.listen(session, "after_commit", lambda _: [REGION.set(key, True) for key in seen], once=True)
 
 
+@retried_when_locked
 def ensure_datasets(dids: Iterable[DID], account: InternalAccount) -> None:
     with writing() as session:
         ensure_collections(dict.fromkeys(dids, DIDType.DATASET), account, session)
 
 
+@retried_when_locked
 def attach_missing(collections: Mapping[DID, Sequence[DID]], account: InternalAccount) -> None:
     """Create the datasets that are missing and attach the files not yet in them, their rules' locks made at
     once (``evaluate_attachments``), in one transaction.
@@ -152,6 +179,7 @@ def attach_missing(collections: Mapping[DID, Sequence[DID]], account: InternalAc
             evaluate_attachments([(a["scope"].external, a["name"]) for a in attachments], session)
 
 
+@retried_when_locked
 def detach(collection: DID, files: Sequence[DID], account: InternalAccount) -> None:
     """Take files out of a collection, its rules' locks on them removed at once (as the judge-evaluator would)."""
     from rucio.core.did import detach_dids
@@ -182,6 +210,7 @@ def content(scope: str, name: str, session: Session | None = None) -> set[DID]:
     return {(child["scope"].external, child["name"]) for child in children}
 
 
+@retried_when_locked
 def close(dids: Iterable[DID]) -> None:
     """Close datasets (no more content); closing a closed one changes nothing."""
     from rucio.core.did import get_did, set_status
@@ -239,6 +268,7 @@ def rules_by_comment(dids: Iterable[DID], session: Session) -> dict[tuple[str, s
     return found
 
 
+@retried_when_locked
 def ensure_rules(wanted: Sequence[RuleRequest], account: InternalAccount) -> dict[RuleRequest, str]:
     """Rule id for each wanted rule, created only where no rule with its comment exists on its DID.
 

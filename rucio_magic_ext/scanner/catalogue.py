@@ -68,6 +68,7 @@ class Catalogue:
 
     # -- register --------------------------------------------------------------------------------------------
 
+    @rucio_db.retried_when_locked
     def register(self, files: Sequence[Registration]) -> dict[DID, str]:
         """Register, describe and organise ``files`` in one transaction.
 
@@ -116,9 +117,12 @@ class Catalogue:
                 ],
                 session=session,
             )
-            rucio_db.ensure_collections(_collections_of(described), self.account, session)
+            # A file already registered at this path was organised in that same transaction: attaching it again
+            # would only give Rucio's judge-evaluator work. Its carrier is checked all the same: it must be held.
+            rucio_db.ensure_collections(_collections_of(new), self.account, session)
             attach_dids_to_dids(
-                attachments=_attachments(described), account=self.account, ignore_duplicate=True, session=session
+                attachments=_attachments(described, organise=new), account=self.account, ignore_duplicate=True,
+                session=session,
             )
             rucio_db.evaluate_attachments(sorted({_carrier_of(f) for f in described if f.carrier}), session)
         return conflicts
@@ -153,14 +157,15 @@ def _carrier_of(file: Registration) -> DID:
     return (CARRIER_SCOPE, str(file.carrier))
 
 
-def _attachments(files: Iterable[Registration]) -> list[dict[str, Any]]:
-    """File -> run dataset -> night container -> top container, and file -> carrier, each parent once with all
-    its children."""
+def _attachments(files: Iterable[Registration], organise: Iterable[Registration]) -> list[dict[str, Any]]:
+    """File -> carrier for ``files``, and file -> run dataset -> night container -> top container for those to
+    ``organise``, each parent once with all its children."""
     children: dict[DID, dict[DID, None]] = {}
-    for file in files:
+    for file in organise:
         chain = [file.name, file.dataset, *file.containers]
         for child, parent in zip(chain, chain[1:]):
             children.setdefault((file.scope, parent), {})[(file.scope, child)] = None
+    for file in files:
         if file.carrier:
             children.setdefault(_carrier_of(file), {})[(file.scope, file.name)] = None
     return [
