@@ -22,6 +22,7 @@ import pytest
 from rucio_magic_ext.carrier.model import CARRIER_SCOPE, OpenCarrier
 from rucio_magic_ext.ledger import FileState
 from rucio_magic_ext.ledger.states import CarrierState
+from rucio_magic_ext.naming import Level
 from tests.integration.scenery import (
     ORM,
     PIC,
@@ -74,6 +75,12 @@ def all_in(plan: list, state: FileState) -> bool:
 def available_at(client: Any, plan: list, rse: str) -> bool:
     found = client.list_replicas(dids_of(plan), rse_expression=rse, all_states=True)
     return {r["name"]: r["states"].get(rse) for r in found if rse in r["states"]} == {p.name: "AVAILABLE" for p in plan}
+
+
+def copies_in_place(client: Any, plan: list) -> bool:
+    """Every copy the tests' policy asks for is AVAILABLE: at PIC-DISK, and DL3 also at PIC-ANALYSIS."""
+    dl3 = [p for p in plan if p.record.level is Level.DL3]
+    return available_at(client, plan, PIC) and available_at(client, dl3, "PIC-ANALYSIS")
 
 
 def corrupt(path: Path) -> None:
@@ -152,7 +159,7 @@ def test_a_copy_damaged_and_one_lost_during_the_dwell_are_caught_by_the_proof_be
     rucio_stack: Any, rucio_client: Any, flow: Any
 ) -> None:
     plan = write_observed_night(rucio_stack, date(2021, 7, 2), seed=72)
-    flow(lambda: available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
+    flow(lambda: copies_in_place(rucio_client, plan), without=("magic-carrier", "reaper"))
     hook(dwell=timedelta(hours=1)).run_cycle()  # verified, but they must dwell
     assert_all_in(plan, FileState.VERIFIED)
     damaged, lost = plan[0], plan[-1]
@@ -175,7 +182,7 @@ def test_a_copy_that_cannot_be_read_holds_its_source_and_is_not_declared_bad(
     rucio_stack: Any, rucio_client: Any, flow: Any
 ) -> None:
     plan = write_observed_night(rucio_stack, date(2021, 7, 3), seed=73)
-    flow(lambda: available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
+    flow(lambda: copies_in_place(rucio_client, plan), without=("magic-carrier", "reaper"))
     victim = plan[0]
     copy = pic_copy(rucio_stack, victim)
     aside = copy.with_name(copy.name + ".aside")
@@ -220,7 +227,7 @@ def test_a_file_attached_to_a_carrier_by_hand_holds_that_carrier(
 
 def test_copies_under_a_rule_that_expires_do_not_count(rucio_stack: Any, rucio_client: Any, flow: Any) -> None:
     plan = write_observed_night(rucio_stack, date(2021, 7, 5), seed=75)
-    flow(lambda: available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
+    flow(lambda: copies_in_place(rucio_client, plan), without=("magic-carrier", "reaper"))
     datasets = {(placement(p).scope, placement(p).dataset) for p in plan}
     policy_rules = [rule for scope, name in datasets for rule in rucio_client.list_did_rules(scope, name)]
     for rule in policy_rules:  # someone gives the permanent copies a lifetime
@@ -240,7 +247,7 @@ def test_a_file_that_keeps_failing_gets_a_carrier_of_its_own_and_the_others_leav
     rucio_stack: Any, rucio_client: Any, flow: Any
 ) -> None:
     plan = write_observed_night(rucio_stack, date(2021, 7, 7), seed=77)
-    flow(lambda: available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
+    flow(lambda: copies_in_place(rucio_client, plan), without=("magic-carrier", "reaper"))
     victim = plan[0]
     first = str(rows_of([victim])[victim.path].carrier)
     batch = [p for p in carriers_of(plan)[first] if p is not victim]
@@ -283,7 +290,7 @@ def test_the_carrier_killed_after_its_checks_proves_again_before_it_releases(
     rucio_stack: Any, rucio_client: Any, flow: Any
 ) -> None:
     plan = write_observed_night(rucio_stack, date(2021, 7, 6), seed=76)
-    flow(lambda: available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
+    flow(lambda: copies_in_place(rucio_client, plan), without=("magic-carrier", "reaper"))
     killed = subprocess.run([sys.executable, "-c", KILLER], env=rucio_stack.env, capture_output=True, text=True,
                             timeout=300)  # fmt: skip
     assert killed.returncode == -9, killed.stderr[-3000:]

@@ -45,6 +45,12 @@ def all_available_at(rucio_client: Any, plan: list, rse: str) -> bool:
     return at_rse(rucio_client, plan, rse) == {p.name: "AVAILABLE" for p in plan}
 
 
+def all_copies_in_place(rucio_client: Any, plan: list) -> bool:
+    """Every copy the policy asks for is AVAILABLE: at PIC-DISK, and DL3 also at PIC-ANALYSIS."""
+    dl3 = [p for p in plan if p.record.level is Level.DL3]
+    return all_available_at(rucio_client, plan, PIC) and all_available_at(rucio_client, dl3, "PIC-ANALYSIS")
+
+
 def copy_at(stack: Any, rse_folder: str, planned: Any) -> Path:
     return stack.settings.storage_dir / rse_folder / placement(planned).path
 
@@ -89,7 +95,7 @@ def test_a_copy_damaged_or_lost_before_verification_is_sent_again_and_only_then_
     rucio_stack: Any, rucio_client: Any, flow: Any
 ) -> None:
     plan = write_observed_night(rucio_stack, date(2020, 4, 2), seed=42)
-    flow(lambda: all_available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
+    flow(lambda: all_copies_in_place(rucio_client, plan), without=("magic-carrier", "reaper"))
     damaged, lost = plan[0], plan[-1]
     copy = copy_at(rucio_stack, "pic-disk", damaged)
     data = bytearray(copy.read_bytes())
@@ -206,7 +212,7 @@ def test_the_hook_killed_between_its_steps_loses_nothing_and_leaves_no_carrier(
 ) -> None:
     night = date(2020, 4, 10 + ["before-release", "after-release", "after-files-released", "before-gone"].index(point))
     plan = write_observed_night(rucio_stack, night, seed=night.day)
-    flow(lambda: all_available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
+    flow(lambda: all_copies_in_place(rucio_client, plan), without=("magic-carrier", "reaper"))
     killed = subprocess.run([sys.executable, "-c", KILLER, point], env=rucio_stack.env, capture_output=True, text=True,
                             timeout=300)  # fmt: skip
     assert killed.returncode == -9, killed.stderr[-3000:]
@@ -217,7 +223,7 @@ def test_the_hook_killed_between_its_steps_loses_nothing_and_leaves_no_carrier(
 
 def test_dry_run_releases_nothing_and_says_what_it_would(rucio_stack: Any, rucio_client: Any, flow: Any) -> None:
     plan = write_observed_night(rucio_stack, date(2020, 4, 20), seed=45)
-    flow(lambda: all_available_at(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
+    flow(lambda: all_copies_in_place(rucio_client, plan), without=("magic-carrier", "reaper"))
     for _ in range(2):
         rucio_stack.run_round(("magic-carrier", "--dry-run"))
     assert all((orm_root(rucio_stack) / p.path).exists() for p in plan)
