@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.scenery import flow_steps
 from tools.devstack.stack import Stack
 
 
@@ -38,19 +39,7 @@ def run_daemon_once(rucio_stack: Stack) -> Callable[..., None]:
     return run
 
 
-FLOW = (
-    "magic-scanner",
-    "judge-evaluator",
-    "conveyor-preparer",
-    "conveyor-submitter",
-    ("conveyor-poller", "--older-than", "0"),
-    "conveyor-finisher",
-    "necromancer",
-    "judge-repairer",
-    "magic-carrier",
-    "judge-cleaner",
-    ("reaper", "--rses", "ORM-ONSITE"),
-)
+FLOW = flow_steps()
 
 
 @pytest.fixture

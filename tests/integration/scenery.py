@@ -20,6 +20,23 @@ from tools.make_night import PlannedFile, plan_night, write_night
 ORM, PIC = "ORM-ONSITE", "PIC-DISK"
 
 
+def flow_steps(source: str = ORM) -> tuple[str | tuple[str, ...], ...]:
+    """One round of every daemon of the MAGIC flow, in the order a file travels; the reaper at the source last."""
+    return (
+        "magic-scanner",
+        "judge-evaluator",
+        "conveyor-preparer",
+        "conveyor-submitter",
+        ("conveyor-poller", "--older-than", "0"),
+        "conveyor-finisher",
+        "necromancer",
+        "judge-repairer",
+        "magic-carrier",
+        "judge-cleaner",
+        ("reaper", "--rses", source),
+    )
+
+
 def orm_root(stack: Any) -> Path:
     return stack.settings.storage_dir / "orm-onsite"
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scenery import flow_steps
 
 from rucio_magic_ext import layout
 from rucio_magic_ext.ledger import FileState, Ledger
@@ -42,19 +43,7 @@ pytestmark = pytest.mark.integration
 
 ORM, PIC = "ORM-XRD", "PIC-XRD"
 HERE = Path(__file__).parent
-FLOW = (
-    "magic-scanner",
-    "judge-evaluator",
-    "conveyor-preparer",
-    "conveyor-submitter",
-    ("conveyor-poller", "--older-than", "0"),
-    "conveyor-finisher",
-    "necromancer",
-    "judge-repairer",
-    "magic-carrier",
-    "judge-cleaner",
-    ("reaper", "--rses", ORM),
-)
+FLOW = flow_steps(ORM)
 
 
 @dataclasses.dataclass
