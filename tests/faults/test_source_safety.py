@@ -13,6 +13,8 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,19 @@ def copies_in_place(client: Any, plan: list) -> bool:
     """Every copy the tests' policy asks for is AVAILABLE: at PIC-DISK, and DL3 also at PIC-ANALYSIS."""
     dl3 = [p for p in plan if p.record.level is Level.DL3]
     return available_at(client, plan, PIC) and available_at(client, dl3, "PIC-ANALYSIS")
+
+
+@contextmanager
+def directory_in_place_of(path: Path) -> Iterator[None]:
+    """A directory where the file was, for the block: the storage answers, but not with the file."""
+    aside = path.with_name(path.name + ".aside")
+    path.rename(aside)
+    path.mkdir()
+    try:
+        yield
+    finally:
+        path.rmdir()
+        aside.rename(path)
 
 
 def corrupt(path: Path) -> None:
@@ -184,20 +199,13 @@ def test_a_copy_that_cannot_be_read_holds_its_source_and_is_not_declared_bad(
     plan = write_observed_night(rucio_stack, date(2021, 7, 3), seed=73)
     flow(lambda: copies_in_place(rucio_client, plan), without=("magic-carrier", "reaper"))
     victim = plan[0]
-    copy = pic_copy(rucio_stack, victim)
-    aside = copy.with_name(copy.name + ".aside")
-    copy.rename(aside)
-    copy.mkdir()  # a directory where the file was: the storage answers, but not with the file
-    try:
+    with directory_in_place_of(pic_copy(rucio_stack, victim)):  # its copy cannot be read
         for _ in range(2):
             rucio_stack.run_round("magic-carrier", ("reaper", "--rses", ORM))
         row = rows_of([victim])[victim.path]
         assert row.state is FileState.REPLICATED and "unreadable" in str(row.last_error)
         assert available_at(rucio_client, [victim], PIC)  # not declared bad: nothing proves it wrong
         assert_sources_intact(rucio_stack, carriers_of(plan)[str(row.carrier)])
-    finally:
-        copy.rmdir()
-        aside.rename(copy)
     flow(lambda: all_in(plan, FileState.DELETED))
     assert_safe_at_pic(rucio_stack, plan)
 
@@ -252,20 +260,13 @@ def test_a_file_that_keeps_failing_gets_a_carrier_of_its_own_and_the_others_leav
     first = str(rows_of([victim])[victim.path].carrier)
     batch = [p for p in carriers_of(plan)[first] if p is not victim]
     assert batch
-    copy = pic_copy(rucio_stack, victim)
-    aside = copy.with_name(copy.name + ".aside")
-    copy.rename(aside)
-    copy.mkdir()  # its copy cannot be read, again and again
-    try:
+    with directory_in_place_of(pic_copy(rucio_stack, victim)):  # its copy cannot be read
         flow(lambda: all_in(batch, FileState.DELETED))  # the others of its batch do not wait for it
         row = rows_of([victim])[victim.path]
         assert row.carrier != first and row.state is FileState.REPLICATED
         assert any("moved from carrier" in (e.detail or "") for e in events_of(victim.path))
         assert_sources_intact(rucio_stack, [victim])
         assert_safe_at_pic(rucio_stack, batch)
-    finally:
-        copy.rmdir()
-        aside.rename(copy)
     flow(lambda: all_in(plan, FileState.DELETED))
     assert_safe_at_pic(rucio_stack, plan)
 
