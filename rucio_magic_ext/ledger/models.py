@@ -11,7 +11,7 @@ import functools
 from datetime import date, datetime
 from typing import Optional
 
-from sqlalchemy import BigInteger, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, BigInteger, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -60,6 +60,8 @@ class LedgerFile(Base):
     night: Mapped[Optional[date]] = mapped_column(Date)
     level: Mapped[Optional[str]] = mapped_column(String(16))
     carrier: Mapped[Optional[str]] = mapped_column(String(250))
+    # What the file's own headers say (a DL3 file's FITS headers), read in the checksum pass, registered as metadata.
+    header_metadata: Mapped[Optional[dict]] = mapped_column(JSON)
     state: Mapped[FileState] = mapped_column(_state_type())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[Optional[str]] = mapped_column(Text)

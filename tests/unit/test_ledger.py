@@ -86,6 +86,22 @@ def test_moves_record_time_values_and_events(ledger: Ledger) -> None:
     assert [event.actor for event in events] == ["discover", "settle", "checksum"]
 
 
+def test_header_metadata_is_kept_as_json_beside_the_checksums(ledger: Ledger) -> None:
+    ledger.add_seen(RSE, _seen(2), actor="discover")
+    rows = ledger.due(RSE, [FileState.SEEN], 10)
+    ledger.move(rows, FileState.STABLE, actor="settle")
+    described = {"obs_id": 5029747, "zen_pnt": 20.30026, "tstart": "2013-10-05T04:20:52.435217Z", "object": "Crab"}
+    ledger.move(
+        rows,
+        FileState.CHECKSUMMED,
+        actor="checksum",
+        values={rows[0].id: {"adler32": "00000001", "header_metadata": described}, rows[1].id: {"adler32": "00000002"}},
+    )
+    again = ledger.known(RSE, [row.path for row in rows])
+    assert again[rows[0].path].header_metadata == described
+    assert again[rows[1].path].header_metadata is None
+
+
 def test_a_stale_move_loses_the_race_and_changes_nothing(ledger: Ledger) -> None:
     ledger.add_seen(RSE, _seen(2), actor="discover")
     mine = ledger.due(RSE, [FileState.SEEN], 10)
