@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rucio_magic_ext.report.command import add_parser as add_report
 
     add_report(subparsers)
+    from rucio_magic_ext.dl3.command import add_parser as add_dl3
+
+    add_dl3(subparsers)
 
     state = subparsers.add_parser(
         "status",
