@@ -9,6 +9,9 @@ crosses the network. A ``.gz`` file is still streamed there: its gzip check is t
 which paused longer than the settle time has finished, and one read of the file on the observatory's LAN
 costs less than registering a truncated file whose source is later deleted.
 
+A DL3 file's FITS headers are read in the same stage (``scanner/headers.py``), between the two checks that
+the file did not change: one refused by its headers is QUARANTINED with the reason.
+
 Each file is judged on its own: one that vanishes, shrinks or grows during the pass goes back to settling
 (not to quarantine: settle decides, its folder checked first); one that is not a regular file is REJECTED
 unopened; one that cannot be read is kept with its error and tried again with backoff. Only an outage of
@@ -21,13 +24,16 @@ import logging
 import zlib
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from rucio_magic_ext import daemons, monitoring
 from rucio_magic_ext.checksum import StreamingChecksum, read_file_blocks
 from rucio_magic_ext.common import utcnow
+from rucio_magic_ext.dl3.headers import Dl3Refused
 from rucio_magic_ext.ledger import FileState, LostRace
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.scanner.context import Context, StorageOutage
+from rucio_magic_ext.scanner.headers import header_metadata
 from rucio_magic_ext.scanner.settle import mtime_age
 from rucio_magic_ext.storage.posix import NotARegularFile
 
@@ -74,13 +80,13 @@ def checksum(context: Context) -> int:
     """Move STABLE files to CHECKSUMMED; returns how many."""
     rows = context.due(FileState.STABLE)
     done: list[LedgerFile] = []
-    values: dict[int, dict[str, str]] = {}
+    values: dict[int, dict[str, Any]] = {}
     try:
         for row in rows:
             if daemons.GRACEFUL_STOP.is_set():
                 break  # asked to stop: the files done so far are recorded, the others wait for the next start
             try:
-                values[row.id] = _checksums(context, row)
+                values[row.id] = _read(context, row)
                 done.append(row)
             except Exception as error:
                 try:
@@ -100,6 +106,10 @@ def _judge(context: Context, row: LedgerFile, error: Exception) -> None:
         context.ledger.set_aside([row], FileState.QUARANTINED, ACTOR, str(error))
         monitoring.odd_entry("quarantined")
         context.logger(logging.WARNING, "quarantined %s: %s", row.path, error)
+    elif isinstance(error, Dl3Refused):
+        context.ledger.set_aside([row], FileState.QUARANTINED, ACTOR, f"DL3 refused ({error.kind}): {error}")
+        monitoring.odd_entry(f"dl3_{error.kind}")
+        context.logger(logging.WARNING, "quarantined %s: DL3 refused: %s", row.path, error)
     elif isinstance(error, NotARegularFile):
         context.ledger.set_aside([row], FileState.REJECTED, ACTOR, error.what)
         monitoring.odd_entry("symlink" if "link" in error.what else "not_regular")
@@ -118,7 +128,8 @@ def _judge(context: Context, row: LedgerFile, error: Exception) -> None:
         context.logger(logging.WARNING, "checksum of %s failed, will retry: %s", row.path, why)
 
 
-def _checksums(context: Context, row: LedgerFile) -> dict[str, str]:
+def _read(context: Context, row: LedgerFile) -> dict[str, Any]:
+    """The file's checksums (and what its headers say, for a DL3 file), proven read from one unchanged file."""
     location = context.native(row.path)
     before = context.storage.stat(location)
     if (before.size, before.mtime) != (row.size, row.mtime):
@@ -133,10 +144,14 @@ def _checksums(context: Context, row: LedgerFile) -> dict[str, str]:
         if digest.size != row.size:
             raise Unfinished(f"read {digest.size} bytes of {row.size}")
         found = digest.checksums
+    headers = header_metadata(context.storage, location, row)
     after = context.storage.stat(location)
     if (after.size, after.mtime) != (row.size, row.mtime):
         raise Unfinished("changed while being read")
-    return {algorithm: found[algorithm] for algorithm in algorithms}
+    values: dict[str, Any] = {algorithm: found[algorithm] for algorithm in algorithms}
+    if headers is not None:
+        values["header_metadata"] = headers
+    return values
 
 
 def _unfinished(context: Context, row: LedgerFile, why: str) -> None:

@@ -35,7 +35,7 @@ def registration(row: LedgerFile) -> Registration:
         size=row.size,
         adler32=str(row.adler32),
         md5=row.md5,
-        metadata=file_metadata(row.record, row.night),
+        metadata={**file_metadata(row.record, row.night), **(row.header_metadata or {})},
         dataset=placed.dataset,
         containers=placed.containers,
         carrier=row.carrier,
