@@ -1,0 +1,419 @@
+"""How the three views of an RSE (its storage, Rucio's replicas, the ledger) differ, class by class. Pure.
+
+Rucio's auditor and storage-consistency tools compare a storage dump with a catalogue dump; here the ledger is
+a third view, so that a file the observatory wrote and nobody discovered (dark), a copy Rucio believes in and
+the storage lacks (lost), and a file only the ledger still believes in (ledger-only) are told apart. Carriers,
+empty run datasets and night containers, and rules that no policy entry explains are classified from Rucio's
+and the ledger's records of them.
+
+The catalogue sides (replicas, ledger) are indexed in memory by path; the storage listing is streamed past
+them once. Checksums, which read data, come only through the ``checksum`` function a caller passes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import Enum
+from typing import Protocol
+
+from rucio_magic_ext.carrier.model import CARRIER_SCOPE
+from rucio_magic_ext.ledger.states import FLOW, CarrierState, FileState
+from rucio_magic_ext.naming import Level, MagicNameError, Telescope, parse
+
+DEFAULT_MIN_AGE = timedelta(days=1)
+
+# Where the ledger places a file at the source (it is still there) and at a destination (its copy was proven).
+AT_SOURCE = frozenset(FLOW[: FLOW.index(FileState.DELETED)])
+AT_DESTINATION = frozenset({FileState.VERIFIED, FileState.RELEASED, FileState.DELETED})
+
+
+class Kind(str, Enum):
+    """A class of difference; ``tag`` names its file as Rucio's storage-consistency tools name theirs."""
+
+    DARK = "dark"  # on storage, in neither Rucio nor the ledger
+    LOST = "lost"  # an available replica in Rucio, not on storage
+    LEDGER_ONLY = "ledger-only"  # the ledger says it is here; neither storage nor Rucio has it
+    SIZE = "size"  # on storage with another size than the registered one
+    CHECKSUM = "checksum"  # on storage with another adler32 than the registered one
+    ORPHAN_CARRIER = "orphan-carrier"  # a carrier in Rucio or in the ledger without its other half
+    EMPTY_COLLECTION = "empty-collection"  # a run dataset or night container with no content
+    UNEXPLAINED_RULE = "unexplained-rule"  # a rule on MAGIC data that no policy entry explains
+    NEW = "new"  # dark but younger than the minimum age: the scanner's business, not out of place
+
+    @property
+    def tag(self) -> str:
+        return _TAGS[self]
+
+    @property
+    def out_of_place(self) -> bool:
+        return self is not Kind.NEW
+
+
+_TAGS = {
+    Kind.DARK: "D",
+    Kind.LOST: "M",
+    Kind.LEDGER_ONLY: "LedgerOnly",
+    Kind.SIZE: "Size",
+    Kind.CHECKSUM: "Checksum",
+    Kind.ORPHAN_CARRIER: "OrphanCarrier",
+    Kind.EMPTY_COLLECTION: "EmptyCollection",
+    Kind.UNEXPLAINED_RULE: "UnexplainedRule",
+    Kind.NEW: "New",
+}
+
+
+class PolicyEntry(Protocol):
+    """What the audit reads of a replication-policy entry (``replication.RuleSpec``)."""
+
+    name: str
+    rse_expression: str
+    copies: int
+
+    @property
+    def rule_comment(self) -> str: ...
+
+    def matches(self, level: Level, telescope: Telescope) -> bool: ...
+
+
+# -- the views --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file as the storage lists it; ``path`` relative to the RSE's prefix, as ledger text."""
+
+    path: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class Replica:
+    """A replica of the RSE as Rucio holds it; ``path`` relative to the RSE's prefix; ``state`` Rucio's name."""
+
+    scope: str
+    name: str
+    path: str
+    bytes: int | None
+    adler32: str | None
+    state: str
+
+
+@dataclass(frozen=True)
+class Booked:
+    """A ledger row, with its path at the audited RSE (its own path at the source, its copy's at a destination)."""
+
+    path: str
+    scope: str | None
+    name: str | None
+    state: FileState
+    size: int
+    adler32: str | None
+    carrier: str | None = None
+
+
+@dataclass(frozen=True)
+class CarrierSeen:
+    """A carrier as both records have it: the ledger's state (None: not in the ledger) and what Rucio holds."""
+
+    name: str
+    ledger: CarrierState | None
+    dataset: bool
+    rules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A dataset or container in a MAGIC scope with no content."""
+
+    scope: str
+    name: str
+    did_type: str
+
+
+@dataclass(frozen=True)
+class RuleSeen:
+    rule_id: str
+    scope: str
+    name: str
+    comment: str
+    rse_expression: str
+    copies: int
+    account: str
+
+
+@dataclass
+class Views:
+    """Everything the audit compares for one RSE; ``source``: the RSE is the observatory's, where the ledger's
+    rows live (else a destination, where the ledger's proven copies live)."""
+
+    rse: str
+    source: bool
+    storage: Iterable[StoredFile]
+    replicas: Iterable[Replica]
+    ledger: Iterable[Booked]
+    carriers: Iterable[CarrierSeen] = ()
+    collections: Iterable[Collection] = ()
+    rules: Iterable[RuleSeen] = ()
+    policy: Sequence[PolicyEntry] | None = None  # the entries of the replication policy
+
+
+# -- the findings -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One difference: ``key`` is a path relative to the RSE's prefix or a ``scope:name``, as the tools write."""
+
+    kind: Kind
+    key: str
+    bytes: int = 0
+    detail: str = ""
+    scope: str | None = None
+    name: str | None = None
+    state: str | None = None  # the ledger's state of the file or carrier, where it has one
+    mtime: float | None = None
+
+
+@dataclass
+class Findings:
+    rse: str
+    source: bool
+    found: dict[Kind, list[Finding]] = field(default_factory=lambda: {kind: [] for kind in Kind})
+    listed: int = 0  # files on storage
+    registered: int = 0  # replicas in Rucio
+    booked: int = 0  # ledger rows the RSE is concerned with
+
+    def add(self, finding: Finding) -> None:
+        self.found[finding.kind].append(finding)
+
+    def of(self, kind: Kind) -> list[Finding]:
+        return self.found[kind]
+
+    @property
+    def clean(self) -> bool:
+        return not any(findings for kind, findings in self.found.items() if kind.out_of_place)
+
+    @property
+    def files(self) -> int:
+        """How many files the RSE is concerned with, by the largest of its three records: the base of the fraction."""
+        return max(self.listed, self.registered, self.booked, 1)
+
+    @property
+    def fraction(self) -> float:
+        """Files out of place (dark, lost, ledger-only) among the files of the RSE: a large one says that the
+        listing or a dump is wrong, not the files, and nothing is acted on."""
+        wrong = sum(len(self.found[kind]) for kind in (Kind.DARK, Kind.LOST, Kind.LEDGER_ONLY))
+        return wrong / self.files
+
+    def counts(self) -> dict[str, int]:
+        return {kind.value: len(findings) for kind, findings in self.found.items()}
+
+    def sizes(self) -> dict[str, int]:
+        return {kind.value: sum(f.bytes for f in findings) for kind, findings in self.found.items()}
+
+
+# -- classification ---------------------------------------------------------------------------------------
+
+
+def classify(
+    views: Views,
+    now: datetime | None = None,
+    min_age: timedelta = DEFAULT_MIN_AGE,
+    checksum: Callable[[str], str | None] | None = None,
+) -> Findings:
+    """Every difference between the views. ``now`` (naive UTC) and ``min_age`` set apart dark files still
+    being written or discovered; ``checksum(path)`` (the storage's adler32, or None when unreadable) is asked
+    only for files whose size agrees with their replica's."""
+    findings = Findings(views.rse, views.source)
+    _files(views, findings, now, min_age, checksum)
+    for carrier in views.carriers:
+        if why := orphan(carrier):
+            state = carrier.ledger.value if carrier.ledger else None
+            key = f"{CARRIER_SCOPE}:{carrier.name}"
+            findings.add(Finding(Kind.ORPHAN_CARRIER, key, 0, why, CARRIER_SCOPE, carrier.name, state))
+    for collection in views.collections:
+        if why := empty_collection(collection):
+            key = f"{collection.scope}:{collection.name}"
+            findings.add(Finding(Kind.EMPTY_COLLECTION, key, 0, why, collection.scope, collection.name))
+    for rule in views.rules:
+        if views.policy is not None and (why := unexplained(rule, views.policy)):
+            key, detail = f"{rule.scope}:{rule.name}", f"rule {rule.rule_id}: {why}"
+            findings.add(Finding(Kind.UNEXPLAINED_RULE, key, 0, detail, rule.scope, rule.name, rule.rule_id))
+    return findings
+
+
+def counts(views: Views, now: datetime | None = None, min_age: timedelta = DEFAULT_MIN_AGE) -> dict[str, int]:
+    """How many of each class, without reading any file's data (no checksum): what a census can afford."""
+    return classify(views, now, min_age).counts()
+
+
+def _files(
+    views: Views,
+    findings: Findings,
+    now: datetime | None,
+    min_age: timedelta,
+    checksum: Callable[[str], str | None] | None,
+) -> None:
+    replicas: dict[str, Replica] = {}
+    by_did: dict[tuple[str, str], str] = {}
+    for replica in views.replicas:
+        replicas[replica.path] = replica
+        by_did[(replica.scope, replica.name)] = replica.path
+        findings.registered += 1
+    booked: dict[str, Booked] = {}
+    for row in views.ledger:
+        booked[row.path] = row
+        findings.booked += 1
+    young_after = (now - min_age).timestamp() if now is not None else None
+    listed: set[str] = set()
+    for stored in views.storage:
+        findings.listed += 1
+        listed.add(stored.path)
+        replica = replicas.get(stored.path)
+        if replica is None:
+            if stored.path not in booked:
+                kind = Kind.NEW if young_after is not None and stored.mtime > young_after else Kind.DARK
+                where = "never discovered" if views.source else "no replica in Rucio, no copy in the ledger"
+                findings.add(Finding(kind, stored.path, stored.size, where, mtime=stored.mtime))
+            continue
+        _compare(stored, replica, findings, checksum)
+    for replica in replicas.values():
+        if replica.path not in listed and replica.state == "AVAILABLE":
+            row = booked.get(replica.path)
+            state = row.state.value if row else None
+            why = "available in Rucio, not on storage"
+            findings.add(Finding(Kind.LOST, replica.path, replica.bytes or 0, why, replica.scope, replica.name, state))
+    here = AT_SOURCE if views.source else AT_DESTINATION
+    for row in booked.values():
+        if row.state not in here or row.path in listed or row.path in replicas:
+            continue
+        if row.scope and row.name and (row.scope, row.name) in by_did:
+            continue  # Rucio has it at another path: a difference of paths, not of presence
+        where = "still at the source" if views.source else "its copy verified here"
+        why = f"the ledger says {row.state.value} ({where})"
+        findings.add(Finding(Kind.LEDGER_ONLY, row.path, row.size, why, row.scope, row.name, row.state.value))
+
+
+def _compare(
+    stored: StoredFile, replica: Replica, findings: Findings, checksum: Callable[[str], str | None] | None
+) -> None:
+    if replica.state != "AVAILABLE" or replica.bytes is None:
+        return  # being written or deleted: its size is not settled
+    if stored.size != replica.bytes:
+        why = f"{stored.size} bytes, registered {replica.bytes}"
+        findings.add(Finding(Kind.SIZE, stored.path, stored.size, why, replica.scope, replica.name))
+        return
+    if checksum is None or not replica.adler32:
+        return
+    found = checksum(stored.path)
+    if found is not None and found.lower().zfill(8) != replica.adler32.lower().zfill(8):
+        why = f"adler32 {found}, registered {replica.adler32}"
+        findings.add(Finding(Kind.CHECKSUM, stored.path, stored.size, why, replica.scope, replica.name))
+
+
+def orphan(carrier: CarrierSeen) -> str | None:
+    """Why a carrier has lost its other half, or None."""
+    in_rucio = carrier.dataset or bool(carrier.rules)
+    if carrier.ledger is None and in_rucio:
+        return f"in Rucio ({_rucio_side(carrier)}), not in the ledger"
+    if carrier.ledger is CarrierState.GONE and in_rucio:
+        return f"GONE in the ledger, still in Rucio ({_rucio_side(carrier)})"
+    if carrier.ledger is not None and carrier.ledger is not CarrierState.GONE and not carrier.dataset:
+        rules = f", {len(carrier.rules)} rule(s) left" if carrier.rules else ""
+        return f"{carrier.ledger.value} in the ledger, its dataset gone{rules}"
+    return None
+
+
+def _rucio_side(carrier: CarrierSeen) -> str:
+    parts = ["dataset"] if carrier.dataset else []
+    if carrier.rules:
+        parts.append(f"rules {', '.join(carrier.rules)}")
+    return " and ".join(parts)
+
+
+# -- MAGIC collections and rules --------------------------------------------------------------------------
+
+_RUN_DATASET = re.compile(
+    r"(?P<telescope>M1|M2|ST)_(?P<level>RAW|Calibrated|Star|SuperStar|Melibea|DL3)_(?P<night>\d{8})(?:_(?P<run>\d{8}))?",
+    re.ASCII,
+)
+_SIMULATION = re.compile(
+    r"MC_(?P<telescope>M1|M2|ST)_(?P<level>RAW|Calibrated|Star|SuperStar|Melibea|DL3)_za\d\dto\d\d_\d+", re.ASCII
+)
+
+
+def empty_collection(collection: Collection) -> str | None:
+    """Why an empty collection is out of place: a run dataset or night container should hold something."""
+    found = _RUN_DATASET.fullmatch(collection.name)
+    if found:
+        return "run dataset with no file" if found["run"] else "night container with no run dataset"
+    if _SIMULATION.fullmatch(collection.name):
+        return "simulation dataset with no file"
+    return None
+
+
+def unexplained(rule: RuleSeen, policy: Sequence[PolicyEntry]) -> str | None:
+    """Why no policy entry explains a rule on MAGIC data, or None: the policy's rules carry the entry's
+    comment, sit on run datasets of the levels and telescopes it names, and ask its RSEs and copies."""
+    spec = next((spec for spec in policy if spec.rule_comment == rule.comment), None)
+    if spec is None:
+        return f"comment {rule.comment!r} names no policy entry" if rule.comment else "no comment names a policy entry"
+    kind = _level_of(rule.name)
+    if kind is None:
+        return f"policy entry {spec.name!r}, but not on a run dataset"
+    if not spec.matches(*kind):
+        return f"policy entry {spec.name!r} does not cover {kind[1].value} {kind[0].value}"
+    if rule.rse_expression != spec.rse_expression or rule.copies != spec.copies:
+        return (
+            f"policy entry {spec.name!r} asks {spec.copies} at {spec.rse_expression!r}, "
+            f"the rule {rule.copies} at {rule.rse_expression!r}"
+        )
+    return None
+
+
+def _level_of(name: str) -> tuple[Level, Telescope] | None:
+    found = _RUN_DATASET.fullmatch(name) or _SIMULATION.fullmatch(name)
+    if not found or ("run" in found.groupdict() and not found["run"]):
+        return None
+    return Level(found["level"]), Telescope(found["telescope"])
+
+
+# -- one night --------------------------------------------------------------------------------------------
+
+_PATH_NIGHT = re.compile(r"(?P<y>\d{4})[/_](?P<m>\d\d)[/_](?P<d>\d\d)/[^/]+\Z", re.ASCII)
+
+
+def night_of_name(name: str) -> date | None:
+    """The night a MAGIC file, run dataset or night container belongs to, from its name alone."""
+    found = _RUN_DATASET.fullmatch(name)
+    if found:
+        return _date(found["night"][:4], found["night"][4:6], found["night"][6:])
+    try:
+        return parse(name).night
+    except MagicNameError:
+        return None
+
+
+def night_of_path(path: str) -> date | None:
+    """The night of a file from its name, or from its folder (``2020_01_03/`` at La Palma, ``2020/01/03/`` at PIC)."""
+    night = night_of_name(path.rsplit("/", 1)[-1])
+    if night is not None:
+        return night
+    found = _PATH_NIGHT.search(path)
+    return _date(found["y"], found["m"], found["d"]) if found else None
+
+
+def _date(year: str, month: str, day: str) -> date | None:
+    try:
+        return date(int(year), int(month), int(day))
+    except ValueError:
+        return None
+
+
+def fixed_order(findings: Mapping[Kind, list[Finding]]) -> list[tuple[Kind, list[Finding]]]:
+    """The classes in the order a person reads them: files first, then Rucio's collections and rules."""
+    return [(kind, sorted(findings[kind], key=lambda f: f.key)) for kind in Kind]
