@@ -1,7 +1,8 @@
 """A synthetic but realistic MAGIC night, laid out like the La Palma storage.
 
-``plan_night`` decides every file (name, folder, size, content seed) without touching the disk;
-``write_night`` puts a plan on disk, at once or trickled in like a running DAQ. Run
+``plan_night`` decides every file (name, folder, size, content seed) without writing anything;
+``write_night`` puts a plan on disk, at once or trickled in like a running DAQ. DL3 products are valid
+GADF files of their own run (``dl3``), raw files valid gzip streams, the rest pseudo-random bytes. Run
 ``python tools/make_night --help`` for the command line.
 """
 

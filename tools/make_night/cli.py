@@ -44,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
         "--scale",
         type=float,
         default=1.0,
-        help="multiply every size (1 = real sizes, about 0.5 TB a night; 1e-4 = tens of MB)",
+        help="multiply every size but the DL3 files' (valid FITS of a fixed 0.35 MB) "
+        "(1 = real sizes, about 0.5 TB a night; 1e-4 = tens of MB)",
     )
     command.add_argument("--first-run", type=int, help="first run number (default: plausible for the night)")
     command.add_argument(
@@ -53,8 +54,9 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         const=DEFAULT_DL3_TEMPLATE,
         metavar="FITS",
-        help="copy a real DL3 file for every DL3 product instead of random bytes "
-        "(default file: the Crab run in tests/data; its headers keep their own OBS_ID)",
+        help="copy a real DL3 file byte for byte for every DL3 product (default file: the Crab run in tests/data) "
+        "instead of rewriting that run's headers, times and pointing for each run; the copies keep the headers "
+        "of their own run, which disagree with the names they get",
     )
     command.add_argument(
         "--trickle",

@@ -1,4 +1,6 @@
-"""Every file of one synthetic night: name, observatory path, size and when it is closed. Pure.
+"""Every file of one synthetic night: name, observatory path, size and when it is closed.
+
+Pure, but for reading the DL3 template once to learn the size of the DL3 files written from it.
 
 Names come from ``MagicName`` records through ``naming.format_name``, and every path is checked
 against ``layout.observatory_folder`` + ``layout.check_folder``, so a night can never disagree with the
@@ -19,9 +21,10 @@ from enum import Enum
 
 from rucio_magic_ext import layout
 from rucio_magic_ext.naming import Family, Level, MagicName, Telescope, format_name, parse
-from tools.make_night import sizes
+from tools.make_night import dl3, sizes
 from tools.make_night.content import gzip_minimum
 from tools.make_night.schedule import Run, default_first_run, plan_runs
+from tools.make_night.sky import Observation, observations
 
 TELESCOPES = (Telescope.M1, Telescope.M2)
 
@@ -35,7 +38,8 @@ _DL3_AFTER = timedelta(minutes=45)
 class Content(str, Enum):
     RANDOM = "random"  # pseudo-random bytes
     GZIP = "gzip"  # a valid gzip stream of pseudo-random bytes
-    DL3_TEMPLATE = "dl3-template"  # a copy of a real DL3 file
+    DL3 = "dl3"  # the real DL3 file rewritten for its run (tools/make_night/dl3.py)
+    DL3_TEMPLATE = "dl3-template"  # a byte copy of a real DL3 file
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,7 @@ class PlannedFile:
     content: Content
     content_seed: int
     closed_at: datetime
+    observation: Observation | None = None  # DL3 files: what their headers say of the run
 
     @property
     def name(self) -> str:
@@ -71,7 +76,7 @@ class _Night:
         self.dl3_template_size = dl3_template_size
         self.files: list[PlannedFile] = []
 
-    def add(self, record: MagicName, size: float, closed_at: datetime) -> None:
+    def add(self, record: MagicName, size: float, closed_at: datetime, observation: Observation | None = None) -> None:
         name = format_name(record)
         path = f"{observatory_dir(record.telescope, record.level, self.night)}/{name}"
         parsed = parse(name)
@@ -83,11 +88,12 @@ class _Night:
         scaled = round(size * self.scale)
         if record.compression == "gz":
             content, minimum = Content.GZIP, gzip_minimum(name[: -len(".gz")])
-        if record.family is Family.DL3 and self.dl3_template_size is not None:
-            content, scaled = Content.DL3_TEMPLATE, self.dl3_template_size
-        self.files.append(
-            PlannedFile(record, path, max(minimum, scaled), content, _content_seed(self.seed, name), closed_at)
-        )
+        if record.family is Family.DL3:  # a FITS file has the size it has, whatever the scale
+            content, scaled = Content.DL3, dl3.written_size()
+            if self.dl3_template_size is not None:
+                content, scaled = Content.DL3_TEMPLATE, self.dl3_template_size
+        seed = _content_seed(self.seed, name)
+        self.files.append(PlannedFile(record, path, max(minimum, scaled), content, seed, closed_at, observation))
 
 
 def _telescope_record(night: date, run: Run, telescope: Telescope, subrun: int, family: Family, **kw) -> MagicName:
@@ -118,7 +124,7 @@ def _stereo_record(night: date, run: Run, family: Family, run_type: str, extensi
     )
 
 
-def _plan_run(out: _Night, run: Run, rng: random.Random) -> None:
+def _plan_run(out: _Night, run: Run, observation: Observation | None, rng: random.Random) -> None:
     night = out.night
     step = (run.end - run.start) / run.subruns
     raw_sizes: dict[tuple[Telescope, int], float] = {}
@@ -136,10 +142,16 @@ def _plan_run(out: _Night, run: Run, rng: random.Random) -> None:
             out.add(record, sizes.calibration_constants(rng), run.end + _CALIBRATED_AFTER)
     if run.run_type != "D":
         return
-    _plan_analysis(out, run, raw_sizes, rng)
+    _plan_analysis(out, run, raw_sizes, observation, rng)
 
 
-def _plan_analysis(out: _Night, run: Run, raw_sizes: dict[tuple[Telescope, int], float], rng: random.Random) -> None:
+def _plan_analysis(
+    out: _Night,
+    run: Run,
+    raw_sizes: dict[tuple[Telescope, int], float],
+    observation: Observation | None,
+    rng: random.Random,
+) -> None:
     night = out.night
     for telescope in TELESCOPES:
         closed = run.end + _CALIBRATED_AFTER
@@ -162,7 +174,8 @@ def _plan_analysis(out: _Night, run: Run, raw_sizes: dict[tuple[Telescope, int],
     out.add(_stereo_record(night, run, Family.SUPERSTAR, "S", "root"), superstar, run.end + _STEREO_AFTER)
     melibea = sizes.melibea(superstar, rng)
     out.add(_stereo_record(night, run, Family.MELIBEA, "Q", "root"), melibea, run.end + _STEREO_AFTER * 1.2)
-    out.add(_stereo_record(night, run, Family.DL3, "DL3", "fits"), sizes.dl3(run.subruns, rng), run.end + _DL3_AFTER)
+    dl3_record = _stereo_record(night, run, Family.DL3, "DL3", "fits")
+    out.add(dl3_record, sizes.dl3(run.subruns, rng), run.end + _DL3_AFTER, observation)
 
 
 def plan_night(
@@ -176,7 +189,8 @@ def plan_night(
     """Every file of the night labelled ``night`` (its sunrise date), in the order they are closed.
 
     The same arguments always give the same names, sizes and content seeds. ``dl3_template_size`` is the
-    size of a real DL3 file that the writer will copy in place of random DL3 bytes.
+    size of a real DL3 file that the writer will copy byte for byte; without it, every DL3 file is the
+    real run in tests/data rewritten for its own run, whose size is the one the writer will write.
     """
     if scale <= 0:
         raise ValueError(f"scale must be positive, not {scale}")
@@ -185,8 +199,9 @@ def plan_night(
         raise ValueError(f"stereo run numbers are 8 digits starting with 05: {first:08d} + {runs} runs is not")
     rng = random.Random(f"make_night:{night.isoformat()}:{seed}")
     out = _Night(night, seed, scale, dl3_template_size)
-    for run in plan_runs(night, runs, first, rng):
-        _plan_run(out, run, rng)
+    planned_runs = plan_runs(night, runs, first, rng)
+    observed = observations(planned_runs)
+    for run in planned_runs:
+        _plan_run(out, run, observed.get(run.number), rng)
     order = {id(planned): index for index, planned in enumerate(out.files)}
     return sorted(out.files, key=lambda planned: (planned.closed_at, order[id(planned)]))
-

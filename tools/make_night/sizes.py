@@ -54,5 +54,9 @@ def melibea(superstar_size: float, rng: random.Random) -> float:
 
 
 def dl3(subruns: int, rng: random.Random) -> float:
-    """0.35 MB for a short run, growing with its length to a few MB."""
+    """0.35 MB for a short run, growing with its length to a few MB.
+
+    Still drawn so that the draws after it do not move, but a written DL3 file is a real FITS file whose
+    size the plan takes from ``dl3.written_size`` (or from the file that ``--real-dl3`` copies).
+    """
     return (0.3 + subruns * rng.uniform(0.02, 0.12)) * MB

@@ -12,12 +12,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.make_night import dl3
 from tools.make_night.content import CHUNK, gzip_bytes, random_bytes
+from tools.make_night.dl3 import DEFAULT_DL3_TEMPLATE
 from tools.make_night.plan import Content, PlannedFile
-
-DEFAULT_DL3_TEMPLATE = (
-    Path(__file__).resolve().parents[2] / "tests/data/20131004_05029747_DL3_CrabNebula-W0.40+035.fits"
-)
 
 # Called after every write with the file, the bytes written so far and whether it is closed.
 Observer = Callable[[PlannedFile, int, bool], None]
@@ -31,8 +29,12 @@ class Written:
 
 
 def body(planned: PlannedFile, dl3_template: Path = DEFAULT_DL3_TEMPLATE) -> Iterator[bytes | memoryview]:
-    """The bytes of a planned file, in chunks."""
-    if planned.content is Content.GZIP:
+    """The bytes of a planned file, in chunks. ``dl3_template`` is the file that DL3_TEMPLATE files copy."""
+    if planned.content is Content.DL3:
+        if planned.observation is None:
+            raise ValueError(f"{planned.path}: a DL3 file needs the observation of its run")
+        yield dl3.render(planned.record, planned.observation)
+    elif planned.content is Content.GZIP:
         mtime = int(planned.closed_at.timestamp())
         yield from gzip_bytes(planned.content_seed, planned.size, planned.name[: -len(".gz")], mtime)
     elif planned.content is Content.DL3_TEMPLATE:
