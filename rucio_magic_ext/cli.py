@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--ledger-only", action="store_true", help="skip Rucio's rules and replicas")
     state.add_argument("--ledger-url", help="read this ledger database instead of the configured one")
     state.set_defaults(handler=_status)
+    from rucio_magic_ext.retire.command import add_parser as add_scope
+
+    add_scope(subparsers)
     return parser
 
 
