@@ -119,6 +119,14 @@ def existing_dids(dids: Sequence[DID], session: Session) -> set[DID]:
     return known
 
 
+def json_metadata_kept(session: Session) -> bool:
+    """Whether a configured metadata plugin takes keys beyond Rucio's DID columns (``source``) on this database:
+    Rucio's JSON plugin refuses SQLite, the project's ``PortableJSONDidMeta`` takes them everywhere."""
+    from rucio.core.did_meta_plugins import METADATA_PLUGIN_MODULES
+
+    return any(plugin.manages_key("source", session=session) for plugin in METADATA_PLUGIN_MODULES)
+
+
 def ensure_collections(wanted: Mapping[DID, DIDType], account: InternalAccount, session: Session) -> None:
     """Create the datasets and containers not yet there; one that another worker creates meanwhile is fine."""
     from rucio.common.exception import DataIdentifierAlreadyExists

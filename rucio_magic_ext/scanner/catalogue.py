@@ -77,7 +77,6 @@ class Catalogue:
         """
         from rucio.core.did import attach_dids_to_dids, set_dids_metadata_bulk
         from rucio.core.replica import add_replicas
-        from rucio.db.sqla.util import json_implemented
 
         with rucio_db.writing() as session:
             existing = rucio_db.replica_paths(self.rse, [(f.scope, f.name) for f in files], session)
@@ -109,7 +108,7 @@ class Catalogue:
                 described_by_rucio = [f for f in described if (f.scope, f.name) not in created]
             else:
                 described_by_rucio = described
-            keep = None if json_implemented(session=session) else DID_COLUMN_KEYS
+            keep = None if rucio_db.json_metadata_kept(session) else DID_COLUMN_KEYS
             set_dids_metadata_bulk(
                 dids=[
                     {"scope": InternalScope(f.scope), "name": f.name, "meta": _only(f.metadata, keep)}

@@ -22,22 +22,22 @@ DID_COLUMN_KEYS = frozenset({"project", "datatype", "run_number"})
 Described = tuple[str, str, Mapping[str, Any]]  # scope, name, metadata
 
 
-def can_write_directly(session: Session) -> bool:
-    """Rucio's default metadata plugins on PostgreSQL: the only set-up whose rows this module writes."""
-    from rucio.core.did_meta_plugins import METADATA_PLUGIN_MODULES
-    from rucio.core.did_meta_plugins.did_column_meta import DidColumnMeta
-    from rucio.core.did_meta_plugins.json_meta import JSONDidMeta
+# The metadata plugins (DID columns, then JSON) whose rows this module writes itself on PostgreSQL: Rucio's
+# defaults, or with the project's JSON plugin, which stores the very same rows there. Named, not imported: the
+# policy package is a room beside the scanner's.
+_COLUMNS = "rucio.core.did_meta_plugins.did_column_meta.DidColumnMeta"
+DIRECT_PLUGINS = frozenset({
+    (_COLUMNS, "rucio.core.did_meta_plugins.json_meta.JSONDidMeta"),
+    (_COLUMNS, "rucio_magic_ext.policy.json_meta.PortableJSONDidMeta"),
+})
 
-    plugins = [type(plugin) for plugin in METADATA_PLUGIN_MODULES]
-    return (
-        session.bind is not None
-        and session.bind.dialect.name == "postgresql"
-        and plugins
-        == [
-            DidColumnMeta,
-            JSONDidMeta,
-        ]
-    )
+
+def can_write_directly(session: Session) -> bool:
+    """One of ``DIRECT_PLUGINS`` on PostgreSQL: the only set-ups whose rows this module writes."""
+    from rucio.core.did_meta_plugins import METADATA_PLUGIN_MODULES
+
+    plugins = tuple(f"{type(plugin).__module__}.{type(plugin).__qualname__}" for plugin in METADATA_PLUGIN_MODULES)
+    return session.bind is not None and session.bind.dialect.name == "postgresql" and plugins in DIRECT_PLUGINS
 
 
 def describe_created(files: Sequence[Described], session: Session) -> None:
