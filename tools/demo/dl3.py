@@ -1,0 +1,53 @@
+"""The night's DL3 runs as an astronomer meets them: found by what their headers say, fetched as a gammapy
+data store, opened by gammapy. The demo runs the same commands the README gives."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+from rich.console import Console
+
+from rucio_magic_ext.naming import Level
+from tools.make_night import PlannedFile
+
+RUCIO_MAGIC = str(Path(sys.executable).parent / "rucio-magic")
+
+
+def show_dl3(console: Console, plan: list[PlannedFile], state: Path, night: date) -> bool:
+    """``dl3 find`` and ``dl3 fetch`` for the night's most observed source; False when any step fails."""
+    sources = Counter(p.record.source for p in plan if p.record.level is Level.DL3 and p.record.source)
+    if not sources:
+        return True
+    source = sources.most_common(1)[0][0]
+    selection = ["--source", source, "--night", night.isoformat()]
+    store = state / "dl3-store"
+    for command in (["dl3", "find", *selection], ["dl3", "fetch", *selection, str(store)]):
+        console.print(f"[bold]$ rucio-magic {' '.join(command)}[/]")
+        done = subprocess.run([RUCIO_MAGIC, *command], capture_output=True, text=True)
+        console.print(done.stdout.rstrip(), markup=False, highlight=False)
+        if done.returncode != 0:
+            console.print(f"[red]rucio-magic {command[1]} failed[/]: {done.stderr.strip()}")
+            return False
+    return _open(console, store, sources[source])
+
+
+def _open(console: Console, store: Path, expected: int) -> bool:
+    """gammapy reads every run of the store: events, GTI and the point-like IRFs."""
+    from gammapy.data import DataStore
+
+    data = DataStore.from_dir(store)
+    for obs_id in data.obs_table["OBS_ID"]:
+        observation = data.obs(int(obs_id), required_irf="point-like")
+        console.print(
+            f"gammapy: run {obs_id}: {len(observation.events.table)} events, "
+            f"{observation.gti.time_sum.to_value('s'):.0f} s of good time, "
+            f"IRFs {', '.join(name for name in ('aeff', 'edisp', 'rad_max') if getattr(observation, name) is not None)}"
+        )
+    opened = len(data.obs_table)
+    if opened != expected:
+        console.print(f"[red]gammapy opened {opened} runs of {expected}[/]")
+    return opened == expected
