@@ -31,6 +31,7 @@ from rucio_magic_ext.ledger import FileState, Ledger
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.report.nights import MILESTONES, at_or_beyond, nights
 from rucio_magic_ext.report.query import file_row
+from tools.demo.dl3 import real_run, show_dl3
 from tools.devstack.stack import Stack
 from tools.make_night import PlannedFile, plan_night, write_night
 
@@ -73,10 +74,10 @@ def run_flow(
             f"watch it from another shell: RUCIO_CONFIG={stack.settings.rucio_cfg} "
             f"{Path(sys.executable).parent / 'rucio-magic'} status"
         )
-        plan = plan_night(night, runs=runs, seed=seed, scale=scale)
+        plan = [*plan_night(night, runs=runs, seed=seed, scale=scale), real_run()]
         orm_root = stack.data_folder(ORM)
         console.print(
-            f"night {night}: {len(plan)} files, {_mb(sum(f.size for f in plan))} "
+            f"night {night} and a real DL3 run: {len(plan)} files, {_mb(sum(f.size for f in plan))} "
             f"{'trickling in' if trickle else 'written'} at {ORM}"
         )
         began = utcnow()
@@ -94,7 +95,8 @@ def run_flow(
         rows = watch.until_done(timeout)
         summarise(plan, rows)
         write_report(watch.ledger, state, night, began)
-        return 0 if all(row.state is FileState.DELETED for row in rows.values()) else 1
+        found = show_dl3(console, plan, state)
+        return 0 if found and all(row.state is FileState.DELETED for row in rows.values()) else 1
     finally:
         if keep:
             console.print(f"stack left running: python3 tools/devstack down --state {state}")
