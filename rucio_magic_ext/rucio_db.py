@@ -411,3 +411,128 @@ def replicas_at(rse: str, dids: Sequence[DID]) -> set[DID]:
     """The files that still have a replica at ``rse``."""
     with reading() as session:
         return set(replica_paths(rse, dids, session))
+
+# -- an RSE's records, streamed (the audit) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplicaRow:
+    """A replica as Rucio's table holds it: ``path`` as stored (None where the RSE's lfn2pfn makes it)."""
+
+    scope: str
+    name: str
+    path: str | None
+    bytes: int | None
+    adler32: str | None
+    state: str  # ReplicaState name: AVAILABLE, COPYING, BEING_DELETED, BAD, ...
+
+
+def replicas_of_rse(rse: str, batch: int = 5000) -> Iterator[ReplicaRow]:
+    """Every replica of an RSE, fetched ``batch`` rows at a time on one cursor: a whole RSE never sits in memory."""
+    from rucio.db.sqla import models
+
+    table = models.RSEFileAssociation
+    query = (
+        select(table.scope, table.name, table.path, table.bytes, table.adler32, table.state)
+        .where(table.rse_id == rse_id(rse))
+        .execution_options(yield_per=batch)
+    )
+    with reading() as session:
+        for scope, name, path, size, adler32, state in session.execute(query):
+            yield ReplicaRow(scope.external, name, path, size, adler32, state.name)
+
+
+def rse_protocol(rse: str, operation: str = "read") -> Any:
+    """The RSE's protocol for ``operation`` as Rucio chooses it (WAN), to build its PFNs in bulk."""
+    from rucio.rse import rsemanager
+
+    return rsemanager.create_protocol(rse_settings(rse), operation, domain="wan")
+
+
+def rses_of_expression(expression: str) -> frozenset[str]:
+    """The RSEs an RSE expression names now; empty when the expression names none or is not valid."""
+    from rucio.common.exception import InvalidRSEExpression
+    from rucio.core.rse_expression_parser import parse_expression
+
+    with reading() as session:
+        try:
+            return frozenset(entry["rse"] for entry in parse_expression(expression, session=session))
+        except InvalidRSEExpression:
+            return frozenset()
+
+
+def empty_collections(scopes: Sequence[str], batch: int = 5000) -> Iterator[tuple[str, str, str]]:
+    """(scope, name, DID type) of every dataset and container of ``scopes`` that holds nothing."""
+    from rucio.db.sqla import models
+    from sqlalchemy import exists
+
+    did, link = models.DataIdentifier, models.DataIdentifierAssociation
+    content = exists().where(link.scope == did.scope, link.name == did.name)
+    query = (
+        select(did.scope, did.name, did.did_type)
+        .where(
+            did.scope.in_([InternalScope(scope) for scope in scopes]),
+            did.did_type.in_([DIDType.DATASET, DIDType.CONTAINER]),
+            ~content,
+        )
+        .execution_options(yield_per=batch)
+    )
+    with reading() as session:
+        for scope, name, did_type in session.execute(query):
+            yield scope.external, name, did_type.name
+
+
+def collections_of_scope(scope: str, batch: int = 5000) -> Iterator[str]:
+    """The names of the datasets of a scope."""
+    from rucio.db.sqla import models
+
+    did = models.DataIdentifier
+    query = (
+        select(did.name)
+        .where(did.scope == InternalScope(scope), did.did_type == DIDType.DATASET)
+        .execution_options(yield_per=batch)
+    )
+    with reading() as session:
+        yield from session.scalars(query)
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    rule_id: str
+    scope: str
+    name: str
+    comment: str
+    rse_expression: str
+    copies: int
+    account: str
+
+
+def rules_in_scopes(scopes: Sequence[str], batch: int = 5000) -> Iterator[RuleRow]:
+    """Every rule on a DID of ``scopes``."""
+    from rucio.db.sqla import models
+
+    table = models.ReplicationRule
+    query = (
+        select(table.id, table.scope, table.name, table.comments, table.rse_expression, table.copies, table.account)
+        .where(table.scope.in_([InternalScope(scope) for scope in scopes]))
+        .execution_options(yield_per=batch)
+    )
+    with reading() as session:
+        for rule_id, scope, name, comment, expression, copies, account in session.execute(query):
+            yield RuleRow(str(rule_id), scope.external, name, comment or "", expression, copies, account.external)
+
+
+@retried_when_locked
+def declare_bad_replicas(rse: str, dids: Sequence[DID], reason: str, account: str) -> list[str]:
+    """Declare replicas of ``rse`` BAD through Rucio's own API, so that the necromancer and the replica recoverer
+    have them copied again from another replica; returns what Rucio could not declare, with its reason."""
+    from rucio.core.replica import declare_bad_file_replicas
+
+    if not dids:
+        return []
+    replicas: list[str | dict[str, Any]] = [
+        {"scope": InternalScope(scope), "name": name, "rse_id": rse_id(rse)} for scope, name in dids
+    ]
+    with writing() as session:
+        refused = declare_bad_file_replicas(replicas, reason, InternalAccount(account), force=True, session=session)
+    return [entry for entries in refused.values() for entry in entries]
