@@ -63,6 +63,15 @@ def _retry(args: argparse.Namespace) -> int:
     return 1 if missing or not back else 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    """Every byte of an RSE accounted for: its storage, Rucio's replicas and the ledger compared."""
+    from rucio_magic_ext.audit.command import Settings, run
+    from rucio_magic_ext.scanner.config import load_config
+
+    config = load_config()
+    return run(args, Settings(config.rse, config.account, config.replication_policy, config.roots))
+
+
 def _status(args: argparse.Namespace) -> int:
     """Where the flow stands: per source RSE and night, files per state, what is at risk, rules, errors."""
     import json
@@ -126,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rucio_magic_ext.report.command import add_parser as add_report
 
     add_report(subparsers)
+    from rucio_magic_ext.audit.command import add_parser as add_audit
+
+    add_audit(subparsers, _audit)
     from rucio_magic_ext.dl3.command import add_parser as add_dl3
 
     add_dl3(subparsers)

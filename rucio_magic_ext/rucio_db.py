@@ -412,6 +412,7 @@ def replicas_at(rse: str, dids: Sequence[DID]) -> set[DID]:
     with reading() as session:
         return set(replica_paths(rse, dids, session))
 
+
 # -- an RSE's records, streamed (the audit) ---------------------------------------------------------------
 
 
