@@ -2,6 +2,10 @@
 
 Pure: the scanner turns it into rules on run datasets, and the carrier hook asks it which rules must be
 satisfied before a source copy may go.
+
+An entry may take its copies from another entry's copies (``source``, Rucio's ``source_replica_expression``),
+so that a file crosses the slow link from the observatory once: the first destination copies it from La Palma,
+the others from that copy.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class RuleSpec:
     lifetime: int | None = None  # seconds; None keeps the copy forever
     grouping: str = "DATASET"
     comment: str = ""
+    source: str | None = None  # RSE expression the copies are made from; None: wherever Rucio finds one
 
     def matches(self, level: Level, telescope: Telescope) -> bool:
         return level in self.levels and telescope in self.telescopes
@@ -72,7 +77,45 @@ def parse_policy(document: dict[str, Any]) -> ReplicationPolicy:
     names = [rule.name for rule in rules]
     if len(set(names)) != len(names):
         raise PolicyError(f"rule names must be unique: {names}")
+    for rule in rules:
+        if rule.source is not None:
+            _check_source(rule, rules)
     return ReplicationPolicy(rules)
+
+
+def feeders(rule: RuleSpec, rules: tuple[RuleSpec, ...]) -> list[RuleSpec]:
+    """The entries whose copies a chained entry is made from: those that place copies at its ``source``."""
+    return [other for other in rules if other is not rule and other.rse_expression == rule.source]
+
+
+def _check_source(rule: RuleSpec, rules: tuple[RuleSpec, ...]) -> None:
+    """A chained copy waits (Rucio: STUCK, then SUSPENDED after 14 days) until a replica exists at its source,
+    holding the observatory copy all that time. So its source must be where another entry, one that copies from
+    the observatory and keeps its copies, puts every file this entry takes."""
+    where = f"rule {rule.name!r}: source {rule.source!r}"
+    if rule.source == rule.rse_expression:
+        raise PolicyError(f"{where} is its own destination: a copy cannot be made from itself")
+    fed_by = feeders(rule, rules)
+    if not fed_by:
+        raise PolicyError(
+            f"{where} is no other rule's rse_expression: the copies would wait for a replica no rule makes"
+        )
+    chained = [other.name for other in fed_by if other.source is not None]
+    if chained:
+        raise PolicyError(
+            f"{where} is filled by {chained}, which take their copies from elsewhere too: name the first destination"
+        )
+    expiring = [other.name for other in fed_by if other.lifetime is not None]
+    if expiring:
+        raise PolicyError(f"{where} is filled by {expiring}, whose copies expire: the source must keep its copies")
+    missing = sorted(
+        f"{telescope.value} {level.value}"
+        for level in rule.levels
+        for telescope in rule.telescopes
+        if not any(other.matches(level, telescope) for other in fed_by)
+    )
+    if missing:
+        raise PolicyError(f"{where} gets no copy of {', '.join(missing)}: the rules filling it do not take them")
 
 
 def load_policy(path: Path | str) -> ReplicationPolicy:
@@ -98,6 +141,7 @@ def _rule(index: int, entry: dict[str, Any]) -> RuleSpec:
         "lifetime_days",
         "grouping",
         "comment",
+        "source",
     }
     unknown = set(entry) - known
     if unknown:
@@ -120,6 +164,7 @@ def _rule(index: int, entry: dict[str, Any]) -> RuleSpec:
     grouping = str(entry.get("grouping", "DATASET")).upper()
     if grouping not in GROUPINGS:
         raise PolicyError(f"{where}: grouping must be one of {GROUPINGS}")
+    source = str(entry.get("source") or "").strip() or None  # "" in a rule undoes a [defaults] source
     days = entry.get("lifetime_days")
     if days is not None and float(days) <= 0:
         raise PolicyError(f"{where}: lifetime_days must be positive (omit it to keep copies forever)")
@@ -133,4 +178,5 @@ def _rule(index: int, entry: dict[str, Any]) -> RuleSpec:
         lifetime=None if days is None else int(float(days) * 86400),
         grouping=grouping,
         comment=str(entry.get("comment", "")),
+        source=source,
     )

@@ -262,6 +262,7 @@ class RuleRequest:
     grouping: str = "DATASET"
     purge_replicas: bool = False
     locked: bool = False
+    source_replica_expression: str | None = None  # copy only from replicas there; Rucio waits for one to exist
 
 
 def rules_by_comment(dids: Iterable[DID], session: Session) -> dict[tuple[str, str, str], str]:
@@ -313,6 +314,7 @@ def _add_rule(request: RuleRequest, account: InternalAccount, session: Session) 
         lifetime=request.lifetime,
         locked=request.locked,
         subscription_id=None,
+        source_replica_expression=request.source_replica_expression,
         activity=request.activity,
         purge_replicas=request.purge_replicas,
         comment=request.comment,

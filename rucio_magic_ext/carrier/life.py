@@ -132,7 +132,9 @@ class Carriers:
         )
 
     def destination_rules(self, carrier: LedgerCarrier) -> list[RuleRequest]:
-        """One rule per policy entry the carrier's files need, so the carrier waits for the copies as a whole."""
+        """One rule per policy entry the carrier's files need, so the carrier waits for the copies as a whole.
+        Each has its entry's source: whichever rule's request reaches a destination first decides where the copy
+        comes from, so a carrier rule without it could pull a second copy from the observatory."""
         return [
             RuleRequest(
                 CARRIER_SCOPE,
@@ -142,6 +144,7 @@ class Carriers:
                 DESTINATION_RULE_COMMENT.format(rule=spec.name),
                 spec.activity,
                 grouping=spec.grouping,
+                source_replica_expression=spec.source,
             )
             for spec in self.policy_of(carrier)
         ]

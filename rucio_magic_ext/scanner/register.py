@@ -43,7 +43,8 @@ def registration(row: LedgerFile) -> Registration:
 
 
 def permanent_rules(context: Context, rows: Sequence[LedgerFile]) -> list[RuleRequest]:
-    """One rule per policy entry on each run dataset of ``rows``."""
+    """One rule per policy entry on each run dataset of ``rows``; a chained entry's rule copies only from its
+    source, and waits (STUCK, repaired by the judge-repairer) until the first copy is there."""
     wanted = {}
     for row in rows:
         placed = row.placement
@@ -57,6 +58,7 @@ def permanent_rules(context: Context, rows: Sequence[LedgerFile]) -> list[RuleRe
                 spec.activity,
                 spec.lifetime,
                 spec.grouping,
+                source_replica_expression=spec.source,  # from the first destination, not La Palma again
             )
     return list(wanted.values())
 
