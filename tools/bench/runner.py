@@ -21,13 +21,20 @@ from tools.bench.report import Figure, write_json
 from tools.devstack.config import REPO
 
 DEFAULT_JSON = REPO / ".state" / "bench" / "results.json"
-NAMES = ("registration", "incremental", "checksum", "latency", "xrootd")
+NAMES = ("registration", "incremental", "checksum", "latency", "xrootd", "chain")
+LONG = ("chain",)  # run only when named in --only
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 tools/bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help=f"comma-separated benchmarks to run (default: all of {', '.join(NAMES)})")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated benchmarks to run (default: {', '.join(n for n in NAMES if n not in LONG)}; "
+        f"{', '.join(LONG)} only when named: a real night's 2,763 files through the whole chain, about 30 minutes)",
+    )
     parser.add_argument("--quick", action="store_true", help="scaled down, for a quick look (figures not comparable)")
+    parser.add_argument("--scale", type=float, help="chain: file sizes of a real night times this (default 1e-3)")
+    parser.add_argument("--trickle", type=float, help="chain: seconds between two files closing (default 0: at once)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="results file (default: %(default)s)")
     parser.add_argument("--state", type=Path, default=benchstack.DEFAULT_STATE, help="the stack's state folder")
     parser.add_argument("--pg-database", default=benchstack.DATABASE, help="PostgreSQL database of the stack")
@@ -36,9 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def chosen(only: str | None) -> list[str]:
-    """The benchmarks named in ``--only``, in the runner's order; every one when not given."""
+    """The benchmarks named in ``--only``, in the runner's order; every one but the long ones when not given."""
     if not only:
-        return list(NAMES)
+        return [name for name in NAMES if name not in LONG]
     wanted = [name.strip() for name in only.split(",") if name.strip()]
     unknown = sorted(set(wanted) - set(NAMES))
     if unknown:
@@ -47,7 +54,7 @@ def chosen(only: str | None) -> list[str]:
 
 
 def benchmarks(args: argparse.Namespace, place: benchstack.Place) -> dict[str, Callable[[], list[Figure]]]:
-    from tools.bench import checksum_figures, incremental, latency, registration, xrootd
+    from tools.bench import chain, checksum_figures, incremental, latency, registration, xrootd
 
     quick = args.quick
     profile_dir = args.state.parent / f"{args.state.name}-profiles" if args.profile else None
@@ -59,6 +66,9 @@ def benchmarks(args: argparse.Namespace, place: benchstack.Place) -> dict[str, C
         "checksum": lambda: checksum_figures.run("64M" if quick else "2G", args.state.parent),
         "latency": lambda: latency.run(place, latency.QUICK if quick else latency.FULL),
         "xrootd": lambda: xrootd.run(place, xrootd.QUICK if quick else xrootd.FULL),
+        "chain": lambda: chain.run(
+            place, chain.setup(chain.QUICK if quick else chain.FULL, scale=args.scale, trickle=args.trickle)
+        ),
     }
 
 
