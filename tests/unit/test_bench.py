@@ -1,4 +1,5 @@
-"""The benchmarks' pure parts: figure lines, ratios against baselines, targets, the choice of benchmarks."""
+"""The benchmarks' pure parts: figure lines, ratios against baselines, targets, the choice of benchmarks, and the
+chain's process accounting and figures."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import math
 import pytest
 
 from tools.bench.benchstack import default_sleep
+from tools.bench.chain import FULL
+from tools.bench.chain import setup as chain_setup
+from tools.bench.chain_figures import ChainRun, Cost, PlainCopy, StockRun, cost, rate, stock_cpu
+from tools.bench.chain_figures import figures as chain_figures
+from tools.bench.procstat import Proc, Track, Usage, parse_stat, parse_status, quiet, tree, usage
 from tools.bench.report import Figure, Target, write_json
 from tools.bench.runner import chosen
 from tools.devstack.daemons import Daemon
@@ -86,3 +92,127 @@ def test_only_chooses_benchmarks_in_the_runners_order() -> None:
     assert chosen("latency, registration") == ["registration", "latency"]
     with pytest.raises(SystemExit):
         chosen("registration,nope")
+
+
+# -- chain: process accounting, rates, figures --------------------------------------------------------------
+
+STAT = "4242 (rucio-magic (x)) S 1 4242 4242 0 -1 4194560 10 0 0 0 250 50 30 20 20 0 3 0 100 0 0"
+
+
+def test_stat_is_read_after_the_name_even_with_parentheses_in_it() -> None:
+    proc = parse_stat(4242, STAT, ticks=100)
+    assert (proc.ppid, proc.pgid) == (1, 4242)
+    assert proc.cpu == pytest.approx(3.0) and proc.children_cpu == pytest.approx(0.5)
+
+
+def test_status_gives_resident_and_peak_memory_and_zero_for_a_zombie() -> None:
+    assert parse_status("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n") == (1024, 2048)
+    assert parse_status("Name:\tx\nState:\tZ (zombie)\n") == (0, 0)
+
+
+def _proc(pid: int, ppid: int, pgid: int, cpu: float, children: float = 0.0, rss: int = 0, hwm: int = 0) -> Proc:
+    return Proc(pid, ppid, pgid, cpu, children, rss, hwm)
+
+
+def test_a_daemons_tree_is_its_group_and_every_descendant_in_other_sessions() -> None:
+    procs = {
+        10: _proc(10, 1, 10, 5.0, children=2.0, rss=100, hwm=150),  # the submitter, two copiers reaped
+        11: _proc(11, 10, 10, 1.0, rss=10),  # same group
+        20: _proc(20, 10, 20, 0.5, rss=40),  # a copier in a session of its own
+        21: _proc(21, 20, 20, 0.25),  # whatever it started
+        30: _proc(30, 1, 30, 9.0, rss=999),  # another daemon
+    }
+    assert [one.pid for one in tree(10, procs)] == [10, 11, 20, 21]
+    used = usage(10, procs)
+    assert used is not None
+    assert used.cpu == pytest.approx(5.0 + 2.0 + 1.0 + 0.5 + 0.25)
+    assert (used.leader_cpu, used.rss_kb, used.leader_hwm_kb, used.processes) == (5.0, 150, 150, 4)
+    assert usage(99, procs) is None
+
+
+def test_quiet_once_cpu_stands_still_between_samples() -> None:
+    def at(cpu: float) -> dict[str, Usage | None]:
+        return {"magic-scanner": Usage(cpu, cpu, 0, 0, 1)}
+
+    assert quiet([at(3.0), at(3.02), at(3.04)]) is True
+    assert quiet([at(1.0), at(2.5), at(2.5)]) is False
+    assert quiet([at(1.0), {"magic-scanner": None}]) is False
+    assert quiet([]) is False
+
+
+def test_cost_counts_from_the_mark_and_keeps_the_start_up_apart() -> None:
+    track = Track()
+    track.add(Usage(cpu=4.0, leader_cpu=4.0, rss_kb=90_000, leader_hwm_kb=90_000, processes=1))
+    track.mark = Usage(cpu=5.0, leader_cpu=5.0, rss_kb=100_000, leader_hwm_kb=100_000, processes=1)
+    track.add(Usage(cpu=30.0, leader_cpu=20.0, rss_kb=300_000, leader_hwm_kb=180_000, processes=4))
+    track.add(Usage(cpu=35.0, leader_cpu=23.0, rss_kb=150_000, leader_hwm_kb=190_000, processes=1))
+    found = cost(track)
+    assert found is not None
+    assert found.cpu == pytest.approx(30.0) and found.startup_cpu == pytest.approx(5.0)
+    assert found.children_cpu == pytest.approx(12.0)  # 30 in all, 18 of it the leader's own
+    assert found.peak_rss_mb == pytest.approx(300.0)  # the sampled tree's peak beats the leader's own
+    assert cost(Track()) is None
+
+
+def _chain_run(**changes: object) -> ChainRun:
+    values: dict[str, object] = {
+        "files": 2000,
+        "bytes": 1_000_000_000,
+        "deleted": 2000,
+        "seconds": 500.0,
+        "milestones": {"registered": 90.0, "copied": 400.0, "deleted": 500.0},
+        "costs": {"magic-scanner": Cost(cpu=40.0, startup_cpu=4.0, peak_rss_mb=180.0)},
+        "setup": "night written at once",
+        "load": (1.5, 2.5),
+    }
+    values.update(changes)
+    return ChainRun(**values)  # type: ignore[arg-type]
+
+
+def test_chain_rates_are_over_the_whole_span_beside_the_copy_and_stock_rucio() -> None:
+    copy = PlainCopy(files=2000, bytes=1_000_000_000, seconds=2.0)
+    costs = {"conveyor-submitter": Cost(cpu=50.0, startup_cpu=1.0, peak_rss_mb=200.0)}
+    stock_run = StockRun(files=2000, replicated=2000, rules=150, seconds=250.0, costs=costs, load=(1.0, 2.0))
+    mine = {"magic-scanner": Cost(40.0, 4.0, 180.0), "conveyor-submitter": Cost(60.0, 5.0, 220.0, 45.0)}
+    found = {figure.name: figure for figure in chain_figures(_chain_run(costs=mine), copy, stock_run)}
+    bytes_per_s = found["chain.bytes_per_s"]
+    assert bytes_per_s.value == pytest.approx(2.0) and bytes_per_s.baseline == pytest.approx(500.0)
+    assert bytes_per_s.ratio == pytest.approx(0.004) and bytes_per_s.met is False
+    assert "4.00 files/s" in bytes_per_s.detail and "1000 files/s" in bytes_per_s.detail
+    files_per_s = found["chain.files_per_s"]
+    assert files_per_s.value == pytest.approx(4.0) and files_per_s.baseline == pytest.approx(8.0)
+    assert files_per_s.ratio == pytest.approx(0.5) and files_per_s.met is False
+    assert "load 1.5 -> 2.5" in files_per_s.line() and "stock Rucio load 1.0 -> 2.0" in files_per_s.line()
+    assert "registered +90 s, copied +400 s, deleted +500 s" in found["chain.span"].detail
+    scanner = found["chain.cpu_per_1000_files[magic-scanner]"]
+    assert scanner.value == pytest.approx(20.0) and scanner.baseline is None
+    submitter = found["chain.cpu_per_1000_files[conveyor-submitter]"]
+    # stock's 51 s with its start-up, less the chain's start-up of the same daemon: 46 s for 2000 files
+    assert submitter.value == pytest.approx(30.0) and submitter.baseline == pytest.approx(23.0)
+    assert found["chain.peak_rss[conveyor-submitter]"].ratio == pytest.approx(1.1)
+    assert "chain.cpu_per_1000_files[magic-carrier]" not in found  # never seen: no figure
+
+
+def test_an_unfinished_chain_counts_what_left_and_says_so() -> None:
+    chain = _chain_run(deleted=1000, seconds=1000.0)
+    found = {f.name: f for f in chain_figures(chain, PlainCopy(2000, 1_000_000_000, 2.0), None)}
+    assert found["chain.files_per_s"].value == pytest.approx(1.0)
+    assert found["chain.files_per_s"].ratio is None and found["chain.files_per_s"].met is False
+    assert found["chain.bytes_per_s"].value == pytest.approx(0.5)
+    assert "INCOMPLETE: 1000 of 2000" in found["chain.bytes_per_s"].detail
+    assert math.isnan(rate(5, 0.0))
+
+
+def test_stock_cpu_never_goes_below_zero() -> None:
+    assert stock_cpu(Cost(1.0, 10.0, 1.0), Cost(5.0, 0.5, 1.0)) == 0.0
+
+
+def test_chain_is_run_only_when_named_and_its_options_apply() -> None:
+    assert "chain" not in chosen(None)
+    assert chosen("chain") == ["chain"]
+    trickled = chain_setup(FULL, scale=1e-4, trickle=2.0)
+    assert (trickled.scale, trickled.trickle, trickled.files) == (1e-4, 2.0, 2763)
+    assert trickled.timeout == FULL.timeout + 2.0 * 2763
+    assert chain_setup(FULL) == FULL
+    with pytest.raises(ValueError):
+        chain_setup(FULL, scale=0)
