@@ -6,7 +6,8 @@
   per run dataset to PIC-DISK, then the conveyor daemons the chain uses (the magic tool's preparer, submitter
   and poller, Rucio's finisher) started at the same sleep times and run until every file has its replica
   AVAILABLE at PIC-DISK; no scanner, no carrier, nothing deleted. The daemons start after the rules, so they
-  find the work waiting: Rucio's own floor. Their cost is sampled as the chain's is.
+  find the work waiting, the preparer first (a submitter that found nothing would sleep its 600 s): Rucio's
+  own floor. Their cost is sampled as the chain's is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -30,6 +32,9 @@ from tools.devstack.stack import Stack
 from tools.make_night import PlannedFile, write_night
 
 CONVEYOR = ("conveyor-preparer", "conveyor-submitter", "conveyor-poller", "conveyor-finisher")
+PREPARING = """
+SELECT count(*) FROM {schema}.requests WHERE state = 'P'
+"""
 AVAILABLE_AT = """
 SELECT count(*), max(r.updated_at) FROM {schema}.replicas r JOIN {schema}.rses s ON s.id = r.rse_id
 WHERE s.rse = :rse AND r.state = 'A'
@@ -41,16 +46,27 @@ def epoch(moment: datetime | None) -> float:
     return moment.replace(tzinfo=timezone.utc).timestamp() if moment else float("nan")
 
 
-def available_at(stack: Stack, rse: str) -> tuple[int, float]:
-    """How many replicas are AVAILABLE at ``rse``, and when the last of them became so (epoch)."""
+def _one(stack: Stack, query: str, **values: str) -> tuple[Any, ...]:
+    """The one row of ``query`` on Rucio's database."""
     engine = create_engine(stack.settings.db_url)
+    statement = text(query.format(schema=stack.settings.db_schema or "public"))
     try:
         with engine.connect() as connection:
-            query = text(AVAILABLE_AT.format(schema=stack.settings.db_schema or "public"))
-            count, last = connection.execute(query, {"rse": rse}).one()
+            return tuple(connection.execute(statement, values).one())
     finally:
         engine.dispose()
+
+
+def available_at(stack: Stack, rse: str) -> tuple[int, float]:
+    """How many replicas are AVAILABLE at ``rse``, and when the last of them became so (epoch)."""
+    count, last = _one(stack, AVAILABLE_AT, rse=rse)
     return int(count), epoch(last)
+
+
+def prepared(stack: Stack, deadline: float) -> None:
+    """Wait until the preparer has queued every request (none left PREPARING), or the deadline."""
+    while _one(stack, PREPARING)[0] and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 def plain_copy(source: Path, target: Path) -> PlainCopy:
@@ -94,9 +110,11 @@ def run(
         print(f"chain: stock Rucio: {registered['files']} files registered, {registered['rules']} rules "
               f"in {registered['rules_seconds']:.0f} s; conveyor started", file=sys.stderr)
         load_start = os.getloadavg()[0]
-        benchstack.start_daemons(stack, CONVEYOR, own_sleep=own_sleep)
-        sampler = procstat.Sampler(leaders(stack, CONVEYOR)).start()
         deadline = time.monotonic() + timeout
+        benchstack.start_daemons(stack, CONVEYOR[:1], own_sleep=own_sleep)
+        prepared(stack, deadline)
+        benchstack.start_daemons(stack, CONVEYOR[1:], own_sleep=own_sleep)
+        sampler = procstat.Sampler(leaders(stack, CONVEYOR)).start()
         count, last = available_at(stack, benchstack.PIC)
         while count < len(plan) and time.monotonic() < deadline:
             time.sleep(2)
