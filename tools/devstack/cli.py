@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
                              "ORM-ONSITE and PIC-DISK (root:// and WebDAV, etc/site-xrootd.cfg)")
     parser.add_argument("--cache", action="store_true", default=None,
                         help="run Rucio's cache in a memcached of the stack's own, as sites do (needs memcached)")
+    parser.add_argument("--metrics", action="store_true", default=None,
+                        help="each daemon serves Rucio's Prometheus metrics on a port of its own, scraped by a "
+                             "Prometheus of the stack's (needs Debian's prometheus)")
     return parser
 
 
@@ -34,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     options = {key: value for key, value in (("db", args.db), ("port", args.port),
                                              ("pg_database", args.pg_database), ("cache", args.cache),
-                                             ("storage", args.storage))
+                                             ("storage", args.storage), ("metrics", args.metrics))
                if value is not None}
     stack = Stack(args.state, **options)
     try:

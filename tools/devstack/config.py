@@ -52,6 +52,11 @@ class Settings:
     # ORM-ONSITE and PIC-DISK, root:// and WebDAV, etc/site-xrootd.cfg).
     storage: str = "posix"
     xrootd_ports: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # server -> [root://, http]
+    # Rucio's Prometheus metrics: each daemon serves /metrics on a port of its own, as a site's daemons do in
+    # their own containers, and a Prometheus of the stack's scrapes them (tools/devstack/prometheus.py).
+    metrics: bool = False
+    metrics_ports: dict[str, int] = dataclasses.field(default_factory=dict)  # daemon -> its /metrics port
+    prometheus_port: int = 0
 
     @property
     def rucio_cfg(self) -> Path:
@@ -163,3 +168,28 @@ def write_configs(settings: Settings) -> None:
         conveyor.setdefault("magic_max_active", "6")
     settings.rucio_cfg.write_text(render(ETC / "rucio.cfg.template", values, overrides))
     settings.alembic_ini.write_text(render(ETC / "alembic.ini.template", values))
+
+
+#: Seconds between two censuses of the scanner when metrics are on: the gauges follow a night at the scrape's pace.
+METRICS_CENSUS_SECONDS = "5"
+
+
+def daemon_config(settings: Settings, name: str, port: int) -> Path:
+    """A copy of the stack's ``rucio.cfg`` for one daemon, serving Rucio's metrics on ``port``: Rucio reads
+    ``[monitor] metrics_port`` once per process, so each daemon needs a file of its own."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep option case
+    parser.read_string(settings.rucio_cfg.read_text())
+    for section, options in {
+        "monitor": {"enable_metrics": "True", "metrics_port": str(port)},
+        "magic-scanner": {"census_seconds": METRICS_CENSUS_SECONDS},
+    }.items():
+        if not parser.has_section(section):
+            parser.add_section(section)
+        for option, value in options.items():
+            parser.set(section, option, value)
+    path = settings.state / "metrics" / f"{name}.cfg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as file:
+        parser.write(file)
+    return path

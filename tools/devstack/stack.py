@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from . import database, processes
-from .config import DEFAULT_STATE, ETC, REPO, Settings, write_configs
+from .config import DEFAULT_STATE, ETC, REPO, Settings, daemon_config, write_configs
 from .daemons import DAEMONS, MEMCACHED, SERVER, Daemon, by_name
+from .prometheus import PrometheusServer
 from .xrootd import XrootdServer
 
 ONCE_SCRIPT = Path(__file__).with_name("once.py")
@@ -38,6 +39,9 @@ XROOTD_SITE_CFG = ETC / "site-xrootd.cfg"
 STORAGES = ("posix", "xrootd")
 #: The stack's XRootD servers: server name -> (RSE, its folder below the server's '/', the RSE's prefix).
 XROOTD_RSES = {"orm": ("ORM-ONSITE", "orm-onsite"), "pic": ("PIC-DISK", "pic-disk")}
+#: Daemons started without a metrics port: the submitter's copiers (the `magic` transfer tool) are children that
+#: import Rucio with its rucio.cfg, would bind the same port and die before reporting their copies.
+WITHOUT_METRICS = frozenset({"conveyor-submitter"})
 
 
 def free_port() -> int:
@@ -94,6 +98,8 @@ class Stack:
         self.settings.cache_port = free_port() if self.settings.cache and shutil.which("memcached") else 0
         if self.settings.storage == "xrootd" and not self.settings.xrootd_ports:
             self.settings.xrootd_ports = {name: [free_port(), free_port()] for name in XROOTD_RSES}
+        if self.settings.metrics:
+            self.settings.prometheus_port = self.settings.prometheus_port or free_port()
         self.settings.save()
         write_configs(self.settings)
         database.create(self.settings)
@@ -108,8 +114,9 @@ class Stack:
                 self.wait_for_port(MEMCACHED, self.settings.cache_port)
             self._start(SERVER)
             self.wait_for_server(timeout)
-            for daemon in chosen:
-                self._start(daemon)
+            self.start_daemons([daemon.name for daemon in chosen])
+            if self.settings.metrics and chosen:
+                self.prometheus().start()
         except BaseException:
             self.down()
             raise
@@ -191,6 +198,10 @@ class Stack:
             "processes": {name: processes.pid_of(self.pid_file(name)) if processes.is_alive(self.pid_file(name))
                           else None for name in names},
         }
+        if self.settings.metrics_ports:
+            status["metrics"] = {"prometheus": f"http://127.0.0.1:{self.settings.prometheus_port}",
+                                 "daemons": {name: f"http://127.0.0.1:{port}/metrics"
+                                             for name, port in self.settings.metrics_ports.items()}}
         servers = self.xrootd_servers()
         if servers:
             status["storage"] = {
@@ -286,10 +297,41 @@ class Stack:
                 raise StackError(f"the REST server did not answer {self.url}/ping within {timeout} s")
             time.sleep(0.3)
 
-    def _start(self, daemon: Daemon) -> None:
+    # -- metrics --------------------------------------------------------------------------------------------
+
+    def start_daemons(self, names: Iterable[str], metrics: bool | None = None) -> None:
+        """Start daemons (kept if running); with ``metrics`` (default: the stack's setting) each serves Rucio's
+        Prometheus metrics on a port of its own (``metrics_targets``)."""
+        metrics = self.settings.metrics if metrics is None else metrics
+        for daemon in map(by_name, names):
+            if metrics and daemon.name not in WITHOUT_METRICS:
+                self.settings.metrics_ports.setdefault(daemon.name, free_port())
+                self.settings.save()
+            self._start(daemon, metrics=metrics)
+
+    def stop_daemons(self, names: Iterable[str]) -> None:
+        """Stop daemons (SIGTERM, so they end their step), each with its process group."""
+        processes.stop([self.pid_file(by_name(name).name) for name in names])
+
+    def metrics_targets(self) -> dict[str, int]:
+        """Daemon -> the port of its /metrics, for the daemons started with metrics."""
+        return dict(self.settings.metrics_ports)
+
+    def prometheus(self, scrape_seconds: float = 2.0, targets: dict[str, int] | None = None) -> PrometheusServer:
+        """The stack's Prometheus (started by ``up`` with metrics, stopped by ``down``), scraping every daemon."""
+        settings = self.settings
+        settings.prometheus_port = settings.prometheus_port or free_port()
+        return PrometheusServer(self.state / "prometheus", settings.prometheus_port,
+                                self.metrics_targets() if targets is None else targets, scrape_seconds,
+                                log_dir=settings.log_dir, run_dir=settings.run_dir)
+
+    def _start(self, daemon: Daemon, metrics: bool = False) -> None:
         settings = self.settings
         command = daemon.command(port=settings.port, cache_port=settings.cache_port, user=getpass.getuser())
-        processes.start(daemon.name, command, self.env, settings.log_dir, settings.run_dir)
+        env = self.env
+        if metrics and daemon.name in settings.metrics_ports:
+            env["RUCIO_CONFIG"] = str(daemon_config(settings, daemon.name, settings.metrics_ports[daemon.name]))
+        processes.start(daemon.name, command, env, settings.log_dir, settings.run_dir)
 
     @staticmethod
     def _step(what: str, function: Any, *args: Any, **kwargs: Any) -> None:
