@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from tools.demo.flow import run_flow
+from tools.devstack import prometheus
 from tools.devstack.config import REPO
 
 DEFAULT_STATE = REPO / ".state" / "demo"
@@ -41,9 +42,19 @@ def main(argv: list[str] | None = None) -> int:
         "and one for PIC-DISK, reached only over root:// (needs Debian's xrootd-server, xrootd-client and "
         "xrootd-server-plugins)",
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="every daemon serves Rucio's Prometheus metrics on a port of its own, a Prometheus of the stack's "
+        "scrapes them every 2 s, and every query of etc/grafana/magic-flow.json is asked of it during the night "
+        "and at its end: the demo fails when a panel shows nothing, or other figures than the ledger's (needs "
+        "Debian's prometheus)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the stack running at the end")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the flow")
     args = parser.parse_args(argv)
+    if args.metrics and prometheus.missing():
+        parser.error(f"--metrics: {prometheus.missing()}")
     return run_flow(
         args.state,
         args.night,
@@ -54,4 +65,5 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         trickle=args.trickle,
         storage=args.storage,
+        metrics=args.metrics,
     )

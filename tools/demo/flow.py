@@ -32,6 +32,7 @@ from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.report.nights import MILESTONES, at_or_beyond, nights
 from rucio_magic_ext.report.query import file_row
 from tools.demo.dl3 import real_run, show_dl3
+from tools.demo.metrics import metrics_check
 from tools.devstack.stack import Stack
 from tools.make_night import PlannedFile, plan_night, write_night
 
@@ -56,8 +57,10 @@ def run_flow(
     timeout: float,
     trickle: float | None = None,
     storage: str = "posix",
+    metrics: bool = False,
 ) -> int:
-    stack = Stack(state, db="sqlite", port=_free_port(), storage=storage, xrootd_ports={})
+    stack = Stack(state, db="sqlite", port=_free_port(), storage=storage, xrootd_ports={}, metrics=metrics,
+                  metrics_ports={}, prometheus_port=0)
     stack.reset()
     try:
         started = time.monotonic()
@@ -92,11 +95,13 @@ def run_flow(
         if not trickle:
             writer.join()
         watch = Watch(plan, stack.data_folder(PIC))
+        dashboard = metrics_check(stack, watch.ledger, console) if metrics else None
         rows = watch.until_done(timeout)
         summarise(plan, rows)
         write_report(watch.ledger, state, night, began)
+        shown = dashboard.finish() if dashboard else True
         found = show_dl3(console, plan, state)
-        return 0 if found and all(row.state is FileState.DELETED for row in rows.values()) else 1
+        return 0 if shown and found and all(row.state is FileState.DELETED for row in rows.values()) else 1
     finally:
         if keep:
             console.print(f"stack left running: python3 tools/devstack down --state {state}")
