@@ -26,7 +26,7 @@ from rich.table import Table
 from rucio_magic_ext import census, monitoring
 from rucio_magic_ext.ledger import FileState, Ledger
 from tools.devstack.config import REPO
-from tools.devstack.prometheus import PrometheusServer
+from tools.devstack.prometheus import PrometheusError, PrometheusServer
 
 DASHBOARD = REPO / "etc" / "grafana" / "magic-flow.json"
 METRIC = re.compile(r"\bmagic_[a-z0-9_]+\b")
@@ -202,13 +202,22 @@ class DashboardCheck:
         self._thread.start()
         return self
 
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
     def _watch(self) -> None:
         while not self._stop.wait(self.every):
-            answers = self.ask_all()
+            try:
+                answers = self.ask_all()
+            except PrometheusError as error:
+                self.console.print(f"[red]dashboard: {error}[/]")
+                continue
             empty = sorted({a.query.panel for a in answers if not a.has_data})
             self.console.print(f"dashboard at {time.time() - self.began:4.0f} s: "
                                f"{sum(a.has_data for a in answers)}/{len(answers)} queries with data"
-                               + (f"; none yet: {', '.join(empty)}" if empty else ""))
+                               + (f"; none now: {', '.join(empty)}" if empty else ""))
 
     def ask_all(self, at: float | None = None) -> list[Answer]:
         answers = [self.grafana.ask(query, time.time() - self.began, at) for query in self.queries]
@@ -218,9 +227,7 @@ class DashboardCheck:
     def finish(self, settle: float = 60.0) -> bool:
         """Ask every query until the census panels agree with the ledger (at most ``settle`` seconds: a
         census and a scrape to wait for); print each panel's answer and what is wrong. True when all is well."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self.stop()
         deadline = time.monotonic() + settle
         while True:
             answers = self.ask_all()
