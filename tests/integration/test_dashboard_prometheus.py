@@ -19,7 +19,7 @@ from tools.devstack import prometheus
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(prometheus.missing() is not None, reason=f"{prometheus.missing()} (Debian's prometheus)"),
+    pytest.mark.skipif(prometheus.missing() is not None, reason=str(prometheus.missing())),
 ]
 
 #: The daemons a night without trouble needs (no necromancer, repairer or cleaner): fewer processes, fewer
