@@ -216,3 +216,62 @@ def test_chain_is_run_only_when_named_and_its_options_apply() -> None:
     assert chain_setup(FULL) == FULL
     with pytest.raises(ValueError):
         chain_setup(FULL, scale=0)
+
+
+# -- registration: the bulk REST baseline and the figures against both baselines ------------------------------
+
+
+def _placed(path: str):  # type: ignore[no-untyped-def]
+    from rucio_magic_ext.naming import Level, Telescope
+    from rucio_magic_ext.replication import ReplicationPolicy, RuleSpec
+    from tools.bench.bulk_rest import place
+
+    spec = RuleSpec("raw-to-pic", frozenset({Level.RAW}), frozenset(Telescope), "PIC-DISK")
+    return place(path, ReplicationPolicy((spec,)))
+
+
+RAW_FOLDER = "M1/DAQ/RAW/2020_01_03"
+
+
+def test_bulk_rest_places_files_as_the_scanner_does() -> None:
+    from rucio_magic_ext import layout
+    from rucio_magic_ext.metadata import file_metadata
+    from rucio_magic_ext.naming import parse
+
+    name = "20200103_M1_05086952.001_D_CrabNebula-W0.40+035.raw.gz"
+    placed = _placed(f"{RAW_FOLDER}/{name}")
+    expected = layout.placement(parse(name))
+    assert (placed.scope, placed.dataset, placed.containers) == (expected.scope, expected.dataset, expected.containers)
+    assert placed.metadata == file_metadata(parse(name)) and [r.name for r in placed.rules] == ["raw-to-pic"]
+
+
+def test_bulk_rest_attaches_each_parent_once_and_makes_one_rule_per_dataset() -> None:
+    from tools.bench.bulk_rest import attachments, collections, rule_calls
+
+    names = [f"20200103_M1_0508695{run}.00{sub}_D_CrabNebula-W0.40+035.raw.gz" for run in (2, 3) for sub in (1, 2)]
+    files = [_placed(f"{RAW_FOLDER}/{name}") for name in names]
+    kinds, tops = collections(files)
+    assert sorted(kinds.values()) == ["CONTAINER", "CONTAINER", "DATASET", "DATASET"]
+    assert tops == {(files[0].scope, files[0].containers[-1])}
+    parents = {(a["scope"], a["name"]): [d["name"] for d in a["dids"]] for a in attachments(files)}
+    assert len(parents) == 4  # two run datasets, the night container, the top container
+    assert parents[(files[0].scope, files[0].dataset)] == names[:2]
+    assert parents[(files[0].scope, files[0].containers[0])] == [files[0].dataset, files[2].dataset]
+    ((spec, dids),) = rule_calls(files)
+    assert spec.name == "raw-to-pic" and [d["name"] for d in dids] == [files[0].dataset, files[2].dataset]
+
+
+def test_registration_targets_hold_without_memcached_only() -> None:
+    from tools.bench.registration import figures
+
+    cycle = {"seconds": 10.0}
+    proto = {"files": 300, "seconds": 30.0, "rest_calls": 2000}
+    bulk = {"files": 5000, "seconds": 100.0, "rest_calls": 12}
+    plain = figures(5000, 5000, cycle, proto, bulk, cached=False)
+    assert [f.name for f in plain] == ["registration.files_per_s", "registration.files_per_s[bulk-rest]"]
+    assert [f.ratio for f in plain] == [pytest.approx(50.0), pytest.approx(10.0)]
+    assert [f.met for f in plain] == [True, True]
+    cached = figures(5000, 5000, cycle, proto, bulk, cached=True)
+    names = ["registration.files_per_s[memcached]", "registration.files_per_s[memcached,bulk-rest]"]
+    assert [f.name for f in cached] == names
+    assert [f.target for f in cached] == [None, None] and "memcached" in cached[0].line()
