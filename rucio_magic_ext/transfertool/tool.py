@@ -8,6 +8,7 @@ For a site (or a test stack) without FTS: the conveyor submitter hands the trans
 
 from __future__ import annotations
 
+import configparser
 import datetime
 import logging
 import os
@@ -107,6 +108,29 @@ def protocol_root(protocol: RSEProtocol) -> str:
 _children: list[subprocess.Popen] = []
 
 
+COPIER_CONFIG = "rucio.cfg"
+
+
+def copier_config(job_dir: Path) -> Path | None:
+    """The submitter's ``rucio.cfg`` without Rucio's metrics server, for a copier; None when it serves none.
+
+    Rucio binds ``[monitor] metrics_port`` when a process imports its monitor: a copier reading the submitter's
+    file would find the port taken and die before it reports its copies. It reports through the same
+    database, with the metrics left to the submitter.
+    """
+    from rucio.common.config import Config
+
+    parser = configparser.ConfigParser(interpolation=None)
+    source = Config().configfile
+    if not source or not parser.read(source) or not parser.getboolean("monitor", "enable_metrics", fallback=False):
+        return None
+    parser.set("monitor", "enable_metrics", "False")
+    target = job_dir / COPIER_CONFIG
+    with target.open("w") as written:
+        parser.write(written)
+    return target
+
+
 def spawn_copier(job_dir: Path) -> int:
     """Start the copier for a job in its own session, so it outlives the submitter; returns its pid."""
     for child in list(_children):  # reap the copiers this process started earlier
@@ -115,6 +139,9 @@ def spawn_copier(job_dir: Path) -> int:
     package_root = str(Path(rucio_magic_ext.__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    quiet = copier_config(job_dir)
+    if quiet is not None:
+        env["RUCIO_CONFIG"] = str(quiet)
     with open(job_dir / LOG_FILE, "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "rucio_magic_ext.transfertool.copier", str(job_dir)],

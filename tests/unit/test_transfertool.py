@@ -5,6 +5,7 @@ in a DirectTransfer whose URLs are already resolved, which is what the submitter
 No database is needed, and Rucio's global state is left as found (other tests may run a real stack).
 """
 
+import configparser
 import datetime
 import os
 import signal
@@ -455,3 +456,25 @@ def test_a_job_that_records_no_root_is_not_copied(site, tmp_path):
     outcome = site.tool.store.read_status(job_id)["files"]["request-old-source"]
     assert outcome["state"] == jobs.FAILED and outcome["reason"].startswith("SOURCE storage root unknown")
     assert list(site.destination_root.rglob("*")) == []
+
+
+def test_a_copier_never_serves_the_submitters_metrics_port(tmp_path, monkeypatch):
+    from rucio_magic_ext.transfertool.tool import copier_config
+
+    served = tmp_path / "served.cfg"
+    database = "[database]\ndefault = sqlite:////tmp/x.db\n"
+    served.write_text(database + "\n[monitor]\nenable_metrics = True\nmetrics_port = 8091\n")
+    monkeypatch.setenv("RUCIO_CONFIG", str(served))
+    job = tmp_path / "job"
+    job.mkdir()
+    quiet = copier_config(job)
+    assert quiet == job / "rucio.cfg"
+    written = configparser.ConfigParser()
+    written.read(quiet)
+    assert written.getboolean("monitor", "enable_metrics") is False
+    assert written.get("database", "default") == "sqlite:////tmp/x.db"  # it still reports through the database
+
+    plain = tmp_path / "plain.cfg"
+    plain.write_text(database)
+    monkeypatch.setenv("RUCIO_CONFIG", str(plain))
+    assert copier_config(job) is None

@@ -39,9 +39,6 @@ XROOTD_SITE_CFG = ETC / "site-xrootd.cfg"
 STORAGES = ("posix", "xrootd")
 #: The stack's XRootD servers: server name -> (RSE, its folder below the server's '/', the RSE's prefix).
 XROOTD_RSES = {"orm": ("ORM-ONSITE", "orm-onsite"), "pic": ("PIC-DISK", "pic-disk")}
-#: Daemons started without a metrics port: the submitter's copiers (the `magic` transfer tool) are children that
-#: import Rucio with its rucio.cfg, would bind the same port and die before reporting their copies.
-WITHOUT_METRICS = frozenset({"conveyor-submitter"})
 
 
 def free_port() -> int:
@@ -304,7 +301,7 @@ class Stack:
         Prometheus metrics on a port of its own (``metrics_targets``)."""
         metrics = self.settings.metrics if metrics is None else metrics
         for daemon in map(by_name, names):
-            if metrics and daemon.name not in WITHOUT_METRICS:
+            if metrics:
                 self.settings.metrics_ports.setdefault(daemon.name, free_port())
                 self.settings.save()
             self._start(daemon, metrics=metrics)
