@@ -3,6 +3,9 @@
 Every figure is one grouped query (ledger files per night and state, carriers per state, Rucio rules per
 DID type and state, available replicas per RSE), so a census costs the same whether a night or a year of
 data is in flight. The gauges and ``rucio-magic status`` read the same census, so they cannot disagree.
+
+The last cheap audit of each source RSE (counts per class of difference, taken by the scanner's census on its
+own schedule) is kept in the ledger and read with the rest, so it reaches the gauges and ``status`` alike.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from rucio_magic_ext import layout, monitoring
+from rucio_magic_ext.audit.classes import Kind
 from rucio_magic_ext.carrier.model import CARRIER_SCOPE
 from rucio_magic_ext.common import utcnow
-from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerEvent, LedgerFile, LedgerFolder
+from rucio_magic_ext.ledger.models import LedgerAuditCounts, LedgerCarrier, LedgerEvent, LedgerFile, LedgerFolder
 from rucio_magic_ext.ledger.states import DEAD_ENDS, UNSAFE, CarrierState, FileState
 from rucio_magic_ext.ledger.store import Ledger
 
@@ -80,6 +84,23 @@ class FolderTrouble:
     retry_after: datetime | None
 
 
+@dataclass(frozen=True)
+class Audit:
+    """The last cheap audit of a source RSE: ``counts`` per class (``audit.classes.Kind`` values) as taken at
+    ``taken_at`` (None: never yet); ``error`` says why the last try, at ``tried_at``, gave no new counts."""
+
+    rse: str
+    counts: dict[str, int]
+    taken_at: datetime | None
+    tried_at: datetime
+    error: str | None = None
+
+    @property
+    def out_of_place(self) -> dict[str, int]:
+        """The classes with something out of place (``new`` files are the scanner's business, not out of place)."""
+        return {kind.value: n for kind in Kind if kind.out_of_place and (n := self.counts.get(kind.value, 0))}
+
+
 TROUBLE_LIMIT = 50
 
 
@@ -97,11 +118,15 @@ class Census:
     held: dict[str, int] = field(default_factory=dict)  # files waiting on a retry after an error, per RSE
     troubles: list[Trouble] = field(default_factory=list)  # newest first, at most TROUBLE_LIMIT
     folders: list[FolderTrouble] = field(default_factory=list)
+    audits: dict[str, Audit] = field(default_factory=dict)  # the last audit of each source RSE
 
     @property
     def rses(self) -> list[str]:
         return sorted(
-            {rse for rse, _, _ in self.files} | {rse for rse, _ in self.carriers} | {f.rse for f in self.folders}
+            {rse for rse, _, _ in self.files}
+            | {rse for rse, _ in self.carriers}
+            | {f.rse for f in self.folders}
+            | set(self.audits)
         )
 
     def nights(self, rse: str) -> list[date | None]:
@@ -171,6 +196,17 @@ def publish(census: Census) -> None:
     monitoring.gauges(monitoring.LOCKS, {(state,): n for state, n in census.locks.items()})
     monitoring.gauges(monitoring.REPLICAS_FILES, {(rse,): count.files for rse, count in census.replicas.items()})
     monitoring.gauges(monitoring.REPLICAS_BYTES, {(rse,): count.bytes for rse, count in census.replicas.items()})
+    _publish_audits(census)
+
+
+def _publish_audits(census: Census) -> None:
+    """Every class of each audit taken (0 where nothing was found), and the audit's age: a panel that shows
+    zero shows an audit that found nothing, not one that never ran."""
+    taken = {rse: audit for rse, audit in census.audits.items() if audit.taken_at is not None}
+    files = {(rse, kind.value): audit.counts.get(kind.value, 0) for rse, audit in taken.items() for kind in Kind}
+    monitoring.gauges(monitoring.AUDIT_FILES, files)
+    ages = {(rse,): max((census.taken_at - audit.taken_at).total_seconds(), 0.0) for rse, audit in taken.items()}
+    monitoring.gauges(monitoring.AUDIT_TAKEN, ages)
 
 
 def _ledger_counts(census: Census, ledger: Ledger, rse: str | None, errors: bool) -> None:
@@ -204,9 +240,39 @@ def _ledger_counts(census: Census, ledger: Ledger, rse: str | None, errors: bool
             FolderTrouble(f.rse, f.path, f.attempts, f.last_error or "", f.failed_at or f.listed_at, f.retry_after)
             for f in session.scalars(failing.order_by(LedgerFolder.failed_at))
         ]
+        census.audits = audits(session, rse)
         if errors:
             census.errors = recent_errors(session, rse, census.taken_at - ERROR_WINDOW)
             census.troubles = troubles(session, rse)
+
+
+def audits(session: Session, rse: str | None = None) -> dict[str, Audit]:
+    """The last audit of each source RSE (or of one) that the scanner's census recorded."""
+    query = select(LedgerAuditCounts).where(*([LedgerAuditCounts.rse == rse] if rse else []))
+    return {
+        row.rse: Audit(row.rse, dict(row.counts or {}), row.taken_at, row.tried_at, row.error)
+        for row in session.scalars(query)
+    }
+
+
+def audit_tried(ledger: Ledger, rse: str) -> datetime | None:
+    """When an audit of ``rse`` was last tried: the next is due a period after it, whichever process asks."""
+    with ledger.session() as session:
+        return session.scalar(select(LedgerAuditCounts.tried_at).where(LedgerAuditCounts.rse == rse))
+
+
+def record_audit(
+    ledger: Ledger, rse: str, at: datetime, counts: dict[str, int] | None, error: str | None = None
+) -> None:
+    """Keep an audit's counts; a failed try (``counts`` None) keeps the last counts and says why."""
+    with ledger.session() as session:
+        row = session.scalar(select(LedgerAuditCounts).where(LedgerAuditCounts.rse == rse))
+        if row is None:
+            row = LedgerAuditCounts(rse=rse)
+            session.add(row)
+        row.tried_at, row.error = at, error
+        if counts is not None:
+            row.counts, row.taken_at = dict(counts), at
 
 
 def recent_errors(session: Session, rse: str | None, since: datetime, limit: int = 10) -> list[RecentError]:

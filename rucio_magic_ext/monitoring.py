@@ -110,6 +110,13 @@ RULES = _define("rules.{kind}.{state}", "gauge", "Rucio rules on MAGIC DIDs per 
 LOCKS = _define("locks.{state}", "gauge", "files under the policy's rules per lock state (OK, REPLICATING, STUCK)")
 REPLICAS_FILES = _define("replicas.files.{rse}", "gauge", "available replicas of MAGIC files per RSE")
 REPLICAS_BYTES = _define("replicas.bytes.{rse}", "gauge", "bytes of available replicas of MAGIC files per RSE")
+AUDIT_FILES = _define(
+    "audit.files.{rse}.{class}",
+    "gauge",
+    "what the last audit of a source RSE found per class (dark, lost, ledger-only, size, orphan-carrier, "
+    "empty-collection, unexplained-rule, new): counted from listings and records, no file's data read",
+)
+AUDIT_TAKEN = _define("audit.taken_seconds.{rse}", "gauge", "seconds since the last audit of a source RSE was taken")
 
 
 def _counter(metric: Metric, amount: float, **labels: str) -> None:

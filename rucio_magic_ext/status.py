@@ -2,7 +2,8 @@
 
 Pure rendering: the census (census.py) does the reading, so the screen shows the same numbers as the
 gauges. "Waiting" bytes are those that exist only at the source; "oldest unsafe" is when the oldest of
-them appeared.
+them appeared. The audit line is the scanner's last cheap audit of the RSE, as recorded in the ledger: status
+lists no storage itself, so the screen stays quick and shows what the gauges show.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from rucio_magic_ext.census import Census
+from rucio_magic_ext.census import Audit, Census
 from rucio_magic_ext.ledger.states import FileState
 
 
@@ -38,7 +39,8 @@ def _source(census: Census, rse: str) -> list[str]:
     lines = [
         f"{rse}: {risk.files} files ({_size(risk.bytes)}) only here"
         + (f", the oldest seen {_age(age)} ago" if age is not None else "")
-        + f"; carriers: {carriers or 'none'}"
+        + f"; carriers: {carriers or 'none'}",
+        _audit(census, census.audits.get(rse)),
     ]
     states = [state for state in FileState if census.count(rse, states=[state]).files]
     header = ["night", "files", *(state.value for state in states), "waiting", "oldest unsafe"]
@@ -56,6 +58,28 @@ def _source(census: Census, rse: str) -> list[str]:
         )
     lines.append(_indent(tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True)))
     return lines
+
+
+def _audit(census: Census, audit: Audit | None) -> str:
+    """One line: what the last audit found out of place, how long ago, and why the last try failed if it did."""
+    if audit is None:
+        return "  audit: none taken yet (the scanner's census takes one every [magic-scanner] audit_seconds)"
+    if audit.taken_at is None:
+        line = "  audit: none taken yet"
+    else:
+        found = ", ".join(f"{kind} {n}" for kind, n in audit.out_of_place.items()) or "nothing out of place"
+        line = f"  audit {_since(census, audit.taken_at)} ago: {found}"
+        if new := audit.counts.get("new", 0):
+            line += f"; {new} new (under a day old)"
+        if audit.out_of_place:
+            line += f"; rucio-magic audit {audit.rse} lists them"
+    if audit.error:
+        line += f"; the last try, {_since(census, audit.tried_at)} ago, failed: {_short(audit.error, 60)}"
+    return line
+
+
+def _since(census: Census, moment: datetime) -> str:
+    return _age(max(census.taken_at - moment, timedelta(0)))  # another host's clock may run ahead
 
 
 def _troubles(census: Census) -> list[str]:
@@ -134,6 +158,7 @@ def as_json(census: Census) -> dict[str, Any]:
                 "oldest_unsafe": _iso(census.oldest(rse)),
                 "oldest_unsafe_age_seconds": _seconds(census.oldest_age(rse)),
                 "carriers": {state.value: n for (r, state), n in sorted(census.carriers.items()) if r == rse},
+                "audit": _plain(audit) if (audit := census.audits.get(rse)) else None,
                 "nights": nights,
             }
         )

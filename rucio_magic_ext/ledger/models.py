@@ -194,3 +194,20 @@ class LedgerNight(Base):
     closed_at: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (Index(None, "rse", "night", unique=True),)
+
+
+class LedgerAuditCounts(Base):
+    """The last cheap audit of a source RSE, taken by the scanner's census: how many of each class of difference
+    between its storage, Rucio and the ledger (no file's data read). Kept here so that ``status`` shows the same
+    figures as the gauges and a restarted scanner neither repeats the audit at once nor loses them."""
+
+    __tablename__ = PREFIX + "audit_counts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rse: Mapped[str] = mapped_column(String(255))
+    counts: Mapped[Optional[dict]] = mapped_column(JSON)  # class (audit.classes.Kind value) -> how many
+    taken_at: Mapped[Optional[datetime]] = mapped_column(DateTime)  # when those counts were taken
+    tried_at: Mapped[datetime] = mapped_column(DateTime)  # the last try: the next is due audit_seconds after it
+    error: Mapped[Optional[str]] = mapped_column(Text)  # why the last try failed; None when it gave the counts
+
+    __table_args__ = (Index(None, "rse", unique=True),)

@@ -16,6 +16,7 @@ carrier_max_files = 1000               # a carrier batch closes at this many fil
 carrier_max_bytes = 2000000000000      # or bytes,
 carrier_max_age_seconds = 3600         # or age of its first file
 census_seconds = 60                    # how often the gauges (files at risk, rules, replicas) are refreshed
+audit_seconds = 3600                   # how often the census also audits the RSE (counts per class); 0: never
 future_mtime_max_wait_seconds = 3600   # a file whose mtime lies in the future waits at most this long, unchanged
 """
 
@@ -45,6 +46,7 @@ class ScannerConfig:
     retry: timedelta = timedelta(minutes=1)
     carrier: CarrierLimits = field(default_factory=CarrierLimits)
     census: timedelta = timedelta(minutes=1)
+    audit: timedelta = timedelta(hours=1)
     future_wait: timedelta = timedelta(hours=1)
 
 
@@ -90,5 +92,6 @@ def load_config(section: str = SECTION) -> ScannerConfig:
             max_age=timedelta(seconds=float(get("carrier_max_age_seconds", "3600"))),
         ),
         census=timedelta(seconds=float(get("census_seconds", "60"))),
+        audit=timedelta(seconds=float(get("audit_seconds", "3600"))),
         future_wait=timedelta(seconds=float(get("future_mtime_max_wait_seconds", "3600"))),
     )

@@ -37,7 +37,7 @@ TROUBLE = {
     series
     for metric in (monitoring.FLOW_FAILURES, monitoring.STAGE_ERRORS, monitoring.ODD_ENTRIES, monitoring.OUTAGES,
                    monitoring.CARRIER_HELD, monitoring.CARRIER_ERRORS, monitoring.VERIFICATION_FAILURES,
-                   monitoring.COPIES_UNREADABLE, monitoring.SOURCE_RULE_LOST)
+                   monitoring.COPIES_UNREADABLE, monitoring.SOURCE_RULE_LOST, monitoring.AUDIT_FILES)
     for series in metric.series
 }
 REGISTERED = (FileState.REGISTERED, FileState.PROTECTED, FileState.REPLICATED, FileState.VERIFIED,
