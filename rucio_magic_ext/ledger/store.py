@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,6 +34,14 @@ class Seen:
     name: str | None = None
     night: date | None = None
     level: str | None = None
+
+
+class FolderMark(NamedTuple):
+    """A folder as last listed (or failing): whether it is due again is decided from these."""
+
+    mtime: float
+    last_error: str | None
+    retry_after: datetime | None
 
 
 class LostRace(RuntimeError):
@@ -76,6 +84,12 @@ class Ledger:
         with self.session() as session:
             return {row.path: row for row in session.scalars(select(LedgerFolder).where(LedgerFolder.rse == rse))}
 
+    def folder_marks(self, rse: str) -> dict[str, FolderMark]:
+        """What discovery needs of every folder of ``rse``, by path: plain rows, read once per cycle."""
+        query = select(LedgerFolder.path, LedgerFolder.mtime, LedgerFolder.last_error, LedgerFolder.retry_after)
+        with self.session() as session:
+            return {path: FolderMark(*mark) for path, *mark in session.execute(query.where(LedgerFolder.rse == rse))}
+
     def folder_failed(self, rse: str, path: str, error: str, backoff: timedelta) -> datetime:
         """Keep why a folder could not be listed; it is tried again after a backoff that doubles per attempt.
 
@@ -105,12 +119,12 @@ class Ledger:
         """Record folders as listed at ``mtimes``; a folder that failed before is well again."""
         now = utcnow()
         with self.session() as session:
-            known = {
-                path: folder_id
-                for folder_id, path in session.execute(
-                    select(LedgerFolder.id, LedgerFolder.path).where(LedgerFolder.rse == rse)
+            known: dict[str, int] = {}
+            for chunk in chunks(list(mtimes)):  # these folders only: the tree can hold thousands
+                query = select(LedgerFolder.id, LedgerFolder.path).where(
+                    LedgerFolder.rse == rse, LedgerFolder.path.in_(chunk)
                 )
-            }
+                known.update((path, folder_id) for folder_id, path in session.execute(query))
             well = {"attempts": 0, "last_error": None, "failed_at": None, "retry_after": None}
             updates = [
                 {"id": known[path], "mtime": mtime, "listed_at": now, **well}
@@ -126,6 +140,15 @@ class Ledger:
                 session.execute(update(LedgerFolder), updates)
             if inserts:
                 session.execute(self._insert_ignoring_duplicates(LedgerFolder), inserts)
+
+    def known_paths(self, rse: str, paths: Sequence[str]) -> set[str]:
+        """Which of ``paths`` the ledger holds: their paths only, no rows to build."""
+        found: set[str] = set()
+        with self.session() as session:
+            for chunk in chunks(list(paths)):
+                query = select(LedgerFile.path).where(LedgerFile.rse == rse, LedgerFile.path.in_(chunk))
+                found.update(session.scalars(query))
+        return found
 
     def known(self, rse: str, paths: Sequence[str]) -> dict[str, LedgerFile]:
         """The ledger rows of ``paths`` that exist, by path."""
@@ -442,15 +465,23 @@ def _count_moves(files: Sequence[LedgerFile], target: FileState) -> None:
 
 
 def finished_nights(ledger: Ledger, rse: str, seen_before: datetime) -> list[date]:
-    """Nights of ``rse`` whose last file appeared before ``seen_before`` and that are not closed yet."""
+    """Nights of ``rse`` whose last file appeared before ``seen_before`` and that are not closed yet.
+
+    Asked every cycle: the nights are found one after the other along the (rse, night, seen_at) index (a
+    recursive query, each step the next night), and only those not closed have their last file looked up, so
+    the cost follows the number of nights, not of files.
+    """
     from rucio_magic_ext.ledger.models import LedgerNight
 
+    files = LedgerFile
+    first = select(func.min(files.night).label("night")).where(files.rse == rse, files.night.is_not(None))
+    nights = first.cte("nights", recursive=True)
+    following = select(func.min(files.night)).where(files.rse == rse, files.night > nights.c.night)
+    nights = nights.union_all(select(following.scalar_subquery()).where(nights.c.night.is_not(None)))
     closed = select(LedgerNight.night).where(LedgerNight.rse == rse)
-    query = (
-        select(LedgerFile.night)
-        .where(LedgerFile.rse == rse, LedgerFile.night.is_not(None), LedgerFile.night.not_in(closed))
-        .group_by(LedgerFile.night)
-        .having(func.max(LedgerFile.seen_at) < seen_before)
+    last_seen = select(func.max(files.seen_at)).where(files.rse == rse, files.night == nights.c.night)
+    query = select(nights.c.night).where(
+        nights.c.night.is_not(None), nights.c.night.not_in(closed), last_seen.scalar_subquery() < seen_before
     )
     with ledger.session() as session:
         return sorted(session.scalars(query))

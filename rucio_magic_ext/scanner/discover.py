@@ -24,8 +24,8 @@ from rucio_magic_ext import layout, monitoring
 from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.daemons import outage_of
 from rucio_magic_ext.ledger import FileState, Seen
-from rucio_magic_ext.ledger.models import LedgerFolder
 from rucio_magic_ext.ledger.paths import bad_bytes, to_text
+from rucio_magic_ext.ledger.store import FolderMark
 from rucio_magic_ext.naming import MagicNameError, parse
 from rucio_magic_ext.scanner.context import Context
 from rucio_magic_ext.storage import Entry
@@ -76,7 +76,7 @@ def describe(path: str, size: int, mtime: float) -> tuple[Seen, str | None]:
 
 def discover(context: Context) -> int:
     """Record the files that appeared since the last cycle; returns how many."""
-    folders = context.ledger.folders(context.rse)
+    folders = context.ledger.folder_marks(context.rse)
     now = utcnow()
     added = 0
     for root in context.config.roots:
@@ -102,7 +102,7 @@ def discover(context: Context) -> int:
     return added
 
 
-def _due(known: LedgerFolder | None, mtime: float, now: object) -> bool:
+def _due(known: FolderMark | None, mtime: float, now: object) -> bool:
     """A folder is listed when its mtime moved, or when it failed before and its retry time has come."""
     if known is None:
         return True
@@ -119,7 +119,7 @@ def _list_folder(context: Context, folder: str) -> int:
     ]
     raw = [context.relative(entry.path) for entry in entries]
     paths = [to_text(path) for path in raw]
-    known = context.ledger.known(context.rse, paths)
+    known = context.ledger.known_paths(context.rse, paths)
     described: list[tuple[Seen, str | None]] = []
     kinds: dict[str, str] = {}
     for original, path, entry in zip(raw, paths, entries):

@@ -143,3 +143,44 @@ def test_folders_remember_their_mtime(ledger: Ledger) -> None:
     ledger.save_folders(RSE, {"M1/DAQ/RAW/2020_01_03": 3.0})
     assert ledger.folder_mtimes(RSE) == {"M1/DAQ/RAW/2020_01_03": 3.0, "M2/DAQ/RAW/2020_01_03": 2.0}
     assert ledger.folder_mtimes("OTHER") == {}
+
+
+def test_folder_marks_say_what_discovery_needs(ledger: Ledger) -> None:
+    ledger.save_folders(RSE, {"M1/DAQ/RAW/2020_01_03": 1.0})
+    retry = ledger.folder_failed(RSE, "M2/DAQ/RAW/2020_01_03", "Permission denied", timedelta(minutes=1))
+    marks = ledger.folder_marks(RSE)
+    assert marks["M1/DAQ/RAW/2020_01_03"] == (1.0, None, None)
+    failing = marks["M2/DAQ/RAW/2020_01_03"]
+    assert failing.last_error == "Permission denied" and failing.retry_after == retry and failing.mtime == -1.0
+    ledger.save_folders(RSE, {"M2/DAQ/RAW/2020_01_03": 4.0})  # lists again: well again, with its mtime
+    assert ledger.folder_marks(RSE)["M2/DAQ/RAW/2020_01_03"] == (4.0, None, None)
+    assert ledger.folder_marks("OTHER") == {}
+
+
+def test_known_paths_are_those_the_ledger_holds(ledger: Ledger) -> None:
+    seen = _seen(700)  # more than one IN list
+    ledger.add_seen(RSE, seen[:600], actor="discover")
+    asked = [s.path for s in seen] + ["M1/DAQ/RAW/2020_01_03/other.raw.gz"]
+    assert ledger.known_paths(RSE, asked) == {s.path for s in seen[:600]} == set(ledger.known(RSE, asked))
+    assert ledger.known_paths("OTHER", asked) == set()
+
+
+def test_finished_nights_are_the_open_nights_whose_last_file_is_old_enough(ledger: Ledger) -> None:
+    from datetime import date
+
+    from rucio_magic_ext.ledger.store import finished_nights, record_closed_night
+
+    nights = [date(2020, 1, day) for day in (3, 4, 6)]
+    seen = [
+        Seen(f"M1/DAQ/RAW/2020_01_0{night.day}/f{index}.raw.gz", 1, 1.0, "magic_raw", f"n{night.day}{index}", night)
+        for night in nights
+        for index in range(3)
+    ]
+    ledger.add_seen(RSE, [*seen, Seen("M1/odd/notes.txt", 1, 1.0)], actor="discover")  # no night: never finished
+    ledger.add_seen("OTHER", [Seen("M1/DAQ/RAW/2020_01_05/f.raw.gz", 1, 1.0, "magic_raw", "o", date(2020, 1, 5))], "x")
+    record_closed_night(ledger, RSE, nights[0], datasets=1)
+    later = utcnow() + timedelta(minutes=1)
+    assert finished_nights(ledger, RSE, later) == nights[1:]
+    assert finished_nights(ledger, RSE, utcnow() - timedelta(minutes=1)) == []  # their files appeared just now
+    assert finished_nights(ledger, "OTHER", later) == [date(2020, 1, 5)]
+    assert finished_nights(ledger, "NONE", later) == []
