@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         help=f"comma-separated benchmarks to run (default: {', '.join(n for n in NAMES if n not in LONG)}; "
-        f"{', '.join(LONG)} only when named: a real night's 2,763 files through the whole chain, about 30 minutes)",
+        f"{', '.join(LONG)} only when named: a real night's 2,763 files through the whole chain, about 35 minutes)",
     )
     parser.add_argument("--quick", action="store_true", help="scaled down, for a quick look (figures not comparable)")
     parser.add_argument("--scale", type=float, help="chain: file sizes of a real night times this (default 1e-3)")
