@@ -65,20 +65,25 @@ def ledger() -> Ledger:
     return Ledger.from_config()
 
 
-def rows_of(plan: list[PlannedFile]) -> dict[str, LedgerFile]:
-    return ledger().known(ORM, [planned.path for planned in plan])
+def rows_of(plan: list[PlannedFile], rse: str = ORM) -> dict[str, LedgerFile]:
+    return ledger().known(rse, [planned.path for planned in plan])
 
 
-def states_of(plan: list[PlannedFile]) -> Counter[FileState]:
-    return Counter(row.state for row in rows_of(plan).values())
+def states_of(plan: list[PlannedFile], rse: str = ORM) -> Counter[FileState]:
+    return Counter(row.state for row in rows_of(plan, rse).values())
+
+
+def all_in(plan: list[PlannedFile], state: FileState, rse: str = ORM) -> bool:
+    rows = rows_of(plan, rse)
+    return len(rows) == len(plan) and all(row.state is state for row in rows.values())
 
 
 def dids_of(plan: list[PlannedFile]) -> list[dict[str, str]]:
     return [{"scope": layout.scope(p.record), "name": p.name} for p in plan]
 
 
-def events_of(path: str) -> list[Any]:
-    ((_, events),) = ledger().history(ORM, path)
+def events_of(path: str, rse: str = ORM) -> list[Any]:
+    ((_, events),) = ledger().history(rse, path)
     return events
 
 

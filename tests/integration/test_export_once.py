@@ -16,7 +16,6 @@ import dataclasses
 import shutil
 import tempfile
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
@@ -24,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scenery import flow_steps, unavailable
 
-from rucio_magic_ext import layout
 from rucio_magic_ext.common import utcnow
-from rucio_magic_ext.ledger import FileState, Ledger
-from rucio_magic_ext.ledger.models import LedgerFile
+from rucio_magic_ext.ledger import FileState
+from tests.integration import scenery
+from tests.integration.scenery import adler32_of, dids_of, flow_steps, placement, unavailable
 from tools.devstack.config import write_configs
 from tools.devstack.stack import SITE_CFG, Stack
 from tools.make_night import PlannedFile, plan_night, write_night
@@ -65,7 +63,8 @@ class Export:
             if done():
                 return
             time.sleep(1)
-        pytest.fail(f"the flow did not get there in {rounds} rounds: {states(self.plan)}", pytrace=False)
+        where = scenery.states_of(self.plan, ORM)
+        pytest.fail(f"the flow did not get there in {rounds} rounds: {where}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -89,37 +88,6 @@ def export(rucio_stack: Stack) -> Iterator[Export]:
 
 
 # -- looks into the ledger, Rucio and the disks -------------------------------------------------------------------
-
-
-def placement(planned: PlannedFile) -> layout.Placement:
-    folder = layout.observatory_folder("/" + planned.path)
-    return layout.placement(planned.record, folder.night if folder else None)
-
-
-def adler32_of(path: Path) -> str:
-    return f"{zlib.adler32(path.read_bytes()):08x}"
-
-
-def rows_of(plan: list[PlannedFile]) -> dict[str, LedgerFile]:
-    return Ledger.from_config().known(ORM, [planned.path for planned in plan])
-
-
-def states(plan: list[PlannedFile]) -> Counter[str]:
-    return Counter(row.state.value for row in rows_of(plan).values())
-
-
-def all_in(plan: list[PlannedFile], state: FileState) -> bool:
-    rows = rows_of(plan)
-    return len(rows) == len(plan) and all(row.state is state for row in rows.values())
-
-
-def events_of(path: str) -> list[Any]:
-    ((_, events),) = Ledger.from_config().history(ORM, path)
-    return events
-
-
-def dids_of(plan: list[PlannedFile]) -> list[dict[str, str]]:
-    return [{"scope": layout.scope(planned.record), "name": planned.name} for planned in plan]
 
 
 def at_rse(rucio_client: Any, plan: list[PlannedFile], rse: str) -> dict[str, str]:
@@ -186,7 +154,7 @@ def test_each_file_leaves_la_palma_once_and_only_when_all_three_copies_are_verif
 ) -> None:
     chained_rules_wait_for_the_first_copy(export, rucio_client)
     writable_again = the_source_stays_while_a_chained_copy_is_missing(export, rucio_client)
-    export.flow(lambda: all_in(export.plan, FileState.DELETED))
+    export.flow(lambda: scenery.all_in(export.plan, FileState.DELETED, ORM))
     one_copy_left_la_palma_and_every_copy_was_verified_before_release(export, rucio_client, writable_again)
 
 
@@ -194,7 +162,7 @@ def chained_rules_wait_for_the_first_copy(export: Export, rucio_client: Any) -> 
     """Right after registration only PIC-DISK's copies are asked of La Palma; the rules of the other two
     destinations wait (STUCK, MissingSourceReplica) with no transfer, the observatory copies held."""
     export.daemons.run_once("magic-scanner")
-    assert all_in(export.plan, FileState.PROTECTED), states(export.plan)
+    assert scenery.all_in(export.plan, FileState.PROTECTED, ORM), scenery.states_of(export.plan, ORM)
     for scope, dataset in {(placement(p).scope, placement(p).dataset) for p in export.plan}:
         rules = {rule["rse_expression"]: rule for rule in rucio_client.list_did_rules(scope, dataset)}
         assert rules[FIRST]["source_replica_expression"] is None
@@ -202,7 +170,7 @@ def chained_rules_wait_for_the_first_copy(export: Export, rucio_client: Any) -> 
         for rse in CHAINED:
             assert rules[rse]["source_replica_expression"] == FIRST
             assert (rules[rse]["state"], rules[rse]["error"]) == ("STUCK", "MissingSourceReplica")
-    carriers = {row.carrier for row in rows_of(export.plan).values()}
+    carriers = {row.carrier for row in scenery.rows_of(export.plan, ORM).values()}
     for carrier in carriers:
         rules = list(rucio_client.list_replication_rules({"scope": "magic_carrier", "name": carrier}))
         sources = {rule["rse_expression"]: rule["source_replica_expression"] for rule in rules}
@@ -221,7 +189,7 @@ def the_source_stays_while_a_chained_copy_is_missing(export: Export, rucio_clien
         assert at_rse(rucio_client, plan, "DC2-DISK") in ({}, {p.name: "UNAVAILABLE" for p in plan})
         assert all((export.orm_folder / p.path).read_bytes() for p in plan)  # the bytes still on ORM's disk
         assert at_rse(rucio_client, plan, ORM) == {p.name: "AVAILABLE" for p in plan}
-        assert set(states(plan)) <= {FileState.PROTECTED.value, FileState.REPLICATED.value}
+        assert set(scenery.states_of(plan, ORM)) <= {FileState.PROTECTED, FileState.REPLICATED}
         assert not any(t.destination == "DC2-DISK" for t in transfers(plan))
     return utcnow()
 
@@ -243,14 +211,14 @@ def one_copy_left_la_palma_and_every_copy_was_verified_before_release(
         assert len(read) == 3 and sum(f"/{FOLDERS[FIRST]}/" in url for url in read) == 2, read
         assert sum("/orm-export/" in url for url in read) == 1, read
 
-    rows = rows_of(plan)
+    rows = scenery.rows_of(plan, ORM)
     for planned in plan:
         row = rows[planned.path]
         assert row.adler32 == export.source_adler32[planned.path]
         for rse in DESTINATIONS:  # every copy holds the observatory's bytes
             assert adler32_of(export.copy_at(rse, planned)) == export.source_adler32[planned.path], (rse, planned)
         assert not (export.orm_folder / planned.path).exists()
-        story = {event.state: event for event in events_of(planned.path)}
+        story = {event.state: event for event in scenery.events_of(planned.path, ORM)}
         verified, released = story[FileState.VERIFIED], story[FileState.RELEASED]
         assert all(rse in verified.detail for rse in DESTINATIONS), verified.detail
         (dc2,) = [t for t in done if t.name == planned.name and t.destination == "DC2-DISK"]
