@@ -134,8 +134,9 @@ class Collection:
     did_type: str
 
 
-@dataclass(frozen=True)
-class RuleSeen:
+class RuleSeen(Protocol):
+    """What the audit reads of a rule on MAGIC data (``rucio_db.RuleRow``)."""
+
     rule_id: str
     scope: str
     name: str

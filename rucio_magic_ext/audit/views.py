@@ -157,9 +157,7 @@ def rules_at(rse: str, night: date | None = None) -> Iterator[RuleSeen]:
         if rule.rse_expression not in expressions:
             expressions[rule.rse_expression] = rse in rucio_db.rses_of_expression(rule.rse_expression)
         if expressions[rule.rse_expression]:
-            yield RuleSeen(
-                rule.rule_id, rule.scope, rule.name, rule.comment, rule.rse_expression, rule.copies, rule.account
-            )
+            yield rule
 
 
 # -- the ledger -------------------------------------------------------------------------------------------

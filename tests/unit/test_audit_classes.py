@@ -21,6 +21,7 @@ from rucio_magic_ext.audit.classes import (
 )
 from rucio_magic_ext.ledger.states import CarrierState, FileState
 from rucio_magic_ext.replication import parse_policy
+from rucio_magic_ext.rucio_db import RuleRow
 
 NOW = datetime(2022, 3, 10, 12, 0, 0)
 OLD = (NOW - timedelta(days=3)).timestamp()
@@ -155,7 +156,7 @@ def test_empty_run_datasets_and_night_containers_but_not_top_containers() -> Non
 
 def test_rules_the_policy_explains_and_those_it_does_not() -> None:
     def rule(rule_id: str, name: str, comment: str, expression: str = "PIC-DISK", copies: int = 1) -> RuleSeen:
-        return RuleSeen(rule_id, "magic_raw", name, comment, expression, copies, "magic_scanner")
+        return RuleRow(rule_id, "magic_raw", name, comment, expression, copies, "magic_scanner")
 
     rules = [
         rule("ok", "M1_RAW_20220301_05086952", "magic-policy:raw-to-pic"),
