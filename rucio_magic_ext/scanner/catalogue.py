@@ -6,17 +6,12 @@ path are left alone, attachments ignore duplicates, collections are created only
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib
 import logging
-import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dogpile.cache.api import NO_VALUE
-from dogpile.cache.proxy import ProxyBackend
 from rucio.common.types import InternalAccount, InternalScope
 from rucio.db.sqla.constants import DIDType
 
@@ -83,7 +78,7 @@ class Catalogue:
         from rucio.core.did import attach_dids_to_dids, set_dids_metadata_bulk
         from rucio.core.replica import add_replicas
 
-        with site_settings_kept(), rucio_db.writing() as session:
+        with rucio_db.site_settings_kept(), rucio_db.writing() as session:
             existing = rucio_db.replica_paths(self.rse, [(f.scope, f.name) for f in files], session)
             conflicts: dict[DID, str] = {}
             new = []
@@ -177,120 +172,3 @@ def _attachments(files: Iterable[Registration], organise: Iterable[Registration]
         for (scope, name), kids in children.items()
     ]
 
-
-# -- Rucio's cache of site settings, kept for one transaction ------------------------------------------------
-
-#: Rucio's caches of what a site sets up and seldom changes: RSE attributes and names, the config table, naming
-#: conventions, RSE expressions. Each new lock asks for two RSE attributes, each message for a config value.
-SITE_REGIONS = (
-    "rucio.core.rse",
-    "rucio.core.config",
-    "rucio.core.naming_convention",
-    "rucio.core.rse_expression_parser",
-)
-
-
-class _Kept(ProxyBackend):
-    """Reads through to a Rucio cache region's backend (memcached, or none at all); in a thread inside
-    ``site_settings_kept`` it also keeps what was read or written, until the block ends."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.local = threading.local()
-
-    def _kept(self) -> dict[Any, Any] | None:
-        return getattr(self.local, "kept", None)
-
-    def _read(self, key: Any, read: Any) -> Any:
-        kept = self._kept()
-        if kept is None:
-            return read(key)
-        if key in kept:
-            return kept[key]
-        value = read(key)
-        if value is not NO_VALUE:
-            kept[key] = value
-        return value
-
-    def _write(self, key: Any, value: Any, write: Any) -> None:
-        write(key, value)
-        kept = self._kept()
-        if kept is not None:
-            kept[key] = value
-
-    def _forget(self, key: Any) -> None:
-        kept = self._kept()
-        if kept is not None:
-            kept.pop(key, None)
-            kept.pop(("serialized", key), None)
-
-    def get(self, key: Any) -> Any:
-        return self._read(key, self.proxied.get)
-
-    def get_serialized(self, key: Any) -> Any:
-        return self._read(("serialized", key), lambda _: self.proxied.get_serialized(key))
-
-    def get_multi(self, keys: Sequence[Any]) -> Any:
-        return [self.get(key) for key in keys]
-
-    def get_serialized_multi(self, keys: Sequence[Any]) -> Any:
-        return [self.get_serialized(key) for key in keys]
-
-    def set(self, key: Any, value: Any) -> None:
-        self._write(key, value, self.proxied.set)
-
-    def set_serialized(self, key: Any, value: Any) -> None:
-        self._forget(key)
-        self._write(("serialized", key), value, lambda _, v: self.proxied.set_serialized(key, v))
-
-    def set_multi(self, mapping: Mapping[Any, Any]) -> None:
-        for key, value in mapping.items():
-            self.set(key, value)
-
-    def set_serialized_multi(self, mapping: Mapping[Any, Any]) -> None:
-        for key, value in mapping.items():
-            self.set_serialized(key, value)
-
-    def delete(self, key: Any) -> None:
-        self._forget(key)
-        self.proxied.delete(key)
-
-    def delete_multi(self, keys: Sequence[Any]) -> None:
-        for key in keys:
-            self.delete(key)
-
-
-_INSTALL = threading.Lock()
-
-
-def _kept_backends() -> list[_Kept]:
-    """The proxies in front of ``SITE_REGIONS``, put there once per process."""
-    with _INSTALL:
-        proxies = []
-        for module in SITE_REGIONS:
-            region = importlib.import_module(module).REGION
-            if not isinstance(region.backend, _Kept):
-                region.wrap(_Kept())
-            proxies.append(region.backend)
-        return proxies
-
-
-@contextlib.contextmanager
-def site_settings_kept() -> Iterator[None]:
-    """Within the block, in this thread, Rucio asks its database (or memcached) for a site setting once.
-
-    Rucio looks up two RSE attributes for each lock it makes and a config value for each message: without
-    memcached each is a query, and each query first flushes the objects pending in the session, so a batch's
-    locks are written one statement at a time. Rucio keeps these settings in memcached for 15 minutes; keeping
-    them for the seconds of one transaction is less. What the block writes or deletes goes to Rucio's cache as
-    before.
-    """
-    proxies = _kept_backends()
-    outer = [proxy._kept() for proxy in proxies]
-    for proxy, kept in zip(proxies, outer):
-        proxy.local.kept = {} if kept is None else kept
-    try:
-        yield
-    finally:
-        for proxy, kept in zip(proxies, outer):
-            proxy.local.kept = kept

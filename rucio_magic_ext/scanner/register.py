@@ -19,7 +19,7 @@ from rucio_magic_ext.ledger import FileState, LostRace
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.metadata import file_metadata
 from rucio_magic_ext.rucio_db import RuleRequest
-from rucio_magic_ext.scanner.catalogue import Registration, site_settings_kept
+from rucio_magic_ext.scanner.catalogue import Registration
 from rucio_magic_ext.scanner.context import Context
 
 ACTOR = "scanner.register"
@@ -85,8 +85,7 @@ def register(context: Context) -> int:
             _failed(context, [row], conflicts[row.did], unassign=True)
     registered = [row for row in rows if row.did not in conflicts]
     try:
-        with site_settings_kept():
-            rucio_db.ensure_rules(permanent_rules(context, registered), context.carriers.account)
+        rucio_db.ensure_rules(permanent_rules(context, registered), context.carriers.account)
     except Exception as error:  # registered and held: the rules are made when the batch is tried again
         return _failed(context, registered, f"register: permanent rules: {error}", unassign=False)
     uncovered = [row for row in registered if not context.carriers.specs(row)]
