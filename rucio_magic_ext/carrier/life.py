@@ -22,7 +22,6 @@ from rucio_magic_ext.carrier.book import CarrierBook
 from rucio_magic_ext.carrier.model import (
     CARRIER_ACTIVITY,
     CARRIER_SCOPE,
-    DESTINATION_RULE_COMMENT,
     SOURCE_RULE_COMMENT,
     CarrierLimits,
     NewFile,
@@ -131,25 +130,7 @@ class Carriers:
             locked=True,
         )
 
-    def destination_rules(self, carrier: LedgerCarrier) -> list[RuleRequest]:
-        """One rule per policy entry the carrier's files need, so the carrier waits for the copies as a whole.
-        Each has its entry's source: whichever rule's request reaches a destination first decides where the copy
-        comes from, so a carrier rule without it could pull a second copy from the observatory."""
-        return [
-            RuleRequest(
-                CARRIER_SCOPE,
-                carrier.name,
-                spec.rse_expression,
-                spec.copies,
-                DESTINATION_RULE_COMMENT.format(rule=spec.name),
-                spec.activity,
-                grouping=spec.grouping,
-                source_replica_expression=spec.source,
-            )
-            for spec in self.policy_of(carrier)
-        ]
-
-    # -- CLOSING -> PROTECTING: destination rules in place (the scanner) -------------------------------------
+    # -- CLOSING -> PROTECTING: closed, its files held (the scanner) -----------------------------------------
 
     def close_due(self, limits: CarrierLimits, actor: str, worker: int = 0, workers: int = 1) -> int:
         """Close the carriers that are full or old, and finish closings cut short; returns files PROTECTED."""
@@ -175,17 +156,12 @@ class Carriers:
             return 0
         self.attach(files)
         rucio_db.close([carrier.did])
-        requests = [self.source_rule(carrier.name), *self.destination_rules(carrier)]
-        rules = rucio_db.ensure_rules(requests, self.account)
+        request = self.source_rule(carrier.name)
+        rules = rucio_db.ensure_rules([request], self.account)
         # Files first, carrier last: a crash in between leaves the carrier CLOSING, and closing it again is harmless.
         waiting = [row for row in files if row.state is FileState.REGISTERED]
         self.ledger.move(waiting, FileState.PROTECTED, actor, f"in carrier {carrier.name}, rules in place")
-        self.book.move(
-            carrier,
-            CarrierState.PROTECTING,
-            source_rule=rules[requests[0]],
-            destination_rules=",".join(rules[request] for request in requests[1:]),
-        )
+        self.book.move(carrier, CarrierState.PROTECTING, source_rule=rules[request])
         self.logger(
             logging.INFO, "carrier %s closed: %d file(s), %d byte(s)", carrier.name, len(files), carrier.bytes
         )
@@ -199,10 +175,6 @@ class Carriers:
         self.book.move(carrier, CarrierState.GONE, detail="closed empty: no file joined it")
 
     # -- PROTECTING: checked, held or released (the release daemon) ------------------------------------------
-
-    def destination_states(self, carrier: LedgerCarrier) -> dict[str, str | None]:
-        """Rucio's state of each destination rule of the carrier; None for one that is gone."""
-        return rucio_db.rule_states(carrier.destination_rule_ids)
 
     def integrity(self, carrier: LedgerCarrier, files: Sequence[LedgerFile]) -> str | None:
         """Why the carrier is not what the flow made, or None: its files in Rucio are the ledger's, and its
@@ -236,7 +208,7 @@ class Carriers:
 
     def split(self, carrier: LedgerCarrier, row: LedgerFile, actor: str) -> None:
         """Move a file into a carrier of its own. The new carrier is CLOSING: the scanner attaches the file and
-        gives it its source and destination rules (the file is held by both carriers for a while); the old
+        gives it its source rule (the file is held by both carriers for a while); the old
         carrier lets it go only then (``integrity``), so the file is never unheld."""
         name = carrier_name(self.rse, carrier.policy, utcnow(), uuid.uuid4().hex[:8])
         reason = f"failed {row.attempts} time(s): moved from carrier {carrier.name} to {name}, so the others may leave"
@@ -280,8 +252,9 @@ class Carriers:
         self.hold(carrier, f"release stopped: {reason}", actor)
 
     def remove_from_rucio(self, carrier: LedgerCarrier) -> None:
-        """The source rule first, with ``purge_replicas``, then the destination rules and the dataset, in one
-        transaction; what is already gone is skipped."""
+        """The source rule first, with ``purge_replicas``, then any other rule the ledger knows on the carrier
+        (destination rules of carriers made by earlier versions) and the dataset, in one transaction; what is
+        already gone is skipped."""
         with rucio_db.writing() as session:
             if carrier.source_rule:
                 rucio_db.delete_rule(carrier.source_rule, purge_replicas=True, session=session)

@@ -1,17 +1,17 @@
 """What a carrier batch is, and how newly registered files are grouped into them. Pure: ``life`` acts.
 
 A carrier is a temporary dataset in the scope ``magic_carrier`` whose source rule pins its files at the
-observatory until their copies are verified, and whose destination rules follow the policy's. Files share
-a carrier when they need the same permanent rules (the replication policy's entries), so that one
-destination carrier rule per entry covers every file of the batch. A carrier takes files until
-it reaches its file or byte limit, or its first file has waited long enough: then it closes.
+observatory until their copies are verified. The copies themselves are the policy's permanent rules' work:
+the carrier asks for none of its own. Files share a carrier when they need the same permanent rules (the
+replication policy's entries), so that a batch is proven and released against one set of rules. A carrier
+takes files until it reaches its file or byte limit, or its first file has waited long enough: then it closes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -19,7 +19,6 @@ from typing import Protocol
 CARRIER_SCOPE = "magic_carrier"
 CARRIER_ACTIVITY = "MAGIC Carrier"
 SOURCE_RULE_COMMENT = "magic-carrier:source"
-DESTINATION_RULE_COMMENT = "magic-carrier:{rule}"
 
 # Rucio rule states in which a copy is not coming by itself: an operator must look, and the source stays.
 HOLDING_RULE_STATES = frozenset({"STUCK", "SUSPENDED"})
@@ -121,13 +120,3 @@ def plan_batches(
         if reason:
             plan.full.setdefault(carrier.name, reason)
     return plan
-
-
-def destination_hold(states: Mapping[str, str | None]) -> str | None:
-    """Why a carrier's destination rules hold its source copies (a rule STUCK, SUSPENDED or gone), or None."""
-    holding = {
-        rule_id: state or "gone" for rule_id, state in states.items() if state is None or state in HOLDING_RULE_STATES
-    }
-    if not holding:
-        return None
-    return "destination " + ", ".join(f"rule {rule_id} {state}" for rule_id, state in holding.items())

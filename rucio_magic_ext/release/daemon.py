@@ -27,10 +27,10 @@ def _options(parser: argparse.ArgumentParser) -> None:
 SPEC = daemons.DaemonSpec(
     name="magic-carrier",
     description=(
-        "Free the observatory disk only once the copies are safe: for each carrier batch whose destination rules "
-        "are OK, check every file's policy rules (locks OK, replicas AVAILABLE, no rule STUCK or SUSPENDED), read "
+        "Free the observatory disk only once the copies are safe: for each carrier batch, check every file's "
+        "policy rules (locks OK, replicas AVAILABLE, no rule STUCK or SUSPENDED); once all are in place, read "
         "each copy back at its storage and compare its size and adler32 with the source's, and only then remove "
-        "the carrier's source rule (the reaper deletes the source copies), its destination rules and its dataset. "
+        "the carrier's source rule (the reaper deletes the source copies) and its dataset. "
         "A copy that fails is declared bad and transferred again; its source copy is kept. Every decision goes "
         "to the ledger."
     ),

@@ -1,12 +1,13 @@
 """The source-deletion hook: release a carrier only once every file in it has verified copies.
 
-For each carrier whose destination rules are OK, every file is checked (``verify.py``): its policy rules
-in place with their locks OK and replicas AVAILABLE, then each copy read back at its storage and
+Each cycle, every file of a carrier is assessed from Rucio's database (``verify.py``): its policy rules in
+place with their locks OK and replicas AVAILABLE. A rule STUCK or SUSPENDED holds the carrier and says so;
+copies under way leave it waiting. Once every file is ready, each copy is read back at its storage and
 compared with the size and adler32 registered from the source. Only when all its files pass, and the
 copies have dwelt long enough, does the carrier go (``carrier/life.py``): its source rule is removed (the
-source copies become OBSOLETE and the reaper deletes them), then its destination rules and its dataset. A
-copy that fails is declared bad, so Rucio transfers it again, and its file waits, its source copy kept.
-Every decision is written to the ledger with its reason.
+source copies become OBSOLETE and the reaper deletes them), then its dataset. A copy that fails is declared
+bad, so Rucio transfers it again, and its file waits, its source copy kept. Every decision is written to the
+ledger with its reason.
 """
 
 from __future__ import annotations
@@ -18,14 +19,21 @@ from typing import Any
 
 from rucio_magic_ext import monitoring, rucio_db
 from rucio_magic_ext.carrier.life import IN_FLIGHT, Carriers
-from rucio_magic_ext.carrier.model import destination_hold
-from rucio_magic_ext.common import LoggerFunction, utcnow
+from rucio_magic_ext.common import DID, LoggerFunction, utcnow
 from rucio_magic_ext.ledger import FileState, Ledger
 from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
 from rucio_magic_ext.ledger.states import CarrierState
 from rucio_magic_ext.release.catalogue import ReleaseCatalogue
 from rucio_magic_ext.release.config import CarrierConfig
-from rucio_magic_ext.release.verify import Readiness, Reading, assess, may_release, mismatches, unreadable
+from rucio_magic_ext.release.verify import (
+    Assessment,
+    Readiness,
+    Reading,
+    assess,
+    may_release,
+    mismatches,
+    unreadable,
+)
 from rucio_magic_ext.replication import ReplicationPolicy
 from rucio_magic_ext.storage import Storage, storage_for_pfn
 
@@ -124,14 +132,15 @@ class Hook:
         if problem:
             self.carriers.hold(carrier, f"{problem}: source copies kept", ACTOR)
             return 0
-        states = self.carriers.destination_states(carrier)
-        held = destination_hold(states)
+        assessments = self._assess(carrier, files)
+        held = next((row for row in files if assessments[row.did].readiness is Readiness.HOLD), None)
         if held:
-            self.carriers.hold(carrier, f"{held}: source copies kept", ACTOR)
+            reason = assessments[held.did].reason
+            self.carriers.hold(carrier, f"{held.name}: {reason}: source copies kept", ACTOR)
             return 0
-        if any(state != "OK" for state in states.values()):
+        if any(assessment.readiness is Readiness.WAIT for assessment in assessments.values()):
             return 0  # copies under way
-        proof = self._prove(carrier, files)
+        proof = self._prove(carrier, files, assessments=assessments)
         if not proof.proven:
             self._split_failing(carrier, files)
             return 0
@@ -163,17 +172,30 @@ class Hook:
             return f"{len(unexpected)} file(s) not on their way to release, e.g. {row.path} {row.state.value}"
         return self.carriers.integrity(carrier, files)
 
-    def _prove(self, carrier: LedgerCarrier, files: list[LedgerFile], again: bool = False) -> Proof:
-        """Move files on as far as the facts allow. ``again``: read every counted copy anew, verified or not."""
+    def _assess(self, carrier: LedgerCarrier, files: list[LedgerFile]) -> dict[DID, Assessment]:
+        """Each file's copies as Rucio's database has them (no byte read): ready, under way, or held."""
         policy = {spec.rule_comment: spec.copies for spec in self.carriers.policy_of(carrier)}
         facts = self.catalogue.requirements(
             [(row.did, (row.placement.scope, row.placement.dataset)) for row in files], policy
         )
+        return {row.did: assess(facts[row.did], self.config.rse) for row in files}
+
+    def _prove(
+        self,
+        carrier: LedgerCarrier,
+        files: list[LedgerFile],
+        again: bool = False,
+        assessments: dict[DID, Assessment] | None = None,
+    ) -> Proof:
+        """Move files on as far as the facts allow. ``again``: read every counted copy anew, verified or not.
+        ``assessments``: the facts of this very pass, when they were just gathered."""
+        if assessments is None:
+            assessments = self._assess(carrier, files)
         waiting: list[str] = []
         at: set[str] = set()
         read = 0
         for row in files:
-            assessment = assess(facts[row.did], self.config.rse)
+            assessment = assessments[row.did]
             if assessment.readiness is not Readiness.READY:
                 waiting.append(f"{row.name}: {assessment.reason}")
                 if assessment.readiness is Readiness.HOLD:

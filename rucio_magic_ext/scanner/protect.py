@@ -1,6 +1,6 @@
-"""Protect: carriers that are full or old close. Their dataset is closed and they get one destination rule
-per policy entry (``carrier/life.py``); their files are then PROTECTED: the copies are under way, and the
-source copies stay held by the carrier's source rule until verified.
+"""Protect: carriers that are full or old close (``carrier/life.py``). Their dataset is closed and their files
+are then PROTECTED: the policy's rules on the run datasets make the copies, and the source copies stay held
+by the carrier's source rule until the copies are verified.
 
 Files registered before carriers were made at registration (an older ledger) are given one here.
 """

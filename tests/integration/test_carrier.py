@@ -137,16 +137,39 @@ def test_nothing_leaves_la_palma_while_the_destination_refuses_writes(
         assert all((orm_root(rucio_stack) / p.path).exists() for p in plan)
         assert {row.state for row in rows_of(plan).values()} == {FileState.PROTECTED}
         assert at_rse(rucio_client, plan, ORM) == {p.name: "AVAILABLE" for p in plan}
-        carriers = {row.carrier for row in rows_of(plan).values()}
-        states = {
-            r["state"]
-            for c in carriers
-            for r in rucio_client.list_replication_rules({"scope": CARRIER_SCOPE, "name": c})
-        }
+        runs = {(placement(p).scope, placement(p).dataset) for p in plan}
+        states = {r["state"] for scope, name in runs for r in rucio_client.list_did_rules(scope, name)}
         assert states <= {"OK", "REPLICATING", "STUCK"} and states & {"REPLICATING", "STUCK"}
+        for carrier in {row.carrier for row in rows_of(plan).values()}:  # it holds the source, it copies nothing
+            rules = rucio_client.list_replication_rules({"scope": CARRIER_SCOPE, "name": carrier})
+            assert [r["rse_expression"] for r in rules] == [ORM]
     flow(lambda: all_in(plan, FileState.DELETED))
     assert_safe_at_pic(rucio_stack, rucio_client, plan)
 
+
+
+def test_a_policy_rule_removed_by_another_account_keeps_the_source(
+    rucio_stack: Any, rucio_client: Any, flow: Any
+) -> None:
+    """The carrier asks for no copy of its own: with a run's permanent rule removed (here by root, before any
+    copy), nothing copies that run, and no file of its carrier leaves La Palma."""
+    plan = write_observed_night(rucio_stack, date(2020, 4, 5), seed=46)
+    rucio_stack.run_once("magic-scanner")
+    assert_all_in(plan, FileState.PROTECTED)
+    stripped = placement(plan[0])
+    for rule in rucio_client.list_did_rules(stripped.scope, stripped.dataset):
+        rucio_client.delete_replication_rule(rule["id"], purge_replicas=False)
+    rows = rows_of(plan)
+    held = [p for p in plan if rows[p.path].carrier == rows[plan[0].path].carrier]
+    with pytest.raises(pytest.fail.Exception):
+        flow(lambda: all_in(plan, FileState.DELETED), rounds=4)
+    for planned in held:
+        source = orm_root(rucio_stack) / planned.path
+        assert adler32_of(source) == rows[planned.path].adler32, planned.path
+        assert rows_of([planned])[planned.path].state in (FileState.PROTECTED, FileState.REPLICATED)
+    assert at_rse(rucio_client, held, ORM) == {p.name: "AVAILABLE" for p in held}
+    unruled = [p for p in held if placement(p).dataset == stripped.dataset]
+    assert {rows_of([p])[p.path].state for p in unruled} == {FileState.PROTECTED}  # no copy of it counts
 
 def test_a_two_destination_policy_waits_for_both_copies(rucio_stack: Any, rucio_client: Any, flow: Any) -> None:
     plan = write_observed_night(rucio_stack, date(2020, 4, 4), seed=44)

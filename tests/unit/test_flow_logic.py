@@ -16,7 +16,6 @@ from rucio_magic_ext.carrier.model import (
     NewFile,
     OpenCarrier,
     closing_reason,
-    destination_hold,
     plan_batches,
 )
 from rucio_magic_ext.release.verify import (
@@ -239,9 +238,3 @@ def test_only_copies_that_stay_away_from_the_source_count() -> None:
     assert assess([expiring], source_rse="ORM").readiness is Readiness.HOLD
     both = assess([_need(), expiring, at_source], source_rse="ORM")
     assert both.readiness is Readiness.READY and [copy.rse for copy in both.copies] == ["PIC"]
-
-
-def test_a_destination_rule_stuck_suspended_or_gone_holds_the_carrier() -> None:
-    assert destination_hold({"r1": "OK", "r2": "REPLICATING"}) is None
-    assert "r2 STUCK" in str(destination_hold({"r1": "OK", "r2": "STUCK"}))
-    assert "r3 gone" in str(destination_hold({"r3": None}))
