@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from tools.bench.benchstack import default_sleep
+from tools.bench.benchstack import production_sleep
 from tools.bench.chain import FULL
 from tools.bench.chain import setup as chain_setup
 from tools.bench.chain_figures import ChainRun, Cost, PlainCopy, StockRun, cost, rate, stock_cpu
@@ -82,9 +82,14 @@ def test_json_has_every_figure_with_ratio_and_verdict(tmp_path) -> None:
     assert figure["ratio"] == 0.5 and figure["met"] is False and figure["target"]["bound"] == 0.8
 
 
-def test_default_sleep_drops_only_the_sleep_time() -> None:
+def test_production_sleep_drops_the_dev_stacks_sleep_time() -> None:
     daemon = Daemon("conveyor-poller", ("{bin}/poller", "--sleep-time", "5", "--older-than", "0"))
-    assert default_sleep(daemon).argv == ("{bin}/poller", "--older-than", "0")
+    assert production_sleep(daemon).argv == ("{bin}/poller", "--older-than", "0")
+
+
+def test_production_sleep_is_the_helm_charts_where_it_sets_one() -> None:
+    daemon = Daemon("conveyor-submitter", ("{bin}/submitter", "--sleep-time", "5"))
+    assert production_sleep(daemon).argv == ("{bin}/submitter", "--sleep-time", "10")
 
 
 def test_only_chooses_benchmarks_in_the_runners_order() -> None:

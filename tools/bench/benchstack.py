@@ -58,24 +58,33 @@ def running(place: Place, extra: dict[str, dict[str, str]], log: str) -> Iterato
         database.drop(stack.settings)
 
 
-def default_sleep(daemon: Daemon) -> Daemon:
-    """The daemon without the dev stack's ``--sleep-time``: it loops at its own default sleep time."""
+# Sleep times Rucio's Helm chart (rucio/helm-charts, charts/rucio-daemons/values.yaml) deploys daemons with where
+# it sets one; every other daemon runs at its own default. The chart's submitter loops every 10 s, not 600 s.
+HELM_CHART_SLEEP = {"conveyor-submitter": "10"}
+
+
+def production_sleep(daemon: Daemon) -> Daemon:
+    """The daemon without the dev stack's ``--sleep-time``, looping as sites deploy it: at the sleep time of
+    Rucio's Helm chart where it sets one, else at its own default."""
     argv = list(daemon.argv)
     while "--sleep-time" in argv:
         at = argv.index("--sleep-time")
         del argv[at : at + 2]
+    if daemon.name in HELM_CHART_SLEEP:
+        argv += ["--sleep-time", HELM_CHART_SLEEP[daemon.name]]
     return dataclasses.replace(daemon, argv=tuple(argv))
 
 
 def start_daemons(stack: Stack, names: Iterable[str] | None = None, own_sleep: bool = True) -> list[str]:
-    """Start the stack's daemons (default: all); with ``own_sleep`` at their own default sleep times.
+    """Start the stack's daemons (default: all); with ``own_sleep`` at production sleep times
+    (``production_sleep``), else at the dev stack's.
 
     They get pid files in the stack's run folder, so ``stack.down()`` stops them.
     """
     chosen = [d for d in DAEMONS if names is None or d.name in set(names)]
     started = []
     for daemon in chosen:
-        run = default_sleep(daemon) if own_sleep else daemon
+        run = production_sleep(daemon) if own_sleep else daemon
         settings = stack.settings
         processes.start(run.name, run.command(port=settings.port), stack.env, settings.log_dir, settings.run_dir)
         started.append(" ".join(os.path.basename(part) for part in run.command(port=settings.port)))

@@ -2,7 +2,8 @@
 
 A night of 2,763 files (``tools/make_night``, file sizes scaled by ``Setup.scale``; DL3 files are real GADF
 files of about 351 kB whatever the scale) is written at ORM-ONSITE, all at once or trickled like a DAQ,
-while every daemon of the stack loops at its own default sleep time, as a site runs it: the scanner
+while every daemon of the stack loops at production sleep times, as Rucio's Helm chart deploys it (each
+daemon's own default, the submitter's 10 s: ``benchstack.production_sleep``): the scanner
 registers and protects, the conveyor (the magic tool) copies to PIC-DISK, the carrier verifies and
 releases, the reaper deletes at the source. The run ends when every file is deleted there (the ledger
 DELETED and the file gone from the storage), or at the timeout. The span is from the first file closed to
@@ -60,12 +61,12 @@ class Setup:
     trickle: float = 0.0  # seconds between two files closing; 0: the whole night at once
     settle: int = 30  # [magic-scanner] settle_seconds
     carrier_max_age: int = 30  # [magic-scanner] carrier_max_age_seconds
-    own_sleep: bool = True  # daemons at their own default sleep times (else the dev stack's 5 s)
+    own_sleep: bool = True  # daemons at production sleep times (else the dev stack's 5 s)
     timeout: float = 2700
 
     def describe(self) -> str:
         written = f"trickled {self.trickle:g} s apart" if self.trickle else "written at once"
-        sleeps = "daemons at their own default sleep times" if self.own_sleep else "daemons at the dev stack's 5 s"
+        sleeps = "daemons at production sleep times" if self.own_sleep else "daemons at the dev stack's 5 s"
         return (f"night {written}, size scale {self.scale:g}, settle {self.settle} s, carrier max age "
                 f"{self.carrier_max_age} s, dwell 0, {sleeps}")
 

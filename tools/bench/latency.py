@@ -1,7 +1,8 @@
 """Latency: how long a file waits at the observatory, with every daemon looping as a site runs it.
 
-A night trickles in file by file at ORM-ONSITE while the stack's daemons loop at their own default sleep
-times (the dev stack's ``--sleep-time 5`` removed; other options as the dev stack sets them). Two spans
+A night trickles in file by file at ORM-ONSITE while the stack's daemons loop at production sleep times
+(the dev stack's ``--sleep-time 5`` removed: each daemon's own default, or the sleep time Rucio's Helm chart
+gives it, ``benchstack.production_sleep``; other options as the dev stack sets them). Two spans
 per file, median and worst:
 
 * closed -> queued: from the file's close (its final mtime) to the creation of its transfer request to
@@ -48,11 +49,11 @@ class Setup:
     trickle: float  # seconds between two files closing
     settle: int  # [magic-scanner] settle_seconds
     carrier_max_age: int  # [magic-scanner] carrier_max_age_seconds
-    own_sleep: bool  # daemons at their own default sleep times (else the dev stack's 5 s)
+    own_sleep: bool  # daemons at production sleep times (else the dev stack's 5 s)
     timeout: float
 
     def describe(self) -> str:
-        sleeps = "daemons at their own default sleep times" if self.own_sleep else "daemons at the dev stack's 5 s"
+        sleeps = "daemons at production sleep times" if self.own_sleep else "daemons at the dev stack's 5 s"
         return f"settle {self.settle} s, carrier max age {self.carrier_max_age} s, {sleeps}"
 
 

@@ -6,7 +6,7 @@
   per run dataset to PIC-DISK, then the conveyor daemons the chain uses (the magic tool's preparer, submitter
   and poller, Rucio's finisher) started at the same sleep times and run until every file has its replica
   AVAILABLE at PIC-DISK; no scanner, no carrier, nothing deleted. The daemons start after the rules, so they
-  find the work waiting, the preparer first (a submitter that found nothing would sleep its 600 s): Rucio's
+  find the work waiting, the preparer first (a submitter that found nothing would sleep a cycle): Rucio's
   own floor. Their cost is sampled as the chain's is.
 """
 
