@@ -208,6 +208,16 @@ def test_an_unfinished_chain_counts_what_left_and_says_so() -> None:
     assert math.isnan(rate(5, 0.0))
 
 
+def test_each_byte_read_once_at_the_observatory_meets_the_target_and_a_second_read_does_not() -> None:
+    copy = PlainCopy(2000, 1_000_000_000, 2.0)
+    once = {f.name: f for f in chain_figures(_chain_run(source_reads=(2000, 1_000_000_000)), copy, None)}
+    assert once["chain.source_reads"].ratio == pytest.approx(1.0) and once["chain.source_reads"].met is True
+    assert "2000 transfers read at the observatory" in once["chain.source_reads"].detail
+    twice = {f.name: f for f in chain_figures(_chain_run(source_reads=(2100, 1_050_000_000)), copy, None)}
+    assert twice["chain.source_reads"].ratio == pytest.approx(1.05) and twice["chain.source_reads"].met is False
+    assert "chain.source_reads" not in {f.name for f in chain_figures(_chain_run(), copy, None)}  # not counted
+
+
 def test_stock_cpu_never_goes_below_zero() -> None:
     assert stock_cpu(Cost(1.0, 10.0, 1.0), Cost(5.0, 0.5, 1.0)) == 0.0
 

@@ -50,6 +50,11 @@ LAST_COPY = """
 SELECT max(r.updated_at) FROM {schema}.requests_history r JOIN {schema}.rses s ON s.id = r.dest_rse_id
 WHERE s.rse = :rse AND r.state = 'D'
 """
+# Every transfer that read at an RSE: its request, archived or not, records the source the conveyor chose.
+SOURCE_READS = """
+SELECT count(*), coalesce(sum(r.bytes), 0) FROM {schema}.{table} r JOIN {schema}.rses s ON s.id = r.source_rse_id
+WHERE s.rse = :rse
+"""
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ def _chain(place: benchstack.Place, plan: list[PlannedFile], setup: Setup) -> Ch
         tracks = sampler.stop()
         load = (load_start, os.getloadavg()[0])
         milestones = _milestones(stack, rows, gone, min(closed.values(), default=float("nan")))
+        reads = _source_reads(stack)
     first = min(closed.values(), default=float("nan"))
     last = max(gone.values(), default=float("nan"))
     return ChainRun(
@@ -139,6 +145,7 @@ def _chain(place: benchstack.Place, plan: list[PlannedFile], setup: Setup) -> Ch
         costs={name: one for name, track in tracks.items() if (one := cost(track)) is not None},
         setup=setup.describe(),
         load=load,
+        source_reads=reads,
     )
 
 
@@ -210,6 +217,21 @@ def _milestones(stack: Stack, rows: dict[str, LedgerFile], gone: dict[str, float
     if gone:
         found["deleted"] = max(gone.values()) - first
     return found
+
+
+def _source_reads(stack: Stack) -> tuple[int, int]:
+    """Transfers whose source was ORM-ONSITE, and the bytes they read there."""
+    engine = create_engine(stack.settings.db_url)
+    transfers = read = 0
+    try:
+        with engine.connect() as connection:
+            for table in ("requests", "requests_history"):
+                statement = text(SOURCE_READS.format(schema=stack.settings.db_schema or "public", table=table))
+                count, total = connection.execute(statement, {"rse": benchstack.ORM}).one()
+                transfers, read = transfers + int(count), read + int(total)
+    finally:
+        engine.dispose()
+    return transfers, read
 
 
 def _latest(stack: Stack, query: str, tables: tuple[str, ...]) -> float:

@@ -17,6 +17,7 @@ from tools.bench.report import Figure, Target
 
 BYTES_TARGET = 0.7  # chain bytes/s over a plain copy's
 FILES_TARGET = 0.8  # chain files/s over stock Rucio's
+READS_TARGET = 1.0  # bytes read at the observatory by transfers over the night's bytes: each byte leaves once
 #: The project's daemons, whose cost is reported (the conveyor ones are the magic tool's wrappers).
 PROJECT_DAEMONS = ("magic-scanner", "magic-carrier", "conveyor-preparer", "conveyor-submitter", "conveyor-poller")
 #: Milestones of the chain, each the moment its last file reached it, in the order of the flow.
@@ -78,6 +79,7 @@ class ChainRun:
     costs: Mapping[str, Cost]
     setup: str  # how the run was made, for the figures' detail
     load: tuple[float, float] = (math.nan, math.nan)  # 1-minute load average at its start and end
+    source_reads: tuple[int, int] | None = None  # transfers that read at the observatory, and their bytes
 
     @property
     def complete(self) -> bool:
@@ -143,10 +145,29 @@ def figures(chain: ChainRun, copy: PlainCopy, stock: StockRun | None) -> list[Fi
             extra={"milestones": dict(chain.milestones)},
         ),
     ]
+    if chain.source_reads is not None:
+        out.append(_reads_figure(chain, chain.source_reads))
     stock_costs = stock.costs if stock else {}
     for name in PROJECT_DAEMONS:
         out.extend(_daemon_figures(name, chain.costs.get(name), stock_costs.get(name), chain.files, loads))
     return out
+
+
+def _reads_figure(chain: ChainRun, reads: tuple[int, int]) -> Figure:
+    """How often each byte of the night crossed the observatory's link: every transfer whose source was the
+    observatory (Rucio's requests, archived or not, by their ``source_rse_id``), over the night's bytes."""
+    transfers, read = reads
+    return Figure(
+        "chain.source_reads",
+        _mb(read),
+        "MB",
+        baseline=_mb(chain.bytes),
+        baseline_name="night",
+        target=Target(READS_TARGET, "<=", on_ratio=True),
+        detail=f"{transfers} transfers read at the observatory for {chain.files} files, failed ones included; "
+        "the ratio is reads per byte; the scanner's adler32 reads each byte once more where the storage "
+        "computes no checksum itself",
+    )
 
 
 def stock_cpu(mine: Cost, stock: Cost) -> float:
