@@ -9,6 +9,7 @@ Functions that take a ``session`` join the caller's transaction; the others open
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import random
@@ -285,46 +286,74 @@ def rules_by_comment(dids: Iterable[DID], session: Session) -> dict[tuple[str, s
 def ensure_rules(wanted: Sequence[RuleRequest], account: InternalAccount) -> dict[RuleRequest, str]:
     """Rule id for each wanted rule, created only where no rule with its comment exists on its DID.
 
+    Rules alike but for their DID (one policy entry on many run datasets) are made by one ``add_rule`` call,
+    as Rucio takes them: the RSE expression is resolved and the account's quota weighed once, not per DID.
     Two workers may want the same rule at once: Rucio's unique index on rules turns the second creation
-    into DuplicateRule, and the rule the other one made is used instead.
+    into DuplicateRule; the call is then made again DID by DID, and the rule the other one made is used.
     """
     from rucio.common.exception import DuplicateRule
 
-    found: dict[RuleRequest, str] = {}
     with site_settings_kept(), writing() as session:  # each lock of a new rule asks for two RSE attributes
         existing = rules_by_comment({(r.scope, r.name) for r in wanted}, session)
+        missing: dict[tuple[str, str, str], RuleRequest] = {}
         for request in wanted:
-            key = (request.scope, request.name, request.comment)
-            if key not in existing:
+            if _rule_key(request) not in existing:
+                missing.setdefault(_rule_key(request), request)  # the first asks: as if made one by one
+        for alike in _alike(missing.values()):
+            for chunk in chunks(alike):
                 try:
                     with session.begin_nested():
-                        existing[key] = _add_rule(request, account, session)
+                        made = _add_rules(chunk, account, session)
                 except DuplicateRule:
-                    existing.update(rules_by_comment([(request.scope, request.name)], session))
-            found[request] = existing[key]
-    return found
+                    made = [_add_rule_unless_made(request, account, session) for request in chunk]
+                existing.update({_rule_key(request): rule_id for request, rule_id in zip(chunk, made)})
+        return {request: existing[_rule_key(request)] for request in wanted}
 
 
-def _add_rule(request: RuleRequest, account: InternalAccount, session: Session) -> str:
+def _rule_key(request: RuleRequest) -> tuple[str, str, str]:
+    return request.scope, request.name, request.comment
+
+
+def _alike(requests: Iterable[RuleRequest]) -> list[list[RuleRequest]]:
+    """The requests grouped by everything but their DID, in their first order."""
+    groups: dict[RuleRequest, list[RuleRequest]] = {}
+    for request in requests:
+        groups.setdefault(dataclasses.replace(request, scope="", name=""), []).append(request)
+    return list(groups.values())
+
+
+def _add_rule_unless_made(request: RuleRequest, account: InternalAccount, session: Session) -> str:
+    from rucio.common.exception import DuplicateRule
+
+    try:
+        with session.begin_nested():
+            (rule_id,) = _add_rules([request], account, session)
+            return rule_id
+    except DuplicateRule:
+        return rules_by_comment([(request.scope, request.name)], session)[_rule_key(request)]
+
+
+def _add_rules(alike: Sequence[RuleRequest], account: InternalAccount, session: Session) -> list[str]:
+    """One rule per request, the requests alike but for their DID; ids in the requests' order."""
     from rucio.core.rule import add_rule
 
-    (rule_id,) = add_rule(
-        dids=[{"scope": InternalScope(request.scope), "name": request.name}],
+    first = alike[0]
+    return add_rule(
+        dids=[{"scope": InternalScope(request.scope), "name": request.name} for request in alike],
         account=account,
-        copies=request.copies,
-        rse_expression=request.rse_expression,
-        grouping=request.grouping,  # type: ignore[arg-type]
+        copies=first.copies,
+        rse_expression=first.rse_expression,
+        grouping=first.grouping,  # type: ignore[arg-type]
         weight=None,
-        lifetime=request.lifetime,
-        locked=request.locked,
+        lifetime=first.lifetime,
+        locked=first.locked,
         subscription_id=None,
-        source_replica_expression=request.source_replica_expression,
-        activity=request.activity,
-        purge_replicas=request.purge_replicas,
-        comment=request.comment,
+        source_replica_expression=first.source_replica_expression,
+        activity=first.activity,
+        purge_replicas=first.purge_replicas,
+        comment=first.comment,
         session=session,
     )
-    return rule_id
 
 
 @dataclass(frozen=True)
