@@ -21,9 +21,12 @@ class ReleaseCatalogue:
         self.account = InternalAccount(account)
         self.logger = logger
 
-    def requirements(self, files: Sequence[tuple[DID, DID]], policy: dict[str, int]) -> dict[DID, list[Requirement]]:
+    def requirements(
+        self, files: Sequence[tuple[DID, DID]], policy: dict[str, int], pfns: bool = True
+    ) -> dict[DID, list[Requirement]]:
         """For each (file, run dataset): the policy's rules on the dataset, and the file's locks and replicas
-        under them. ``policy`` maps each required rule's comment to the copies it asks."""
+        under them. ``policy`` maps each required rule's comment to the copies it asks. Without ``pfns`` the
+        copies come without their PFNs (None): enough to tell whether they are in place, not to read them."""
         from rucio.db.sqla import models
 
         rules_table, locks, replicas = models.ReplicationRule, models.ReplicaLock, models.RSEFileAssociation
@@ -69,7 +72,8 @@ class ReleaseCatalogue:
                     copies_found = []
                     for rse_id, lock, replica, path in found.get((file, rule_id), []):
                         rse = rucio_db.rse_name(rse_id)
-                        copies_found.append(Copy(rse, lock, replica, rucio_db.pfn(rse, file, path)))
+                        pfn = rucio_db.pfn(rse, file, path) if pfns else None
+                        copies_found.append(Copy(rse, lock, replica, pfn))
                     needs.append(Requirement(comment, rule_id, state, copies, tuple(copies_found), expires_at))
                 result[file] = needs
         return result

@@ -132,7 +132,7 @@ class Hook:
         if problem:
             self.carriers.hold(carrier, f"{problem}: source copies kept", ACTOR)
             return 0
-        assessments = self._assess(carrier, files)
+        assessments = self._assess(carrier, files, pfns=False)
         held = next((row for row in files if assessments[row.did].readiness is Readiness.HOLD), None)
         if held:
             reason = assessments[held.did].reason
@@ -140,7 +140,7 @@ class Hook:
             return 0
         if any(assessment.readiness is Readiness.WAIT for assessment in assessments.values()):
             return 0  # copies under way
-        proof = self._prove(carrier, files, assessments=assessments)
+        proof = self._prove(carrier, files)  # the facts gathered again, with the PFNs of the copies to read
         if not proof.proven:
             self._split_failing(carrier, files)
             return 0
@@ -172,25 +172,18 @@ class Hook:
             return f"{len(unexpected)} file(s) not on their way to release, e.g. {row.path} {row.state.value}"
         return self.carriers.integrity(carrier, files)
 
-    def _assess(self, carrier: LedgerCarrier, files: list[LedgerFile]) -> dict[DID, Assessment]:
-        """Each file's copies as Rucio's database has them (no byte read): ready, under way, or held."""
+    def _assess(self, carrier: LedgerCarrier, files: list[LedgerFile], pfns: bool = True) -> dict[DID, Assessment]:
+        """Each file's copies as Rucio's database has them (no byte read): ready, under way, or held. The PFNs of
+        the copies are made only when asked (``pfns``): they are needed to read them, not to wait for them."""
         policy = {spec.rule_comment: spec.copies for spec in self.carriers.policy_of(carrier)}
         facts = self.catalogue.requirements(
-            [(row.did, (row.placement.scope, row.placement.dataset)) for row in files], policy
+            [(row.did, (row.placement.scope, row.placement.dataset)) for row in files], policy, pfns
         )
         return {row.did: assess(facts[row.did], self.config.rse) for row in files}
 
-    def _prove(
-        self,
-        carrier: LedgerCarrier,
-        files: list[LedgerFile],
-        again: bool = False,
-        assessments: dict[DID, Assessment] | None = None,
-    ) -> Proof:
-        """Move files on as far as the facts allow. ``again``: read every counted copy anew, verified or not.
-        ``assessments``: the facts of this very pass, when they were just gathered."""
-        if assessments is None:
-            assessments = self._assess(carrier, files)
+    def _prove(self, carrier: LedgerCarrier, files: list[LedgerFile], again: bool = False) -> Proof:
+        """Move files on as far as the facts allow. ``again``: read every counted copy anew, verified or not."""
+        assessments = self._assess(carrier, files)
         waiting: list[str] = []
         at: set[str] = set()
         read = 0
