@@ -392,11 +392,6 @@ def rules(rule_ids: Iterable[str]) -> dict[str, Rule | None]:
     return found
 
 
-def rule_states(rule_ids: Iterable[str]) -> dict[str, str | None]:
-    """Rucio's state of each rule (OK, REPLICATING, STUCK, SUSPENDED, ...); None for a rule that is gone."""
-    return {rule_id: rule.state if rule else None for rule_id, rule in rules(rule_ids).items()}
-
-
 def delete_rule(rule_id: str, purge_replicas: bool, session: Session) -> None:
     """Remove a rule at once (not Rucio's soft delete), locked or not; one already gone is fine."""
     from rucio.common.exception import RuleNotFound
