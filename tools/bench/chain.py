@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -219,32 +220,27 @@ def _milestones(stack: Stack, rows: dict[str, LedgerFile], gone: dict[str, float
     return found
 
 
-def _source_reads(stack: Stack) -> tuple[int, int]:
-    """Transfers whose source was ORM-ONSITE, and the bytes they read there."""
+def _rows(stack: Stack, query: str, tables: tuple[str, ...], rse: str) -> list[Any]:
+    """The one row ``query`` gives for ``rse`` over each of ``tables``, read straight from Rucio's database."""
     engine = create_engine(stack.settings.db_url)
-    transfers = read = 0
     try:
         with engine.connect() as connection:
-            for table in ("requests", "requests_history"):
-                statement = text(SOURCE_READS.format(schema=stack.settings.db_schema or "public", table=table))
-                count, total = connection.execute(statement, {"rse": benchstack.ORM}).one()
-                transfers, read = transfers + int(count), read + int(total)
+            schema = stack.settings.db_schema or "public"
+            return [
+                connection.execute(text(query.format(schema=schema, table=table)), {"rse": rse}).one()
+                for table in tables
+            ]
     finally:
         engine.dispose()
-    return transfers, read
+
+
+def _source_reads(stack: Stack) -> tuple[int, int]:
+    """Transfers whose source was ORM-ONSITE, and the bytes they read there."""
+    rows = _rows(stack, SOURCE_READS, ("requests", "requests_history"), benchstack.ORM)
+    return sum(int(count) for count, _ in rows), sum(int(total) for _, total in rows)
 
 
 def _latest(stack: Stack, query: str, tables: tuple[str, ...]) -> float:
     """The latest time (epoch) ``query`` finds for PIC-DISK over ``tables``; NaN when none."""
-    engine = create_engine(stack.settings.db_url)
-    latest = float("nan")
-    try:
-        with engine.connect() as connection:
-            for table in tables:
-                statement = text(query.format(schema=stack.settings.db_schema or "public", table=table))
-                moment = stock.epoch(connection.execute(statement, {"rse": benchstack.PIC}).scalar())
-                if not math.isnan(moment) and (math.isnan(latest) or moment > latest):
-                    latest = moment
-    finally:
-        engine.dispose()
-    return latest
+    moments = [stock.epoch(moment) for (moment,) in _rows(stack, query, tables, benchstack.PIC)]
+    return max((moment for moment in moments if not math.isnan(moment)), default=float("nan"))
