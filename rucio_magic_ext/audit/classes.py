@@ -28,6 +28,8 @@ DEFAULT_MIN_AGE = timedelta(days=1)
 # Where the ledger places a file at the source (it is still there) and at a destination (its copy was proven).
 AT_SOURCE = frozenset(FLOW[: FLOW.index(FileState.DELETED)])
 AT_DESTINATION = frozenset({FileState.VERIFIED, FileState.RELEASED, FileState.DELETED})
+# Where the policy's rules must stand at the source: made at registration, wanted until the source is let go.
+RULED_AT_SOURCE = frozenset(FLOW[FLOW.index(FileState.REGISTERED) : FLOW.index(FileState.RELEASED)])
 
 
 class Kind(str, Enum):
@@ -41,6 +43,7 @@ class Kind(str, Enum):
     ORPHAN_CARRIER = "orphan-carrier"  # a carrier in Rucio or in the ledger without its other half
     EMPTY_COLLECTION = "empty-collection"  # a run dataset or night container with no content
     UNEXPLAINED_RULE = "unexplained-rule"  # a rule on MAGIC data that no policy entry explains
+    MISSING_RULE = "missing-rule"  # a run dataset whose files here lack a rule the policy asks for them
     NEW = "new"  # dark but younger than the minimum age: the scanner's business, not out of place
 
     @property
@@ -61,6 +64,7 @@ _TAGS = {
     Kind.ORPHAN_CARRIER: "OrphanCarrier",
     Kind.EMPTY_COLLECTION: "EmptyCollection",
     Kind.UNEXPLAINED_RULE: "UnexplainedRule",
+    Kind.MISSING_RULE: "MissingRule",
     Kind.NEW: "New",
 }
 
@@ -71,6 +75,7 @@ class PolicyEntry(Protocol):
     name: str
     rse_expression: str
     copies: int
+    lifetime: int | None
 
     @property
     def rule_comment(self) -> str: ...
@@ -113,6 +118,7 @@ class Booked:
     size: int
     adler32: str | None
     carrier: str | None = None
+    dataset: str | None = None  # its run dataset, read where its policy rules must stand (``needs_rules``)
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,10 @@ class Views:
     collections: Iterable[Collection] = ()
     rules: Iterable[RuleSeen] = ()
     policy: Sequence[PolicyEntry] | None = None  # the entries of the replication policy
+    # The entries whose rules the ledger's files here need (every entry at the source, at a destination those
+    # that need a copy there), and every rule on MAGIC data that carries one's comment; None: not checked.
+    needed: Sequence[PolicyEntry] = ()
+    policy_rules: Iterable[RuleSeen] | None = None
 
 
 # -- the findings -----------------------------------------------------------------------------------------
@@ -175,7 +185,7 @@ class Finding:
     detail: str = ""
     scope: str | None = None
     name: str | None = None
-    state: str | None = None  # the ledger's state of the file or carrier, where it has one
+    state: str | None = None  # the ledger's state of a file or carrier; a rule's id, or a policy entry's name
     mtime: float | None = None
 
 
@@ -230,7 +240,7 @@ def classify(
     being written or discovered; ``checksum(path)`` (the storage's adler32, or None when unreadable) is asked
     only for files whose size agrees with their replica's."""
     findings = Findings(views.rse, views.source)
-    _files(views, findings, now, min_age, checksum)
+    in_rucio = _files(views, findings, now, min_age, checksum)
     for carrier in views.carriers:
         if why := orphan(carrier):
             state = carrier.ledger.value if carrier.ledger else None
@@ -244,6 +254,9 @@ def classify(
         if views.policy is not None and (why := unexplained(rule, views.policy)):
             key, detail = f"{rule.scope}:{rule.name}", f"rule {rule.rule_id}: {why}"
             findings.add(Finding(Kind.UNEXPLAINED_RULE, key, 0, detail, rule.scope, rule.name, rule.rule_id))
+    if views.policy_rules is not None:
+        for finding in missing_rules(in_rucio, views.needed, views.policy_rules, views.source):
+            findings.add(finding)
     return findings
 
 
@@ -258,7 +271,8 @@ def _files(
     now: datetime | None,
     min_age: timedelta,
     checksum: Callable[[str], str | None] | None,
-) -> None:
+) -> list[Booked]:
+    """The files' classes; returns the ledger's rows whose file Rucio has a replica of at the RSE."""
     replicas: dict[str, Replica] = {}
     by_did: dict[tuple[str, str], str] = {}
     for replica in views.replicas:
@@ -297,6 +311,7 @@ def _files(
         where = "still at the source" if views.source else "its copy verified here"
         why = f"the ledger says {row.state.value} ({where})"
         findings.add(Finding(Kind.LEDGER_ONLY, row.path, row.size, why, row.scope, row.name, row.state.value))
+    return [row for row in booked.values() if row.path in replicas or (row.scope, row.name) in by_did]
 
 
 def _compare(
@@ -374,6 +389,43 @@ def unexplained(rule: RuleSeen, policy: Sequence[PolicyEntry]) -> str | None:
             f"the rule {rule.copies} at {rule.rse_expression!r}"
         )
     return None
+
+
+def needs_rules(state: FileState, source: bool) -> bool:
+    """Whether the policy's rules on a file's run dataset must stand, by the file's state at the RSE audited."""
+    return state in (RULED_AT_SOURCE if source else AT_DESTINATION)
+
+
+def missing_rules(
+    booked: Iterable[Booked], needed: Sequence[PolicyEntry], present: Iterable[RuleSeen], source: bool
+) -> list[Finding]:
+    """Run datasets that lack a rule of a policy entry covering their files here. At the source, the files
+    registered and not yet released: their rules were made at registration, so one gone was removed since
+    (by an admin, or the policy gained an entry), and its files are held at the source until it is made
+    again. At a destination, the copies proven there: without their rule nothing keeps them. Entries whose
+    rules expire are not required to stand."""
+    lasting = [spec for spec in needed if spec.lifetime is None]
+    have = {(rule.scope, rule.name, rule.comment) for rule in present}
+    lacking: dict[tuple[str, str, str], list[Booked]] = {}
+    specs = {spec.name: spec for spec in lasting}
+    for row in booked:
+        kind = _level_of(row.dataset) if row.scope and row.dataset and needs_rules(row.state, source) else None
+        if kind is None:
+            continue
+        for spec in lasting:
+            if spec.matches(*kind) and (row.scope, row.dataset, spec.rule_comment) not in have:
+                lacking.setdefault((str(row.scope), str(row.dataset), spec.name), []).append(row)
+    findings = []
+    held = "held at the source until it is made again" if source else "proven here with nothing to keep them"
+    for (scope, dataset, entry), rows in sorted(lacking.items()):
+        spec = specs[entry]
+        detail = (
+            f"policy entry {entry!r} ({spec.copies} at {spec.rse_expression!r}) has no rule on it: "
+            f"{len(rows)} file(s) {held}"
+        )
+        key = f"{scope}:{dataset}"
+        findings.append(Finding(Kind.MISSING_RULE, key, sum(r.size for r in rows), detail, scope, dataset, entry))
+    return findings
 
 
 def _level_of(name: str) -> tuple[Level, Telescope] | None:

@@ -70,7 +70,8 @@ def add_parser(
         "--fix",
         action="store_true",
         help="act: declare lost copies bad, hand dark files to the "
-        "scanner, record files gone, close orphan carriers whose files are all proven",
+        "scanner, record files gone, close orphan carriers whose files are all proven, make missing policy rules "
+        "again",
     )
     audit.add_argument("--dry-run", action="store_true", help="with --fix: say what would be done, do nothing")
     audit.add_argument(
@@ -139,7 +140,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 file=sys.stderr,
             )
         else:
-            fixer = Fixer(ledger, args.rse, findings.source, settings.account, dry_run=args.dry_run)
+            fixer = Fixer(ledger, args.rse, findings.source, settings.account, args.dry_run, policy=policy.rules)
             outcome = fixer.fix(findings)
             actions = outcome.done
             _print_actions(outcome.done, outcome.left, args.dry_run)

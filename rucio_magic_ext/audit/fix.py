@@ -8,7 +8,9 @@ that is not proven is ever let go.
   was deleted (the reaper's work), any other is set aside QUARANTINED for a person, with the reason;
 - an orphan carrier is closed only when every file it holds is DELETED or RELEASED in the ledger, or held by
   another live carrier: its rules and dataset go (the source rule purges only when every file is DELETED or
-  RELEASED, that is proven by the flow's own verification); otherwise it stays, and the reason is said.
+  RELEASED, that is proven by the flow's own verification); otherwise it stays, and the reason is said;
+- a rule the policy asks on a run dataset and found gone is made again as the scanner made it (the policy is
+  the site's word on which copies must exist; an entry no longer wanted is taken out of the policy instead).
 
 Copies lost at the observatory, sizes and checksums that differ, empty collections and unexplained rules are
 reported only: they need a person. Every action is written in the ledger's history where a file has one.
@@ -31,6 +33,9 @@ from rucio_magic_ext.common import DID, LoggerFunction
 from rucio_magic_ext.ledger import FileState, Ledger, LostRace, Seen
 from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
 from rucio_magic_ext.ledger.states import CarrierState
+from rucio_magic_ext.permanent_rules import permanent_rule
+from rucio_magic_ext.replication import RuleSpec
+from rucio_magic_ext.rucio_db import RuleRequest
 
 ACTOR = "audit"
 PROVEN = frozenset({FileState.DELETED, FileState.RELEASED})
@@ -53,6 +58,7 @@ class Fixer:
     account: str
     dry_run: bool = False
     logger: LoggerFunction = logging.log
+    policy: Sequence[RuleSpec] = ()  # the replication policy's entries, to make a missing rule again
 
     def fix(self, findings: Findings) -> Outcome:
         outcome = Outcome()
@@ -61,6 +67,7 @@ class Fixer:
         self._ledger_only(findings.of(Kind.LEDGER_ONLY), outcome)
         for finding in findings.of(Kind.ORPHAN_CARRIER):
             self._carrier(finding, outcome)
+        self._missing_rules(findings.of(Kind.MISSING_RULE), outcome)
         for kind in (Kind.SIZE, Kind.CHECKSUM, Kind.EMPTY_COLLECTION, Kind.UNEXPLAINED_RULE):
             outcome.left += [f"{kind.value} {f.key}: {f.detail} (for a person)" for f in findings.of(kind)]
         return outcome
@@ -117,6 +124,26 @@ class Fixer:
                         self.ledger.set_aside([row], FileState.QUARANTINED, ACTOR, why)
             except LostRace:
                 outcome.left.append(f"ledger-only {finding.key}: moved on meanwhile, left alone")
+
+    def _missing_rules(self, missing: Sequence[Finding], outcome: Outcome) -> None:
+        specs = {spec.name: spec for spec in self.policy}
+        wanted: list[RuleRequest] = []
+        said: list[str] = []
+        for finding in missing:
+            spec = specs.get(str(finding.state))
+            if spec is None or not finding.scope or not finding.name:
+                outcome.left.append(f"missing-rule {finding.key}: {finding.detail}; no such policy entry to make it")
+                continue
+            wanted.append(permanent_rule(spec, finding.scope, finding.name))
+            said.append(f"missing-rule {finding.key}: {self._would}made again, policy entry {spec.name!r}")
+        if wanted and not self.dry_run:
+            try:
+                made = rucio_db.ensure_rules(wanted, InternalAccount(self.account))
+            except Exception as error:  # a dataset gone since the audit read it, a quota, an RSE expression
+                outcome.left.append(f"missing-rule: Rucio refused to make {len(wanted)} rule(s) again: {error}")
+                return
+            self.logger(logging.WARNING, "made missing policy rule(s) again: %s", ", ".join(made.values()))
+        outcome.done += said
 
     # -- carriers -------------------------------------------------------------------------------------------
 

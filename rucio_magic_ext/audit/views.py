@@ -9,6 +9,7 @@ a replica where Rucio keeps one (the observatory's), else the path the RSE's lfn
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from rucio_magic_ext.audit.classes import (
     RuleSeen,
     StoredFile,
     Views,
+    needs_rules,
     night_of_name,
     night_of_path,
 )
@@ -36,7 +38,7 @@ from rucio_magic_ext.common import DID
 from rucio_magic_ext.ledger import Ledger
 from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
 from rucio_magic_ext.ledger.paths import from_text, to_text
-from rucio_magic_ext.naming import MagicNameError, parse
+from rucio_magic_ext.naming import MagicName, MagicNameError, parse
 from rucio_magic_ext.storage import Storage, get_storage
 
 BATCH = 5000
@@ -148,6 +150,14 @@ def empty_collections(night: date | None = None) -> Iterator[Collection]:
             yield Collection(scope, name, did_type)
 
 
+def policy_rules(policy: Iterable[PolicyEntry], night: date | None = None) -> Iterator[RuleSeen]:
+    """The rules on MAGIC data that carry a policy entry's comment, wherever they ask copies."""
+    comments = {spec.rule_comment for spec in policy}
+    for rule in rucio_db.rules_in_scopes(layout.SCOPES, BATCH):
+        if rule.comment in comments and (night is None or night_of_name(rule.name) == night):
+            yield rule
+
+
 def rules_at(rse: str, night: date | None = None) -> Iterator[RuleSeen]:
     """The rules on MAGIC data whose RSE expression names this RSE."""
     expressions: dict[str, bool] = {}
@@ -166,11 +176,26 @@ def rules_at(rse: str, night: date | None = None) -> Iterator[RuleSeen]:
 def booked_at_source(ledger: Ledger, rse: str, night: date | None = None) -> Iterator[Booked]:
     """Every ledger row of the source RSE, at its own path."""
     files = LedgerFile
-    query = select(files.path, files.scope, files.name, files.state, files.size, files.adler32, files.carrier)
+    query = select(
+        files.path, files.scope, files.name, files.state, files.size, files.adler32, files.carrier, files.night
+    )
     query = query.where(files.rse == rse, *([files.night == night] if night else []))
     with ledger.session() as session:
-        for row in session.execute(query.execution_options(yield_per=BATCH)):
-            yield Booked(*row)
+        for path, scope, name, state, size, adler32, carrier, folder_night in session.execute(
+            query.execution_options(yield_per=BATCH)
+        ):
+            dataset = None
+            if name and needs_rules(state, source=True):
+                with contextlib.suppress(MagicNameError):  # an odd entry: the scanner's business
+                    dataset = _run_dataset(parse(name), folder_night)
+            yield Booked(path, scope, name, state, size, adler32, carrier, dataset)
+
+
+def _run_dataset(record: MagicName, night: date | None) -> str | None:
+    try:
+        return layout.placement(record, night).dataset
+    except MagicNameError:
+        return None
 
 
 def required_at(rse: str, policy: Iterable[PolicyEntry]) -> list[PolicyEntry]:
@@ -192,10 +217,13 @@ def booked_at_destination(
     if not needed:
         return
     files = LedgerFile
-    query = select(files.path, files.scope, files.name, files.state, files.size, files.adler32, files.carrier)
+    query = select(
+        files.path, files.scope, files.name, files.state, files.size, files.adler32, files.carrier, files.night
+    )
     query = query.where(files.scope.is_not(None), *([files.night == night] if night else []))
     with ledger.session() as session:
-        for _, scope, name, state, size, adler32, carrier in session.execute(query.execution_options(yield_per=BATCH)):
+        rows = session.execute(query.execution_options(yield_per=BATCH))
+        for _, scope, name, state, size, adler32, carrier, folder_night in rows:
             try:
                 record = parse(name)
             except MagicNameError:
@@ -204,7 +232,8 @@ def booked_at_destination(
                 continue
             path = where.path_of(scope, name)
             if _in_night(path, night):  # judged by its path here, as the storage's and Rucio's views are
-                yield Booked(path, scope, name, state, size, adler32, carrier)
+                dataset = _run_dataset(record, folder_night) if needs_rules(state, source=False) else None
+                yield Booked(path, scope, name, state, size, adler32, carrier, dataset)
 
 
 # -- carriers ---------------------------------------------------------------------------------------------
@@ -264,6 +293,7 @@ def read(
     observatory's RSE, whose files the ledger keeps row by row and whose carriers it records."""
     where = where or place(rse)
     source = rse == source_rse
+    needed = list(policy) if source else required_at(rse, policy)
     return Views(
         rse=rse,
         source=source,
@@ -274,6 +304,8 @@ def read(
         collections=empty_collections(night),
         rules=rules_at(rse, night),
         policy=policy,
+        needed=needed,
+        policy_rules=policy_rules(needed, night),
     )
 
 

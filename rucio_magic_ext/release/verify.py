@@ -60,8 +60,9 @@ def assess(requirements: Sequence[Requirement], source_rse: str | None = None) -
         return Assessment(Readiness.HOLD, "no replication rule covers this file: its source copy stays")
     copies: list[Copy] = []
     for need in requirements:
-        if need.rule_id is None:
-            return Assessment(Readiness.WAIT, f"rule {need.policy_rule} not created yet")
+        if need.rule_id is None:  # made at registration, before any carrier is considered: removed since
+            why = "removed since registration, or new in the policy: `rucio-magic audit --fix` makes it again"
+            return Assessment(Readiness.HOLD, f"no rule {need.policy_rule} on its run dataset ({why})")
         if need.rule_state in HOLDING_RULE_STATES:
             return Assessment(Readiness.HOLD, f"rule {need.rule_id} ({need.policy_rule}) is {need.rule_state}")
         ok = [copy for copy in need.found if copy.lock_state == "OK"]

@@ -18,6 +18,7 @@ from rucio_magic_ext import rucio_db
 from rucio_magic_ext.ledger import FileState, LostRace
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.metadata import file_metadata
+from rucio_magic_ext.permanent_rules import permanent_rule
 from rucio_magic_ext.rucio_db import RuleRequest
 from rucio_magic_ext.scanner.catalogue import Registration
 from rucio_magic_ext.scanner.context import Context
@@ -43,23 +44,12 @@ def registration(row: LedgerFile) -> Registration:
 
 
 def permanent_rules(context: Context, rows: Sequence[LedgerFile]) -> list[RuleRequest]:
-    """One rule per policy entry on each run dataset of ``rows``; a chained entry's rule copies only from its
-    source, and waits (STUCK, repaired by the judge-repairer) until the first copy is there."""
+    """One rule per policy entry on each run dataset of ``rows``."""
     wanted = {}
     for row in rows:
         placed = row.placement
         for spec in context.carriers.specs(row):
-            wanted[(placed.scope, placed.dataset, spec.name)] = RuleRequest(
-                placed.scope,
-                placed.dataset,
-                spec.rse_expression,
-                spec.copies,
-                spec.rule_comment,
-                spec.activity,
-                spec.lifetime,
-                spec.grouping,
-                source_replica_expression=spec.source,  # from the first destination, not La Palma again
-            )
+            wanted[(placed.scope, placed.dataset, spec.name)] = permanent_rule(spec, placed.scope, placed.dataset)
     return list(wanted.values())
 
 

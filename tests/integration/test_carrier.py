@@ -24,6 +24,7 @@ from scenery import (
     write_observed_night,
 )
 
+from rucio_magic_ext import cli
 from rucio_magic_ext.carrier.model import CARRIER_SCOPE
 from rucio_magic_ext.ledger import FileState
 from rucio_magic_ext.naming import Level
@@ -147,16 +148,18 @@ def test_nothing_leaves_la_palma_while_the_destination_refuses_writes(
     assert_safe_at_pic(rucio_stack, rucio_client, plan)
 
 
-
-def test_a_policy_rule_removed_by_another_account_keeps_the_source(
-    rucio_stack: Any, rucio_client: Any, flow: Any
+def test_a_policy_rule_removed_by_another_account_keeps_the_source_until_the_audit_makes_it_again(
+    rucio_stack: Any, rucio_client: Any, flow: Any, capsys: Any
 ) -> None:
     """The carrier asks for no copy of its own: with a run's permanent rule removed (here by root, before any
-    copy), nothing copies that run, and no file of its carrier leaves La Palma."""
-    plan = write_observed_night(rucio_stack, date(2020, 4, 5), seed=46)
+    copy), nothing copies that run and no file of its carrier leaves La Palma; the carrier says why, the audit
+    names the run, and its fix makes the rule again, after which the night goes through."""
+    night = date(2020, 4, 5)
+    plan = write_observed_night(rucio_stack, night, seed=46)
     rucio_stack.run_once("magic-scanner")
     assert_all_in(plan, FileState.PROTECTED)
     stripped = placement(plan[0])
+    removed = {rule["comments"] for rule in rucio_client.list_did_rules(stripped.scope, stripped.dataset)}
     for rule in rucio_client.list_did_rules(stripped.scope, stripped.dataset):
         rucio_client.delete_replication_rule(rule["id"], purge_replicas=False)
     rows = rows_of(plan)
@@ -170,6 +173,28 @@ def test_a_policy_rule_removed_by_another_account_keeps_the_source(
     assert at_rse(rucio_client, held, ORM) == {p.name: "AVAILABLE" for p in held}
     unruled = [p for p in held if placement(p).dataset == stripped.dataset]
     assert {rows_of([p])[p.path].state for p in unruled} == {FileState.PROTECTED}  # no copy of it counts
+    notes = [event.detail for event in events_of(unruled[0].path)]
+    assert any("no rule magic-policy:" in note and "audit --fix" in note for note in notes), notes
+
+    def audit(*options: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = cli.main(["audit", ORM, "--night", night.isoformat(), *options])
+        said = capsys.readouterr()
+        return code, said.out + said.err
+
+    code, out = audit()
+    assert code == 1 and f"{stripped.scope}:{stripped.dataset}  policy entry" in out, out
+    assert "held at the source until it is made again" in out
+    code, out = audit("--fix")
+    assert f"missing-rule {stripped.scope}:{stripped.dataset}: made again" in out, out
+    remade = {rule["comments"] for rule in rucio_client.list_did_rules(stripped.scope, stripped.dataset)}
+    assert remade == removed
+    flow(lambda: all_in(plan, FileState.DELETED))
+    assert_safe_at_pic(rucio_stack, rucio_client, plan)
+    for rse in (ORM, PIC):
+        code, out = cli.main(["audit", rse, "--night", night.isoformat()]), capsys.readouterr().out
+        assert code == 0, out
+
 
 def test_a_two_destination_policy_waits_for_both_copies(rucio_stack: Any, rucio_client: Any, flow: Any) -> None:
     plan = write_observed_night(rucio_stack, date(2020, 4, 4), seed=44)

@@ -17,6 +17,7 @@ from rucio_magic_ext.audit.classes import (
     Views,
     classify,
     counts,
+    needs_rules,
     night_of_path,
 )
 from rucio_magic_ext.ledger.states import CarrierState, FileState
@@ -28,6 +29,7 @@ OLD = (NOW - timedelta(days=3)).timestamp()
 FRESH = (NOW - timedelta(minutes=5)).timestamp()
 RAW = "M1/DAQ/RAW/2022_03_01/20220301_M1_05086952.001_D_CrabNebula-W0.40+035.raw.gz"
 CAL = "M1/OSA/Calibrated/2022/03/01/20220301_M1_05086952.001_Y_CrabNebula-W0.40+035.root"
+RAW_RUN, CAL_RUN = "M1_RAW_20220301_05086952", "M1_Calibrated_20220301_05086952"
 POLICY = parse_policy(
     {
         "rule": [
@@ -46,8 +48,10 @@ def replica(path: str, size: int = 100, adler32: str = "0000abcd", state: str = 
     return Replica("magic_raw", path.rsplit("/", 1)[-1], path, size, adler32, state)
 
 
-def booked(path: str, state: FileState, size: int = 100, carrier: str | None = None) -> Booked:
-    return Booked(path, "magic_raw", path.rsplit("/", 1)[-1], state, size, "0000abcd", carrier)
+def booked(
+    path: str, state: FileState, size: int = 100, carrier: str | None = None, dataset: str | None = None
+) -> Booked:
+    return Booked(path, "magic_raw", path.rsplit("/", 1)[-1], state, size, "0000abcd", carrier, dataset)
 
 
 def views(storage=(), replicas=(), ledger=(), source=True, **more) -> Views:
@@ -187,3 +191,47 @@ def test_the_night_of_a_path_at_the_observatory_and_at_the_data_centre() -> None
     assert night_of_path("M1/RAW/2022/03/01/" + RAW.rsplit("/", 1)[-1]) == date(2022, 3, 1)
     assert night_of_path("M1/DAQ/RAW/2022_03_02/notes.txt") == date(2022, 3, 2)
     assert night_of_path("README") is None
+
+
+def test_a_run_dataset_whose_policy_rule_is_gone_holds_its_files_and_is_named() -> None:
+    def rule(name: str, comment: str) -> RuleSeen:
+        return RuleRow("r", "magic_raw", name, comment, "PIC-DISK", 1, "magic_scanner")
+
+    cal = Booked(CAL, "magic_cal", CAL.rsplit("/", 1)[-1], FileState.VERIFIED, 5, "0000abcd", None, CAL_RUN)
+    held = [booked(RAW, FileState.PROTECTED, size=7, dataset=RAW_RUN), cal]
+    ruled = [rule(RAW_RUN, "magic-policy:raw-to-pic")]
+    found = classify(views(replicas=[replica(RAW), replica(CAL)], ledger=held, needed=POLICY, policy_rules=ruled), NOW)
+    (missing,) = found.of(Kind.MISSING_RULE)
+    assert missing.key == "magic_cal:M1_Calibrated_20220301_05086952"
+    assert (missing.bytes, missing.state) == (5, "analysis-to-pic")  # the entry to make it again from
+    assert "1 file(s) held at the source until it is made again" in missing.detail
+    unread = classify(views(replicas=[replica(RAW), replica(CAL)], ledger=held, needed=POLICY), NOW)
+    assert not unread.of(Kind.MISSING_RULE)  # not checked when the rules were not read
+    alone = classify(views(ledger=held, needed=POLICY, policy_rules=ruled), NOW)
+    assert not alone.of(Kind.MISSING_RULE)  # ledger rows Rucio does not have are ledger-only, nothing more
+
+
+@pytest.mark.parametrize(
+    ("state", "source", "named"),
+    [
+        (FileState.CHECKSUMMED, True, False),  # its rules are made with its registration
+        (FileState.REGISTERED, True, True),
+        (FileState.RELEASED, True, False),  # let go at the source: the destination's audit names it
+        (FileState.PROTECTED, False, False),  # no copy proven at the destination yet
+        (FileState.DELETED, False, True),  # the only copies, with nothing to keep them
+    ],
+)
+def test_which_files_need_their_policy_rules_where(state: FileState, source: bool, named: bool) -> None:
+    row = booked(RAW, state, dataset=RAW_RUN if needs_rules(state, source) else None)  # as the views read it
+    found = classify(views(replicas=[replica(RAW)], ledger=[row], source=source, needed=POLICY, policy_rules=[]), NOW)
+    assert bool(found.of(Kind.MISSING_RULE)) is named
+    if named and not source:
+        assert "proven here with nothing to keep them" in found.of(Kind.MISSING_RULE)[0].detail
+
+
+def test_a_policy_entry_whose_rules_expire_needs_none_to_stand() -> None:
+    entry = {"name": "raw", "levels": ["RAW"], "rse_expression": "PIC", "lifetime_days": 30}
+    expiring = parse_policy({"rule": [entry]})
+    row = booked(RAW, FileState.PROTECTED, dataset=RAW_RUN)
+    found = classify(views(replicas=[replica(RAW)], ledger=[row], needed=expiring.rules, policy_rules=[]), NOW)
+    assert not found.of(Kind.MISSING_RULE)

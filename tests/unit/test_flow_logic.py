@@ -168,7 +168,7 @@ def _need(state: str = "OK", copies: int = 1, found: tuple[Copy, ...] | None = N
     ("requirements", "expected", "says"),
     [
         ([], Readiness.HOLD, "no replication rule"),
-        ([_need(rule=None)], Readiness.WAIT, "not created yet"),
+        ([_need(rule=None)], Readiness.HOLD, "no rule magic-policy:x on its run dataset"),
         ([_need(state="STUCK")], Readiness.HOLD, "STUCK"),
         ([_need(state="SUSPENDED")], Readiness.HOLD, "SUSPENDED"),
         ([_need(copies=2)], Readiness.WAIT, "1 of 2 copies"),
