@@ -10,6 +10,7 @@ import pytest
 
 from tools.bench.benchstack import production_sleep
 from tools.bench.chain import FULL
+from tools.bench.chain import night as chain_night
 from tools.bench.chain import setup as chain_setup
 from tools.bench.chain_figures import ChainRun, Cost, PlainCopy, StockRun, cost, rate, stock_cpu
 from tools.bench.chain_figures import figures as chain_figures
@@ -231,6 +232,12 @@ def test_chain_is_run_only_when_named_and_its_options_apply() -> None:
     assert chain_setup(FULL) == FULL
     with pytest.raises(ValueError):
         chain_setup(FULL, scale=0)
+    real = chain_setup(FULL, scale=1.0, files=6)
+    assert (real.scale, real.files) == (1.0, 6)
+    assert sum(planned.size for planned in chain_night(real)) == pytest.approx(3.33e9, rel=0.01)  # a few GB
+    for files in (0, 2764):
+        with pytest.raises(ValueError):
+            chain_setup(FULL, files=files)
 
 
 # -- registration: the bulk REST baseline and the figures against both baselines ------------------------------

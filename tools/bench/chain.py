@@ -81,14 +81,21 @@ FULL = Setup()
 QUICK = Setup(files=300, scale=1e-4, settle=5, carrier_max_age=10, own_sleep=False, timeout=900)
 
 
-def setup(base: Setup, scale: float | None = None, trickle: float | None = None) -> Setup:
+def setup(
+    base: Setup, scale: float | None = None, trickle: float | None = None, files: int | None = None
+) -> Setup:
     """``base`` with the command line's choices; a trickled night gets its writing time on top of the timeout."""
     if scale is not None and scale <= 0:
         raise ValueError(f"--scale must be positive, not {scale}")
     if trickle is not None and trickle < 0:
         raise ValueError(f"--trickle must not be negative, not {trickle}")
+    if files is not None and not 0 < files <= REAL_NIGHT_FILES:
+        raise ValueError(f"--files must be from 1 to {REAL_NIGHT_FILES}, not {files}")
     chosen = dataclasses.replace(
-        base, scale=base.scale if scale is None else scale, trickle=base.trickle if trickle is None else trickle
+        base,
+        scale=base.scale if scale is None else scale,
+        trickle=base.trickle if trickle is None else trickle,
+        files=base.files if files is None else files,
     )
     return dataclasses.replace(chosen, timeout=chosen.timeout + chosen.trickle * chosen.files)
 

@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="scaled down, for a quick look (figures not comparable)")
     parser.add_argument("--scale", type=float, help="chain: file sizes of a real night times this (default 1e-3)")
     parser.add_argument("--trickle", type=float, help="chain: seconds between two files closing (default 0: at once)")
+    parser.add_argument(
+        "--files", type=int, help="chain: the night's first N files only (default 2763, the whole night)"
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="results file (default: %(default)s)")
     parser.add_argument("--state", type=Path, default=benchstack.DEFAULT_STATE, help="the stack's state folder")
     parser.add_argument("--pg-database", default=benchstack.DATABASE, help="PostgreSQL database of the stack")
@@ -67,7 +70,8 @@ def benchmarks(args: argparse.Namespace, place: benchstack.Place) -> dict[str, C
         "latency": lambda: latency.run(place, latency.QUICK if quick else latency.FULL),
         "xrootd": lambda: xrootd.run(place, xrootd.QUICK if quick else xrootd.FULL),
         "chain": lambda: chain.run(
-            place, chain.setup(chain.QUICK if quick else chain.FULL, scale=args.scale, trickle=args.trickle)
+            place,
+            chain.setup(chain.QUICK if quick else chain.FULL, scale=args.scale, trickle=args.trickle, files=args.files),
         ),
     }
 
