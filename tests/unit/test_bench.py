@@ -219,6 +219,17 @@ def test_each_byte_read_once_at_the_observatory_meets_the_target_and_a_second_re
     assert "chain.source_reads" not in {f.name for f in chain_figures(_chain_run(), copy, None)}  # not counted
 
 
+def test_the_copying_alone_is_set_beside_stock_rucio_and_the_rest_of_the_span_said() -> None:
+    stock_run = StockRun(files=2000, replicated=2000, rules=150, seconds=250.0)
+    copy = PlainCopy(2000, 1_000_000_000, 2.0)
+    found = {f.name: f for f in chain_figures(_chain_run(copy_started=100.0), copy, stock_run)}
+    copying = found["chain.copying_files_per_s"]
+    assert copying.value == pytest.approx(2000 / 300) and copying.ratio == pytest.approx(2000 / 300 / 8.0)
+    assert copying.target is None  # a part of the span, not a promise of its own
+    assert "+100 s -> last copy done +400 s: 300 s of copying; before it 100 s, after it 100 s" in copying.detail
+    assert "chain.copying_files_per_s" not in {f.name for f in chain_figures(_chain_run(), copy, stock_run)}
+
+
 def test_stock_cpu_never_goes_below_zero() -> None:
     assert stock_cpu(Cost(1.0, 10.0, 1.0), Cost(5.0, 0.5, 1.0)) == 0.0
 

@@ -45,6 +45,7 @@ DONE = frozenset({FileState.DELETED, FileState.REJECTED, FileState.QUARANTINED})
 LAST_REQUEST = """
 SELECT max(r.created_at) FROM {schema}.{table} r JOIN {schema}.rses s ON s.id = r.dest_rse_id WHERE s.rse = :rse
 """
+FIRST_REQUEST = LAST_REQUEST.replace("max(", "min(")
 # The finisher archives a DONE request as it makes the replica AVAILABLE (its updated_at then); later lock
 # changes move the replica's own updated_at, so the copy's time is read from the archive.
 LAST_COPY = """
@@ -140,9 +141,10 @@ def _chain(place: benchstack.Place, plan: list[PlannedFile], setup: Setup) -> Ch
         gone, rows = _watch(stack, root, plan, closed, setup.timeout)
         tracks = sampler.stop()
         load = (load_start, os.getloadavg()[0])
-        milestones = _milestones(stack, rows, gone, min(closed.values(), default=float("nan")))
+        first = min(closed.values(), default=float("nan"))
+        milestones = _milestones(stack, rows, gone, first)
+        copy_started = _earliest(stack, FIRST_REQUEST, ("requests", "requests_history")) - first
         reads = _source_reads(stack)
-    first = min(closed.values(), default=float("nan"))
     last = max(gone.values(), default=float("nan"))
     return ChainRun(
         files=len(plan),
@@ -154,6 +156,7 @@ def _chain(place: benchstack.Place, plan: list[PlannedFile], setup: Setup) -> Ch
         setup=setup.describe(),
         load=load,
         source_reads=reads,
+        copy_started=copy_started,
     )
 
 
@@ -249,5 +252,13 @@ def _source_reads(stack: Stack) -> tuple[int, int]:
 
 def _latest(stack: Stack, query: str, tables: tuple[str, ...]) -> float:
     """The latest time (epoch) ``query`` finds for PIC-DISK over ``tables``; NaN when none."""
+    return max(_moments(stack, query, tables), default=float("nan"))
+
+
+def _earliest(stack: Stack, query: str, tables: tuple[str, ...]) -> float:
+    return min(_moments(stack, query, tables), default=float("nan"))
+
+
+def _moments(stack: Stack, query: str, tables: tuple[str, ...]) -> list[float]:
     moments = [stock.epoch(moment) for (moment,) in _rows(stack, query, tables, benchstack.PIC)]
-    return max((moment for moment in moments if not math.isnan(moment)), default=float("nan"))
+    return [moment for moment in moments if not math.isnan(moment)]

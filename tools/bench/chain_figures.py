@@ -80,6 +80,7 @@ class ChainRun:
     setup: str  # how the run was made, for the figures' detail
     load: tuple[float, float] = (math.nan, math.nan)  # 1-minute load average at its start and end
     source_reads: tuple[int, int] | None = None  # transfers that read at the observatory, and their bytes
+    copy_started: float = math.nan  # seconds from the first close to the first transfer request to PIC-DISK
 
     @property
     def complete(self) -> bool:
@@ -147,6 +148,8 @@ def figures(chain: ChainRun, copy: PlainCopy, stock: StockRun | None) -> list[Fi
     ]
     if chain.source_reads is not None:
         out.append(_reads_figure(chain, chain.source_reads))
+    if "copied" in chain.milestones and not math.isnan(chain.copy_started):
+        out.append(_copying_figure(chain, stock))
     stock_costs = stock.costs if stock else {}
     for name in PROJECT_DAEMONS:
         out.extend(_daemon_figures(name, chain.costs.get(name), stock_costs.get(name), chain.files, loads))
@@ -167,6 +170,22 @@ def _reads_figure(chain: ChainRun, reads: tuple[int, int]) -> Figure:
         detail=f"{transfers} transfers read at the observatory for {chain.files} files, failed ones included; "
         "the ratio is reads per byte; the scanner's adler32 reads each byte once more where the storage "
         "computes no checksum itself",
+    )
+
+
+def _copying_figure(chain: ChainRun, stock: StockRun | None) -> Figure:
+    """The chain's copying alone (first transfer request to last copy done), against stock Rucio's whole run,
+    which is copying alone: what the scanner and the carrier cost the conveyor while it works. The rest of the
+    chain's span, before and after, is settle time and the daemons' sleeps, which do not grow with a night."""
+    head, copied = chain.copy_started, chain.milestones["copied"]
+    return Figure(
+        "chain.copying_files_per_s",
+        rate(chain.files, copied - head),
+        "files/s",
+        baseline=rate(stock.replicated, stock.seconds) if stock else None,
+        baseline_name="stock-rucio",
+        detail=f"first transfer request +{head:.0f} s -> last copy done +{copied:.0f} s: {copied - head:.0f} s "
+        f"of copying; before it {head:.0f} s, after it {chain.seconds - copied:.0f} s of the span",
     )
 
 
