@@ -536,6 +536,7 @@ class RuleRow:
     rse_expression: str
     copies: int
     account: str
+    expires_at: datetime | None = None
 
 
 def rules_in_scopes(scopes: Sequence[str], batch: int = 5000) -> Iterator[RuleRow]:
@@ -544,13 +545,36 @@ def rules_in_scopes(scopes: Sequence[str], batch: int = 5000) -> Iterator[RuleRo
 
     table = models.ReplicationRule
     query = (
-        select(table.id, table.scope, table.name, table.comments, table.rse_expression, table.copies, table.account)
+        select(
+            table.id,
+            table.scope,
+            table.name,
+            table.comments,
+            table.rse_expression,
+            table.copies,
+            table.account,
+            table.expires_at,
+        )
         .where(table.scope.in_([InternalScope(scope) for scope in scopes]))
         .execution_options(yield_per=batch)
     )
     with reading() as session:
-        for rule_id, scope, name, comment, expression, copies, account in session.execute(query):
-            yield RuleRow(str(rule_id), scope.external, name, comment or "", expression, copies, account.external)
+        for rule_id, scope, name, comment, expression, copies, account, expires_at in session.execute(query):
+            yield RuleRow(
+                str(rule_id), scope.external, name, comment or "", expression, copies, account.external, expires_at
+            )
+
+
+def keep_rules(rule_ids: Iterable[str]) -> list[str]:
+    """Take the expiry off rules, as ``update_replication_rule(lifetime=None)`` does: a rule removed through
+    Rucio's API only expires (within the hour, then the judge-cleaner deletes it). Returns the rules kept."""
+    from rucio.core.rule import update_rule
+
+    expiring = [rule_id for rule_id, rule in rules(rule_ids).items() if rule and rule.expires_at is not None]
+    with writing() as session:
+        for rule_id in expiring:
+            update_rule(rule_id, {"lifetime": None}, session=session)
+    return expiring
 
 
 @retried_when_locked

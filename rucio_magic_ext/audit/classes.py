@@ -150,6 +150,7 @@ class RuleSeen(Protocol):
     rse_expression: str
     copies: int
     account: str
+    expires_at: datetime | None
 
 
 @dataclass
@@ -402,10 +403,17 @@ def missing_rules(
     """Run datasets that lack a rule of a policy entry covering their files here. At the source, the files
     registered and not yet released: their rules were made at registration, so one gone was removed since
     (by an admin, or the policy gained an entry), and its files are held at the source until it is made
-    again. At a destination, the copies proven there: without their rule nothing keeps them. Entries whose
-    rules expire are not required to stand."""
+    again. At a destination, the copies proven there: without their rule nothing keeps them. A rule that
+    expires does not count (Rucio's API removes a rule by setting it to expire), and entries whose rules
+    expire are not required to stand."""
     lasting = [spec for spec in needed if spec.lifetime is None]
-    have = {(rule.scope, rule.name, rule.comment) for rule in present}
+    have: set[tuple[str, str, str]] = set()
+    expiring: dict[tuple[str, str, str], datetime] = {}  # removed through Rucio's API: gone within the hour
+    for rule in present:
+        if rule.expires_at is None:
+            have.add((rule.scope, rule.name, rule.comment))
+        else:
+            expiring[(rule.scope, rule.name, rule.comment)] = rule.expires_at
     lacking: dict[tuple[str, str, str], list[Booked]] = {}
     specs = {spec.name: spec for spec in lasting}
     for row in booked:
@@ -419,8 +427,10 @@ def missing_rules(
     held = "held at the source until it is made again" if source else "proven here with nothing to keep them"
     for (scope, dataset, entry), rows in sorted(lacking.items()):
         spec = specs[entry]
+        ends = expiring.get((scope, dataset, spec.rule_comment))
+        which = f"only a rule set to expire at {ends:%Y-%m-%d %H:%M:%S} UTC (removed)" if ends else "no rule"
         detail = (
-            f"policy entry {entry!r} ({spec.copies} at {spec.rse_expression!r}) has no rule on it: "
+            f"policy entry {entry!r} ({spec.copies} at {spec.rse_expression!r}) has {which} on it: "
             f"{len(rows)} file(s) {held}"
         )
         key = f"{scope}:{dataset}"

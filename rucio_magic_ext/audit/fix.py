@@ -126,24 +126,31 @@ class Fixer:
                 outcome.left.append(f"ledger-only {finding.key}: moved on meanwhile, left alone")
 
     def _missing_rules(self, missing: Sequence[Finding], outcome: Outcome) -> None:
+        """Made again where gone, kept (the expiry taken off) where removed through Rucio's API but not yet
+        deleted: either way the rule the scanner made stands again."""
         specs = {spec.name: spec for spec in self.policy}
-        wanted: list[RuleRequest] = []
-        said: list[str] = []
+        wanted: dict[RuleRequest, Finding] = {}
         for finding in missing:
             spec = specs.get(str(finding.state))
             if spec is None or not finding.scope or not finding.name:
                 outcome.left.append(f"missing-rule {finding.key}: {finding.detail}; no such policy entry to make it")
                 continue
-            wanted.append(permanent_rule(spec, finding.scope, finding.name))
-            said.append(f"missing-rule {finding.key}: {self._would}made again, policy entry {spec.name!r}")
-        if wanted and not self.dry_run:
-            try:
-                made = rucio_db.ensure_rules(wanted, InternalAccount(self.account))
-            except Exception as error:  # a dataset gone since the audit read it, a quota, an RSE expression
-                outcome.left.append(f"missing-rule: Rucio refused to make {len(wanted)} rule(s) again: {error}")
-                return
-            self.logger(logging.WARNING, "made missing policy rule(s) again: %s", ", ".join(made.values()))
-        outcome.done += said
+            wanted[permanent_rule(spec, finding.scope, finding.name)] = finding
+        if not wanted:
+            return
+        if self.dry_run:
+            outcome.done += [f"missing-rule {f.key}: would stand again ({f.detail})" for f in wanted.values()]
+            return
+        try:
+            made = rucio_db.ensure_rules(list(wanted), InternalAccount(self.account))
+            kept = set(rucio_db.keep_rules(made.values()))
+        except Exception as error:  # a dataset gone since the audit read it, a quota, an RSE expression
+            outcome.left.append(f"missing-rule: Rucio refused to make {len(wanted)} rule(s) stand again: {error}")
+            return
+        for request, finding in wanted.items():
+            how = "kept, its expiry taken off" if made[request] in kept else "made again"
+            outcome.done.append(f"missing-rule {finding.key}: rule {made[request]} {how} ({request.comment})")
+        self.logger(logging.WARNING, "policy rule(s) made to stand again: %s", ", ".join(made.values()))
 
     # -- carriers -------------------------------------------------------------------------------------------
 

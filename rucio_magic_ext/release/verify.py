@@ -18,6 +18,10 @@ from enum import Enum
 
 from rucio_magic_ext.carrier.model import HOLDING_RULE_STATES
 
+# Rucio's API removes a rule by setting it to expire; the audit names a policy rule removed or gone, and its fix
+# makes it stand again.
+REMOVED = "`rucio-magic audit RSE --fix` makes a removed policy rule stand again"
+
 
 @dataclass(frozen=True)
 class Copy:
@@ -61,7 +65,7 @@ def assess(requirements: Sequence[Requirement], source_rse: str | None = None) -
     copies: list[Copy] = []
     for need in requirements:
         if need.rule_id is None:  # made at registration, before any carrier is considered: removed since
-            why = "removed since registration, or new in the policy: `rucio-magic audit --fix` makes it again"
+            why = f"removed since registration, or new in the policy: {REMOVED}"
             return Assessment(Readiness.HOLD, f"no rule {need.policy_rule} on its run dataset ({why})")
         if need.rule_state in HOLDING_RULE_STATES:
             return Assessment(Readiness.HOLD, f"rule {need.rule_id} ({need.policy_rule}) is {need.rule_state}")
@@ -76,7 +80,7 @@ def assess(requirements: Sequence[Requirement], source_rse: str | None = None) -
     unique = {copy.rse: copy for copy in copies}
     if not unique:
         stays = any(need.expires_at is None for need in requirements)
-        why = "at the source itself" if stays else "under rules that expire"
+        why = "at the source itself" if stays else f"under rules that expire ({REMOVED})"
         return Assessment(Readiness.HOLD, f"no copy that stays away from the source: its copies are {why}")
     return Assessment(Readiness.READY, "every required copy in place", tuple(unique.values()))
 

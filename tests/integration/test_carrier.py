@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -148,22 +149,33 @@ def test_nothing_leaves_la_palma_while_the_destination_refuses_writes(
     assert_safe_at_pic(rucio_stack, rucio_client, plan)
 
 
-def test_a_policy_rule_removed_by_another_account_keeps_the_source_until_the_audit_makes_it_again(
+def test_policy_rules_removed_by_another_account_keep_the_source_until_the_audit_makes_them_stand(
     rucio_stack: Any, rucio_client: Any, flow: Any, capsys: Any
 ) -> None:
-    """The carrier asks for no copy of its own: with a run's permanent rule removed (here by root, before any
-    copy), nothing copies that run and no file of its carrier leaves La Palma; the carrier says why, the audit
-    names the run, and its fix makes the rule again, after which the night goes through."""
+    """The carrier asks for no copy of its own. An admin removes one run's permanent rule (Rucio's API only
+    sets it to expire within the hour) and cuts another's life short, so that the judge-cleaner deletes it,
+    before any copy: nothing of the carrier leaves La Palma, the carrier says why, the audit names both runs,
+    and its fix makes both rules stand again, after which the night goes through."""
     night = date(2020, 4, 5)
     plan = write_observed_night(rucio_stack, night, seed=46)
     rucio_stack.run_once("magic-scanner")
     assert_all_in(plan, FileState.PROTECTED)
-    stripped = placement(plan[0])
-    removed = {rule["comments"] for rule in rucio_client.list_did_rules(stripped.scope, stripped.dataset)}
-    for rule in rucio_client.list_did_rules(stripped.scope, stripped.dataset):
-        rucio_client.delete_replication_rule(rule["id"], purge_replicas=False)
     rows = rows_of(plan)
     held = [p for p in plan if rows[p.path].carrier == rows[plan[0].path].carrier]
+    removed = placement(held[0])
+    deleted = next(placement(p) for p in held if placement(p).dataset != removed.dataset)
+    wanted = {}
+    for run in (removed, deleted):
+        wanted[run.dataset] = {rule["comments"] for rule in rucio_client.list_did_rules(run.scope, run.dataset)}
+    for rule in rucio_client.list_did_rules(removed.scope, removed.dataset):
+        rucio_client.delete_replication_rule(rule["id"], purge_replicas=False)
+    for rule in rucio_client.list_did_rules(deleted.scope, deleted.dataset):
+        rucio_client.update_replication_rule(rule["id"], {"lifetime": 1})
+    time.sleep(2)
+    rucio_stack.run_once("judge-cleaner")
+    assert not list(rucio_client.list_did_rules(deleted.scope, deleted.dataset))
+    assert all(rule["expires_at"] for rule in rucio_client.list_did_rules(removed.scope, removed.dataset))
+
     with pytest.raises(pytest.fail.Exception):
         flow(lambda: all_in(plan, FileState.DELETED), rounds=4)
     for planned in held:
@@ -171,10 +183,10 @@ def test_a_policy_rule_removed_by_another_account_keeps_the_source_until_the_aud
         assert adler32_of(source) == rows[planned.path].adler32, planned.path
         assert rows_of([planned])[planned.path].state in (FileState.PROTECTED, FileState.REPLICATED)
     assert at_rse(rucio_client, held, ORM) == {p.name: "AVAILABLE" for p in held}
-    unruled = [p for p in held if placement(p).dataset == stripped.dataset]
-    assert {rows_of([p])[p.path].state for p in unruled} == {FileState.PROTECTED}  # no copy of it counts
-    notes = [event.detail for event in events_of(unruled[0].path)]
-    assert any("no rule magic-policy:" in note and "audit --fix" in note for note in notes), notes
+    unruled = [p for p in held if placement(p).dataset in wanted]
+    assert {rows_of([p])[p.path].state for p in unruled} == {FileState.PROTECTED}  # no copy of theirs counts
+    notes = [str(event.detail) for event in events_of(held[0].path)]
+    assert any("source copies kept" in note and "rucio-magic audit RSE --fix" in note for note in notes), notes
 
     def audit(*options: str) -> tuple[int, str]:
         capsys.readouterr()
@@ -183,12 +195,16 @@ def test_a_policy_rule_removed_by_another_account_keeps_the_source_until_the_aud
         return code, said.out + said.err
 
     code, out = audit()
-    assert code == 1 and f"{stripped.scope}:{stripped.dataset}  policy entry" in out, out
+    assert code == 1, out
+    assert f"{removed.scope}:{removed.dataset}  policy entry" in out and "has only a rule set to expire" in out
+    assert f"{deleted.scope}:{deleted.dataset}  policy entry" in out and "has no rule on it" in out
     assert "held at the source until it is made again" in out
     code, out = audit("--fix")
-    assert f"missing-rule {stripped.scope}:{stripped.dataset}: made again" in out, out
-    remade = {rule["comments"] for rule in rucio_client.list_did_rules(stripped.scope, stripped.dataset)}
-    assert remade == removed
+    assert f"missing-rule {removed.scope}:{removed.dataset}: rule " in out and "kept, its expiry taken off" in out
+    assert f"missing-rule {deleted.scope}:{deleted.dataset}: rule " in out and "made again" in out
+    for run in (removed, deleted):
+        standing = rucio_client.list_did_rules(run.scope, run.dataset)
+        assert {(rule["comments"], rule["expires_at"]) for rule in standing} == {(c, None) for c in wanted[run.dataset]}
     flow(lambda: all_in(plan, FileState.DELETED))
     assert_safe_at_pic(rucio_stack, rucio_client, plan)
     for rse in (ORM, PIC):

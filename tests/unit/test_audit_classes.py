@@ -235,3 +235,12 @@ def test_a_policy_entry_whose_rules_expire_needs_none_to_stand() -> None:
     row = booked(RAW, FileState.PROTECTED, dataset=RAW_RUN)
     found = classify(views(replicas=[replica(RAW)], ledger=[row], needed=expiring.rules, policy_rules=[]), NOW)
     assert not found.of(Kind.MISSING_RULE)
+
+
+def test_a_policy_rule_removed_through_rucios_api_only_expires_and_counts_as_missing() -> None:
+    ends = NOW + timedelta(minutes=40)
+    expiring = RuleRow("r", "magic_raw", RAW_RUN, "magic-policy:raw-to-pic", "PIC-DISK", 1, "root", ends)
+    row = booked(RAW, FileState.PROTECTED, dataset=RAW_RUN)
+    found = classify(views(replicas=[replica(RAW)], ledger=[row], needed=POLICY, policy_rules=[expiring]), NOW)
+    (missing,) = found.of(Kind.MISSING_RULE)
+    assert "only a rule set to expire at 2022-03-10 12:40:00 UTC (removed)" in missing.detail
