@@ -9,7 +9,6 @@ a replica where Rucio keeps one (the observatory's), else the path the RSE's lfn
 
 from __future__ import annotations
 
-import contextlib
 import posixpath
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -184,16 +183,14 @@ def booked_at_source(ledger: Ledger, rse: str, night: date | None = None) -> Ite
         for path, scope, name, state, size, adler32, carrier, folder_night in session.execute(
             query.execution_options(yield_per=BATCH)
         ):
-            dataset = None
-            if name and needs_rules(state, source=True):
-                with contextlib.suppress(MagicNameError):  # an odd entry: the scanner's business
-                    dataset = _run_dataset(parse(name), folder_night)
+            dataset = _run_dataset(name, folder_night) if name and needs_rules(state, source=True) else None
             yield Booked(path, scope, name, state, size, adler32, carrier, dataset)
 
 
-def _run_dataset(record: MagicName, night: date | None) -> str | None:
+def _run_dataset(name: str | MagicName, night: date | None) -> str | None:
+    """The run dataset a file is attached to; None for an odd entry (the scanner's business)."""
     try:
-        return layout.placement(record, night).dataset
+        return layout.placement(parse(name) if isinstance(name, str) else name, night).dataset
     except MagicNameError:
         return None
 
