@@ -47,6 +47,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 "carrier_max_age_seconds": "0",
             },
             "magic-carrier": {"dwell_seconds": "0"},
+            # A test night is about a hundred files of a few bytes: a copier for every ten would spend its
+            # time importing Rucio to report, not copying (jobs of ten: tests/unit/test_transfertool.py).
+            "conveyor": {"magic_group_bulk": "100"},
         },
     )
     write_configs(stack.settings)

@@ -4,7 +4,8 @@
 
 Used by ``Stack.run_once`` and ``Stack.run_round``: calling the daemons' functions with ``once=True`` (and
 ``partition_wait_time=0`` where they take it) skips the console scripts' start-up wait, and one process
-for a round of daemons skips re-importing Rucio for each. Needs ``RUCIO_CONFIG`` in the environment.
+for a round of daemons skips re-importing Rucio for each (``zygote.py`` forks these processes with Rucio
+imported already). Needs ``RUCIO_CONFIG`` in the environment.
 """
 
 from __future__ import annotations

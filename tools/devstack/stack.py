@@ -32,6 +32,7 @@ from .config import DEFAULT_STATE, ETC, REPO, Settings, daemon_config, write_con
 from .daemons import DAEMONS, MEMCACHED, SERVER, Daemon, by_name
 from .prometheus import PrometheusServer
 from .xrootd import XrootdServer
+from .zygote import Zygote
 
 ONCE_SCRIPT = Path(__file__).with_name("once.py")
 SITE_CFG = ETC / "site.cfg"
@@ -58,6 +59,7 @@ class Stack:
         state = Path(state_dir).resolve()
         saved = Settings.load(state)
         self.settings = dataclasses.replace(saved, **settings) if saved else Settings(state=state, **settings)
+        self._zygote: Zygote | None = None
 
     @property
     def state(self) -> Path:
@@ -121,6 +123,9 @@ class Stack:
     def down(self) -> None:
         """Stop every process with a pid file in this state (the whole process group of each), then the storage
         servers (their files stay)."""
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
         processes.stop(sorted(self.settings.run_dir.glob("*.pid")))
         for server in self.xrootd_servers().values():
             server.stop()
@@ -230,43 +235,56 @@ class Stack:
             raise StackError(f"site bootstrap failed (exit code {result.returncode}):\n{result.stderr[-3000:]}")
         return [line for line in result.stdout.splitlines() if not line.startswith("site already bootstrapped")]
 
-    def run_once(self, name: str, *args: str, fast: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    def run_once(self, name: str, *args: str, fast: bool = True, timeout: float = 300) -> None:
         """Run one pass of daemon ``name`` to completion; raise if it fails. Output goes to its log file.
 
         With ``fast`` a daemon that has a one-pass entry (the conveyor) is called without its 10 s
-        partition wait; otherwise its console script runs with ``--run-once``.
+        partition wait, in a child of the stack's zygote; otherwise its console script runs with ``--run-once``.
         """
         daemon = by_name(name)
+        log = self.settings.log_dir / f"{daemon.name}.once.log"
         if fast and daemon.once_entry:
-            argv = [sys.executable, str(ONCE_SCRIPT), daemon.once_entry, *args]
+            code = self._once([daemon.once_entry, *args], log, timeout)
         else:
-            argv = [*daemon.command(), "--run-once", *args]
-        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.settings.log_dir / f"{daemon.name}.once.log", "ab") as log:
-            result = subprocess.run(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
-        if result.returncode != 0:
-            raise StackError(f"{daemon.name} --run-once exited with {result.returncode}; "
-                             f"see {self.settings.log_dir / f'{daemon.name}.once.log'}")
-        return result
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "ab") as out:
+                code = subprocess.run([*daemon.command(), "--run-once", *args], env=self.env, stdout=out,
+                                      stderr=subprocess.STDOUT, timeout=timeout).returncode
+        if code != 0:
+            raise StackError(f"{daemon.name} --run-once exited with {code}; see {log}")
 
     def run_round(self, *steps: str | tuple[str, ...], timeout: float = 300) -> None:
         """One pass of each daemon in order, in one process (they need a one-pass entry); raise if any fails.
 
         ``steps`` are daemon names, or (name, option, value, ...) tuples.
         """
-        argv = [sys.executable, str(ONCE_SCRIPT)]
+        args: list[str] = []
         for step in steps:
-            name, *args = (step,) if isinstance(step, str) else step
+            name, *options = (step,) if isinstance(step, str) else step
             daemon = by_name(name)
             if not daemon.once_entry:
                 raise StackError(f"{daemon.name} has no one-pass entry: use run_once")
-            argv += ["--then", daemon.once_entry, *args]
-        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.settings.log_dir / "round.once.log", "ab") as log:
-            result = subprocess.run(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
-        if result.returncode != 0:
-            log_file = self.settings.log_dir / "round.once.log"
-            raise StackError(f"a round of {steps} exited with {result.returncode}; see {log_file}")
+            args += ["--then", daemon.once_entry, *options]
+        log = self.settings.log_dir / "round.once.log"
+        code = self._once(args, log, timeout)
+        if code != 0:
+            raise StackError(f"a round of {steps} exited with {code}; see {log}")
+
+    def _once(self, args: list[str], log: Path, timeout: float) -> int:
+        """``once.py`` with ``args``, forked from the stack's zygote (Rucio imported once for all passes), or
+        in a process of its own while the zygote runs another pass."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = self.env
+        if self._zygote is None or self._zygote.env != env:
+            if self._zygote is not None:
+                self._zygote.close()
+            self._zygote = Zygote(env)
+        code = self._zygote.run(args, log, timeout)
+        if code is None:
+            with open(log, "ab") as out:
+                code = subprocess.run([sys.executable, str(ONCE_SCRIPT), *args], env=env, stdout=out,
+                                      stderr=subprocess.STDOUT, timeout=timeout).returncode
+        return code
 
     def wait_for_port(self, daemon: Daemon, port: int, timeout: float = 10) -> None:
         """Wait until ``daemon`` accepts connections on ``port``; raise, naming its log, if it never does."""
