@@ -302,6 +302,8 @@ class Proxy:
         while self.running.is_set():
             for key, _ in selector.select(0.2):
                 sock = key.fileobj
+                if sock.fileno() < 0:  # type: ignore[union-attr]  # closed with its pair earlier in this batch
+                    continue
                 if sock is listener:
                     client, _ = listener.accept()
                     try:

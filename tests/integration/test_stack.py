@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tools.devstack.stack import StackError
+
 pytestmark = pytest.mark.integration
 
 
@@ -48,3 +50,14 @@ def test_daemon_runs_once(rucio_stack: Any, run_daemon_once: Any) -> None:
     run_daemon_once("judge-evaluator")
     run_daemon_once("conveyor-submitter")
     assert "Got 0 transfers" in (rucio_stack.settings.log_dir / "conveyor-submitter.once.log").read_text()
+
+
+def test_a_forked_pass_that_fails_or_overruns_says_so_and_the_next_pass_runs(rucio_stack: Any) -> None:
+    log = rucio_stack.settings.log_dir / "round.once.log"
+    with pytest.raises(StackError, match="exited with 1"):
+        rucio_stack.run_round(("judge-evaluator", "--no-such-option", "1"))
+    assert "no_such_option" in log.read_text()
+    with pytest.raises(subprocess.TimeoutExpired):
+        rucio_stack.run_round("judge-evaluator", ("reaper", "--rses", "ORM-ONSITE"), timeout=0.05)
+    rucio_stack.run_round("judge-evaluator", ("reaper", "--rses", "ORM-ONSITE"))
+    assert log.read_text().count("Reaper started") >= 1

@@ -62,7 +62,7 @@ class Zygote:
                 code = _answer(process.stdout)["code"]
             finally:
                 timer.cancel()
-            if expired.is_set():
+            if expired.is_set() and code == -9:
                 raise subprocess.TimeoutExpired([sys.executable, *argv], timeout)
             return int(code)
         finally:
