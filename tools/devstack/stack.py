@@ -278,7 +278,7 @@ class Stack:
         if self._zygote is None or self._zygote.env != env:
             if self._zygote is not None:
                 self._zygote.close()
-            self._zygote = Zygote(env)
+            self._zygote = Zygote(env, log.with_name("zygote.log"))
         code = self._zygote.run(args, log, timeout)
         if code is None:
             with open(log, "ab") as out:

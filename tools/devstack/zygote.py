@@ -33,8 +33,9 @@ SELF = Path(__file__).resolve()
 class Zygote:
     """The client: one zygote process for one environment, started on first use, one pass at a time."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env = env
+        self.log = log  # the zygote's own output: why it could not start, if it could not
         self._process: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
@@ -47,9 +48,12 @@ class Zygote:
         try:
             process = self._started()
             assert process.stdin is not None and process.stdout is not None
-            process.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
-            process.stdin.flush()
-            pid = _answer(process.stdout)["pid"]
+            try:
+                process.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
+                process.stdin.flush()
+            except BrokenPipeError:
+                raise RuntimeError(f"the zygote process ended; see {self.log}") from None
+            pid = self._answer(process.stdout)["pid"]
             expired = threading.Event()
 
             def expire() -> None:
@@ -59,7 +63,7 @@ class Zygote:
             timer = threading.Timer(timeout, expire)
             timer.start()
             try:
-                code = _answer(process.stdout)["code"]
+                code = self._answer(process.stdout)["code"]
             finally:
                 timer.cancel()
             if expired.is_set() and code == -9:
@@ -70,11 +74,18 @@ class Zygote:
 
     def _started(self) -> subprocess.Popen[str]:
         if self._process is None or self._process.poll() is not None:
-            self._process = subprocess.Popen(
-                [sys.executable, str(SELF)], env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True, bufsize=1,
-            )
+            with open(self.log, "ab") as log:
+                self._process = subprocess.Popen(
+                    [sys.executable, str(SELF)], env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=log, text=True, bufsize=1,
+                )
         return self._process
+
+    def _answer(self, stream: IO[str]) -> dict[str, Any]:
+        line = stream.readline()
+        if not line:
+            raise RuntimeError(f"the zygote process ended; see {self.log}")
+        return json.loads(line)
 
     def close(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -86,13 +97,6 @@ class Zygote:
                 self._process.kill()
                 self._process.wait()
         self._process = None
-
-
-def _answer(stream: IO[str]) -> dict[str, Any]:
-    line = stream.readline()
-    if not line:
-        raise RuntimeError("the zygote process ended; run the pass without it to see why")
-    return json.loads(line)
 
 
 def _kill(pid: int) -> None:
