@@ -246,10 +246,7 @@ class Stack:
         if fast and daemon.once_entry:
             code = self._once([daemon.once_entry, *args], log, timeout)
         else:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "ab") as out:
-                code = subprocess.run([*daemon.command(), "--run-once", *args], env=self.env, stdout=out,
-                                      stderr=subprocess.STDOUT, timeout=timeout).returncode
+            code = self._logged([*daemon.command(), "--run-once", *args], log, timeout)
         if code != 0:
             raise StackError(f"{daemon.name} --run-once exited with {code}; see {log}")
 
@@ -280,11 +277,13 @@ class Stack:
                 self._zygote.close()
             self._zygote = Zygote(env, log.with_name("zygote.log"))
         code = self._zygote.run(args, log, timeout)
-        if code is None:
-            with open(log, "ab") as out:
-                code = subprocess.run([sys.executable, str(ONCE_SCRIPT), *args], env=env, stdout=out,
-                                      stderr=subprocess.STDOUT, timeout=timeout).returncode
-        return code
+        return self._logged([sys.executable, str(ONCE_SCRIPT), *args], log, timeout) if code is None else code
+
+    def _logged(self, argv: list[str], log: Path, timeout: float) -> int:
+        """Exit code of ``argv`` run in the stack's environment, its output appended to ``log``."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            return subprocess.run(argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout).returncode
 
     def wait_for_port(self, daemon: Daemon, port: int, timeout: float = 10) -> None:
         """Wait until ``daemon`` accepts connections on ``port``; raise, naming its log, if it never does."""
