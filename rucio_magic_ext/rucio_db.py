@@ -124,6 +124,31 @@ def existing_dids(dids: Sequence[DID], session: Session) -> set[DID]:
     return known
 
 
+@dataclass(frozen=True)
+class Maker:
+    """Who made a DID and whether it is set to expire: the flow counts as its own only what its account made
+    without an expiry (Rucio's undertaker deletes an expired collection with its rules)."""
+
+    account: str
+    expired_at: datetime | None
+    did_type: str  # DIDType name: FILE, DATASET, CONTAINER
+
+
+def makers(dids: Sequence[DID], session: Session) -> dict[DID, Maker]:
+    """The maker of each of ``dids`` that exists."""
+    from rucio.db.sqla import models
+
+    table = models.DataIdentifier
+    found: dict[DID, Maker] = {}
+    for chunk in chunks(sorted(set(dids))):
+        query = select(table.scope, table.name, table.account, table.expired_at, table.did_type).where(
+            did_clause(table, chunk)
+        )
+        for scope, name, account, expired_at, did_type in session.execute(query):
+            found[(scope.external, name)] = Maker(account.external, expired_at, did_type.name)
+    return found
+
+
 def json_metadata_kept(session: Session) -> bool:
     """Whether a configured metadata plugin takes keys beyond Rucio's DID columns (``source``) on this database:
     Rucio's JSON plugin refuses SQLite, the project's ``PortableJSONDidMeta`` takes them everywhere."""
@@ -434,6 +459,29 @@ def replica_paths(rse: str, dids: Sequence[DID], session: Session) -> dict[DID, 
             table.rse_id == rse_id(rse), did_clause(table, chunk)
         )
         found.update({(scope.external, name): path or "" for scope, name, path in session.execute(query)})
+    return found
+
+
+def path_forms(path: str) -> tuple[str, str]:
+    """The two ways Rucio stores a path relative to a non-deterministic RSE's prefix: with and without its
+    leading slash (``replica_paths`` strips it, PFNs parsed by Rucio keep it)."""
+    bare = path.lstrip("/")
+    return bare, f"/{bare}"
+
+
+def replicas_on_paths(rse: str, paths: Sequence[str], session: Session) -> dict[str, set[DID]]:
+    """Path (without its leading slash) -> every DID, of any scope, with a replica stored at that path of
+    ``rse``. At a non-deterministic RSE a path is a file on storage: the reaper deleting one replica's path
+    deletes the bytes of every DID that names it."""
+    from rucio.db.sqla import models
+
+    table = models.RSEFileAssociation
+    found: dict[str, set[DID]] = {}
+    forms = sorted({form for path in paths for form in path_forms(path)})
+    for chunk in chunks(forms):
+        query = select(table.scope, table.name, table.path).where(table.rse_id == rse_id(rse), table.path.in_(chunk))
+        for scope, name, path in session.execute(query):
+            found.setdefault(path.lstrip("/"), set()).add((scope.external, name))
     return found
 
 
