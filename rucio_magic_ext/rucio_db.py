@@ -280,7 +280,9 @@ def delete_dataset(did: DID, account: InternalAccount, session: Session) -> None
 
 @dataclass(frozen=True)
 class RuleRequest:
-    """A rule the project wants on a DID, recognised afterwards by its comment."""
+    """A rule the project wants on a DID. Found again afterwards as the one its account made with this comment,
+    RSE expression and copies (Rucio's unique index on rules keeps one per account, expression and copies):
+    a rule another account wrote the same comment on is never taken for it."""
 
     scope: str
     name: str
@@ -295,8 +297,11 @@ class RuleRequest:
     source_replica_expression: str | None = None  # copy only from replicas there; Rucio waits for one to exist
 
 
+RuleKey = tuple[str, str, str, str, int]  # scope, name, comment, RSE expression, copies
+
+
 def rules_by_comment(dids: Iterable[DID], session: Session) -> dict[tuple[str, str, str], str]:
-    """(scope, name, comment) -> rule id of every rule on ``dids``."""
+    """(scope, name, comment) -> rule id of every rule on ``dids``, whoever made it."""
     from rucio.db.sqla import models
 
     table = models.ReplicationRule
@@ -307,9 +312,25 @@ def rules_by_comment(dids: Iterable[DID], session: Session) -> dict[tuple[str, s
     return found
 
 
+def own_rules(dids: Iterable[DID], account: InternalAccount, session: Session) -> dict[RuleKey, str]:
+    """The rules ``account`` made on ``dids``, by what they ask; expiring ones too (removed through Rucio's API,
+    they still hold Rucio's unique index until the judge-cleaner deletes them)."""
+    from rucio.db.sqla import models
+
+    table = models.ReplicationRule
+    found: dict[RuleKey, str] = {}
+    for chunk in chunks(sorted(set(dids))):
+        query = select(
+            table.scope, table.name, table.comments, table.rse_expression, table.copies, table.id
+        ).where(did_clause(table, chunk), table.account == account)
+        for scope, name, comment, expression, copies, rule_id in session.execute(query):
+            found[(scope.external, name, comment or "", expression, copies)] = rule_id
+    return found
+
+
 @retried_when_locked
 def ensure_rules(wanted: Sequence[RuleRequest], account: InternalAccount) -> dict[RuleRequest, str]:
-    """Rule id for each wanted rule, created only where no rule with its comment exists on its DID.
+    """Rule id for each wanted rule, created only where ``account`` has made none like it on its DID.
 
     Rules alike but for their DID (one policy entry on many run datasets) are made by one ``add_rule`` call,
     as Rucio takes them: the RSE expression is resolved and the account's quota weighed once, not per DID.
@@ -319,8 +340,8 @@ def ensure_rules(wanted: Sequence[RuleRequest], account: InternalAccount) -> dic
     from rucio.common.exception import DuplicateRule
 
     with site_settings_kept(), writing() as session:  # each lock of a new rule asks for two RSE attributes
-        existing = rules_by_comment({(r.scope, r.name) for r in wanted}, session)
-        missing: dict[tuple[str, str, str], RuleRequest] = {}
+        existing = own_rules({(r.scope, r.name) for r in wanted}, account, session)
+        missing: dict[RuleKey, RuleRequest] = {}
         for request in wanted:
             if _rule_key(request) not in existing:
                 missing.setdefault(_rule_key(request), request)  # the first asks: as if made one by one
@@ -335,8 +356,8 @@ def ensure_rules(wanted: Sequence[RuleRequest], account: InternalAccount) -> dic
         return {request: existing[_rule_key(request)] for request in wanted}
 
 
-def _rule_key(request: RuleRequest) -> tuple[str, str, str]:
-    return request.scope, request.name, request.comment
+def _rule_key(request: RuleRequest) -> RuleKey:
+    return request.scope, request.name, request.comment, request.rse_expression, request.copies
 
 
 def _alike(requests: Iterable[RuleRequest]) -> list[list[RuleRequest]]:
@@ -354,8 +375,12 @@ def _add_rule_unless_made(request: RuleRequest, account: InternalAccount, sessio
         with session.begin_nested():
             (rule_id,) = _add_rules([request], account, session)
             return rule_id
-    except DuplicateRule:
-        return rules_by_comment([(request.scope, request.name)], session)[_rule_key(request)]
+    except DuplicateRule:  # the account's rule asking the same, made meanwhile or under another comment
+        made = own_rules([(request.scope, request.name)], account, session)
+        for (_, _, _, expression, copies), rule_id in made.items():
+            if (expression, copies) == (request.rse_expression, request.copies):
+                return rule_id
+        raise
 
 
 def _add_rules(alike: Sequence[RuleRequest], account: InternalAccount, session: Session) -> list[str]:

@@ -14,6 +14,8 @@ from sqlalchemy import and_, select
 from rucio_magic_ext import rucio_db
 from rucio_magic_ext.common import DID, LoggerFunction, chunks
 from rucio_magic_ext.release.verify import Copy, Requirement
+from rucio_magic_ext.replication import RuleSpec
+from rucio_magic_ext.trust import foreign_collection, foreign_rule
 
 
 class ReleaseCatalogue:
@@ -22,18 +24,22 @@ class ReleaseCatalogue:
         self.logger = logger
 
     def requirements(
-        self, files: Sequence[tuple[DID, DID]], policy: dict[str, int], pfns: bool = True
+        self, files: Sequence[tuple[DID, DID]], policy: Sequence[RuleSpec], pfns: bool = True
     ) -> dict[DID, list[Requirement]]:
-        """For each (file, run dataset): the policy's rules on the dataset, and the file's locks and replicas
-        under them. ``policy`` maps each required rule's comment to the copies it asks. Without ``pfns`` the
-        copies come without their PFNs (None): enough to tell whether they are in place, not to read them."""
+        """For each (file, run dataset): the flow's rule of each policy entry on the dataset, and the file's locks
+        and replicas under it. Only the flow's own rules count (``trust.foreign_rule``), on a dataset the flow
+        made; others with an entry's comment are named, never counted. Without ``pfns`` the copies come without
+        their PFNs (None): enough to tell whether they are in place, not to read them."""
         from rucio.db.sqla import models
 
         rules_table, locks, replicas = models.ReplicationRule, models.ReplicaLock, models.RSEFileAssociation
+        wanted = {spec.rule_comment: spec for spec in policy}
         result: dict[DID, list[Requirement]] = {}
         with rucio_db.reading() as session:
             datasets = sorted({dataset for _, dataset in files})
+            untrusted = self._untrusted(datasets, session)
             rules: dict[tuple[DID, str], tuple[str, str, datetime | None]] = {}
+            impostors: dict[tuple[DID, str], list[str]] = {}
             for chunk in chunks(datasets):
                 query = select(
                     rules_table.scope,
@@ -42,12 +48,26 @@ class ReleaseCatalogue:
                     rules_table.id,
                     rules_table.state,
                     rules_table.expires_at,
+                    rules_table.account,
+                    rules_table.rse_expression,
+                    rules_table.copies,
                 ).where(rucio_db.did_clause(rules_table, chunk))
-                for scope, name, comment, rule_id, state, expires_at in session.execute(query):
-                    if comment in policy:
-                        rules[((scope.external, name), comment)] = (rule_id, state.name, expires_at)
+                for scope, name, comment, rule_id, state, expires_at, account, expression, copies in session.execute(
+                    query
+                ):
+                    if comment not in wanted:
+                        continue
+                    row = rucio_db.RuleRow(
+                        str(rule_id), scope.external, name, comment, expression, copies, account.external
+                    )
+                    why = foreign_rule(row, wanted[comment], self.account.external)
+                    key = ((scope.external, name), comment)
+                    if why is None:
+                        rules[key] = (rule_id, state.name, expires_at)
+                    else:
+                        impostors.setdefault(key, []).append(f"rule {rule_id} ({why})")
             rule_ids = [rule_id for rule_id, _, _ in rules.values()]
-            found: dict[tuple[DID, str], list[tuple[str, str, str | None, str | None]]] = {}
+            found_locks: dict[tuple[DID, str], list[tuple[str, str, str | None, str | None]]] = {}
             for chunk in chunks([file for file, _ in files]):
                 query = (
                     select(
@@ -62,21 +82,43 @@ class ReleaseCatalogue:
                     .where(locks.rule_id.in_(rule_ids), rucio_db.did_clause(locks, chunk))
                 )
                 for scope, name, rule_id, rse_id, lock_state, replica_state, path in session.execute(query):
-                    found.setdefault(((scope.external, name), rule_id), []).append(
+                    found_locks.setdefault(((scope.external, name), rule_id), []).append(
                         (rse_id, lock_state.name, replica_state.name if replica_state else None, path)
                     )
             for file, dataset in files:
                 needs = []
-                for comment, copies in policy.items():
+                for comment, spec in wanted.items():
                     rule_id, state, expires_at = rules.get((dataset, comment), (None, None, None))
                     copies_found = []
-                    for rse_id, lock, replica, path in found.get((file, rule_id), []):
+                    for rse_id, lock, replica, path in found_locks.get((file, rule_id), []):
                         rse = rucio_db.rse_name(rse_id)
                         pfn = rucio_db.pfn(rse, file, path) if pfns else None
                         copies_found.append(Copy(rse, lock, replica, pfn))
-                    needs.append(Requirement(comment, rule_id, state, copies, tuple(copies_found), expires_at))
+                    needs.append(
+                        Requirement(
+                            comment,
+                            rule_id,
+                            state,
+                            spec.copies,
+                            tuple(copies_found),
+                            expires_at,
+                            untrusted.get(dataset),
+                            tuple(impostors.get((dataset, comment), ())),
+                        )
+                    )
                 result[file] = needs
         return result
+
+    def _untrusted(self, datasets: Sequence[DID], session: Any) -> dict[DID, str]:
+        """Why each run dataset that the flow may not count on is not its own (gone counts as not its own)."""
+        made = rucio_db.makers(datasets, session)
+        found = {}
+        for dataset in datasets:
+            maker = made.get(dataset)
+            why = "it is gone" if maker is None else foreign_collection(maker, self.account.external)
+            if why:
+                found[dataset] = f"{dataset[0]}:{dataset[1]} {why}"
+        return found
 
     def declare_bad(self, copies: Iterable[tuple[DID, str]], reason: str) -> None:
         """Declare destination copies bad, so that Rucio's necromancer has them transferred again."""

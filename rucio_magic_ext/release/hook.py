@@ -175,9 +175,10 @@ class Hook:
     def _assess(self, carrier: LedgerCarrier, files: list[LedgerFile], pfns: bool = True) -> dict[DID, Assessment]:
         """Each file's copies as Rucio's database has them (no byte read): ready, under way, or held. The PFNs of
         the copies are made only when asked (``pfns``): they are needed to read them, not to wait for them."""
-        policy = {spec.rule_comment: spec.copies for spec in self.carriers.policy_of(carrier)}
         facts = self.catalogue.requirements(
-            [(row.did, (row.placement.scope, row.placement.dataset)) for row in files], policy, pfns
+            [(row.did, (row.placement.scope, row.placement.dataset)) for row in files],
+            self.carriers.policy_of(carrier),
+            pfns,
         )
         return {row.did: assess(facts[row.did], self.config.rse) for row in files}
 

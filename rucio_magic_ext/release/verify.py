@@ -41,6 +41,10 @@ class Requirement:
     copies: int
     found: tuple[Copy, ...]
     expires_at: datetime | None = None  # the rule's expiry: its copies do not stay, so they do not count
+    # Why the run dataset is not one the flow may count on (another account's, or set to expire), and the rules
+    # that carry the entry's comment without being the flow's: named when they hold the file, never counted.
+    untrusted_dataset: str | None = None
+    impostors: tuple[str, ...] = ()
 
 
 class Readiness(Enum):
@@ -64,9 +68,14 @@ def assess(requirements: Sequence[Requirement], source_rse: str | None = None) -
         return Assessment(Readiness.HOLD, "no replication rule covers this file: its source copy stays")
     copies: list[Copy] = []
     for need in requirements:
+        if need.untrusted_dataset:
+            return Assessment(Readiness.HOLD, f"its run dataset is not the flow's: {need.untrusted_dataset}")
         if need.rule_id is None:  # made at registration, before any carrier is considered: removed since
             why = f"removed since registration, or new in the policy: {REMOVED}"
-            return Assessment(Readiness.HOLD, f"no rule {need.policy_rule} on its run dataset ({why})")
+            if need.impostors:
+                why = f"{'; '.join(need.impostors)} carries its comment and stands in for nothing; {why}"
+            where = "on its run dataset from the flow's account"
+            return Assessment(Readiness.HOLD, f"no rule {need.policy_rule} {where} ({why})")
         if need.rule_state in HOLDING_RULE_STATES:
             return Assessment(Readiness.HOLD, f"rule {need.rule_id} ({need.policy_rule}) is {need.rule_state}")
         ok = [copy for copy in need.found if copy.lock_state == "OK"]
