@@ -3,18 +3,24 @@
 Each step runs in transactions of its own and can be run again: a retirement cut short is finished by
 running the command once more. Rucio's daemons do the deleting: the undertaker removes the expired
 collections, the reaper the OBSOLETE replicas and, with a file's last replica, the file's DID.
+
+The facts the plan needs to keep other scopes' bytes are gathered here too: who else names each path of the
+scope's replicas at non-deterministic RSEs, and whether each copy that a source copy's fate hangs on is really
+at its storage (read there, size and adler32, as the carrier reads a copy before a release).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 
 from rucio.common.types import InternalAccount, InternalScope
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
 from rucio_magic_ext import rucio_db
-from rucio_magic_ext.common import chunks
-from rucio_magic_ext.retire.plan import Inventory, Link, Plan, ReplicaEntry, RuleEntry
+from rucio_magic_ext.common import DID, chunks
+from rucio_magic_ext.retire.plan import Inventory, Kept, Link, OnPath, Plan, ReplicaEntry, RuleEntry, shared_paths
 
 ADMIN = "root"
 Say = Callable[[str], None]
@@ -54,14 +60,21 @@ def read_inventory(scope: str) -> Inventory:
                 )
             )
         )
-        found_replicas = tuple(
-            ReplicaEntry((scope, name), rse, int(size or 0), bool(deterministic), state == ReplicaState.AVAILABLE)
-            for name, rse, size, deterministic, state in session.execute(
-                select(replicas.name, rses.rse, replicas.bytes, rses.deterministic, replicas.state)
-                .join(rses, rses.id == replicas.rse_id)
-                .where(replicas.scope == internal)
-            )
-        )
+        found_replicas = []
+        adler32s: dict[ReplicaEntry, str | None] = {}
+        for name, rse, size, deterministic, state, path, adler32 in session.execute(
+            select(replicas.name, rses.rse, replicas.bytes, rses.deterministic, replicas.state, replicas.path,
+                   replicas.adler32)
+            .join(rses, rses.id == replicas.rse_id)
+            .where(replicas.scope == internal)
+        ):  # fmt: skip
+            entry = ReplicaEntry(
+                (scope, name), rse, int(size or 0), bool(deterministic), state == ReplicaState.AVAILABLE,
+                None if deterministic else path,
+            )  # fmt: skip
+            found_replicas.append(entry)
+            adler32s[entry] = adler32
+        on_paths = _on_paths(found_replicas, session)
     return Inventory(
         scope,
         files=tuple(sorted(by_type["FILE"])),
@@ -69,8 +82,58 @@ def read_inventory(scope: str) -> Inventory:
         containers=tuple(sorted(by_type["CONTAINER"])),
         rules=tuple(sorted(found_rules, key=lambda rule: (rule.did, rule.rule_id))),
         links=tuple(sorted(found_links, key=lambda link: (link.parent, link.child))),
-        replicas=found_replicas,
+        replicas=tuple(_proven(found_replicas, adler32s)),
+        on_paths=on_paths,
     )
+
+
+def _on_paths(replicas: list[ReplicaEntry], session: Session) -> tuple[OnPath, ...]:
+    """Every DID, of any scope, that names a path of the scope's replicas at non-deterministic RSEs."""
+    paths: dict[str, set[str]] = {}
+    for replica in replicas:
+        if not replica.deterministic and replica.path:
+            paths.setdefault(replica.rse, set()).add(replica.path)
+    found = []
+    for rse, wanted in sorted(paths.items()):
+        for path, dids in sorted(rucio_db.replicas_on_paths(rse, sorted(wanted), session).items()):
+            found.append(OnPath(rse, path, tuple(sorted(dids))))
+    return tuple(found)
+
+
+def _proven(replicas: list[ReplicaEntry], adler32s: dict[ReplicaEntry, str | None]) -> list[ReplicaEntry]:
+    """Each AVAILABLE copy at a deterministic RSE of a file that has a source replica, read at its storage: one
+    that does not hold the registered size and adler32 (or cannot be read) says why, and counts for nothing."""
+    sourced = {replica.did for replica in replicas if not replica.deterministic}
+    return [
+        dataclasses.replace(replica, unproven=_read_back(replica, adler32s[replica]))
+        if replica.deterministic and replica.available and replica.did in sourced
+        else replica
+        for replica in replicas
+    ]
+
+
+def _read_back(replica: ReplicaEntry, adler32: str | None) -> str | None:
+    """Why the copy is not the registered file at its storage, or None when it is."""
+    from rucio_magic_ext.storage import storage_for_pfn
+
+    pfn = rucio_db.pfn(replica.rse, replica.did)
+    if pfn is None:
+        return "no protocol to read it with"
+    if not adler32:
+        return f"registered without an adler32 to prove it by ({pfn})"
+    try:
+        storage = storage_for_pfn(pfn, rucio_db.rse_settings(replica.rse)["protocols"])
+        size = storage.stat(pfn).size
+        found = storage.checksum(pfn, ("adler32",))["adler32"]
+    except FileNotFoundError:
+        return f"missing at the storage ({pfn})"
+    except Exception as error:  # a storage down, a PFN outside its protocol's root: proves nothing
+        return f"unreadable at the storage ({pfn}): {error}"
+    if size != replica.bytes:
+        return f"size {size} at the storage, registered {replica.bytes} ({pfn})"
+    if found.lower().zfill(8) != adler32.lower().zfill(8):
+        return f"adler32 {found} at the storage, registered {adler32} ({pfn})"
+    return None
 
 
 def left(scope: str) -> dict[str, int]:
@@ -92,30 +155,34 @@ def carry_out(plan: Plan, say: Say) -> None:
     collections an expiry, in that order: no rule of the scope is left to lock another scope's files when they
     are detached, and no lock of the scope's rules is left when its replicas get their tombstones."""
     account = InternalAccount(ADMIN)
+    kept = [entry.replica for entry in plan.kept]
     for link in plan.foreign_parents:
         rucio_db.detach(link.parent, [link.child], account)
         say(f"detached {_did(link.child)} from {_did(link.parent)}")
     for rule in plan.inventory.rules:
-        if remove_rule(rule.rule_id, unlock=rule.locked):
+        if remove_rule(rule.rule_id, unlock=rule.locked, kept=kept):
             say(f"removed rule {rule.rule_id} on {_did(rule.did)}" + (" (unlocked first)" if rule.locked else ""))
     for parent, children in plan.contents:
         for chunk in chunks(list(children)):
             rucio_db.detach(parent, chunk, account)
         say(f"detached the {len(children)} DIDs in {_did(parent)}")
-    still_locked = obsolete(plan.inventory.replicas)
-    say(f"gave {len(plan.inventory.replicas) - len(still_locked)} replicas an OBSOLETE tombstone")
+    still_locked, shared = obsolete(plan.obsolete, plan.inventory.scope)
+    say(f"gave {len(plan.obsolete) - len(still_locked) - len(shared)} replicas an OBSOLETE tombstone")
     for replica in still_locked:
         say(f"replica still locked, left: {replica.rse} {_did(replica.did)}")
+    for entry in (*plan.kept, *shared):
+        say(f"replica kept, no tombstone: {entry.replica.rse} {_did(entry.replica.did)}: {entry.reason}")
     collections = [(plan.inventory.scope, name) for name in (*plan.inventory.containers, *plan.inventory.datasets)]
     expire(collections)
     say(f"gave {len(collections)} collections an expiry for Rucio's undertaker")
 
 
 @rucio_db.retried_when_locked
-def remove_rule(rule_id: str, unlock: bool) -> bool:
+def remove_rule(rule_id: str, unlock: bool, kept: Sequence[ReplicaEntry] = ()) -> bool:
     """Unlock (as an admin would, so a locked rule is never deleted behind its lock) and remove one rule; its
     replicas keep their tombstones as Rucio sets them, and get OBSOLETE ones afterwards only if they belong to
-    the scope. False for a rule already gone."""
+    the scope. Rucio gives a replica that loses its last lock a tombstone the reaper may act on: the ``kept``
+    replicas have theirs taken off in the same transaction. False for a rule already gone."""
     from rucio.common.exception import RuleNotFound
     from rucio.core.rule import delete_rule, update_rule
 
@@ -124,22 +191,48 @@ def remove_rule(rule_id: str, unlock: bool) -> bool:
             if unlock:
                 update_rule(rule_id, {"locked": False}, session=session)
             delete_rule(rule_id, purge_replicas=False, delete_parent=True, session=session)
+            untombstone(kept, session)
     except RuleNotFound:
         return False
     return True
 
 
+def untombstone(replicas: Sequence[ReplicaEntry], session: Session) -> None:
+    """No tombstone on ``replicas``: the reaper leaves them, as it leaves a source replica just registered."""
+    from rucio.db.sqla import models
+
+    table = models.RSEFileAssociation
+    by_rse: dict[str, list[DID]] = {}
+    for replica in replicas:
+        by_rse.setdefault(replica.rse, []).append(replica.did)
+    for rse, dids in by_rse.items():
+        for chunk in chunks(dids):
+            session.execute(
+                update(table)
+                .where(table.rse_id == rucio_db.rse_id(rse), rucio_db.did_clause(table, chunk))
+                .values(tombstone=None)
+                .execution_options(synchronize_session=False)
+            )
+
+
 @rucio_db.retried_when_locked
-def obsolete(replicas: tuple[ReplicaEntry, ...]) -> list[ReplicaEntry]:
+def obsolete(replicas: tuple[ReplicaEntry, ...], scope: str) -> tuple[list[ReplicaEntry], list[Kept]]:
     """Give every replica without a lock the OBSOLETE tombstone (Rucio's ``set_tombstone``); return those still
-    locked (a lock this plan did not know of)."""
+    locked (a lock this plan did not know of) and those at a non-deterministic RSE whose path another scope's DID
+    names now (registered since the plan was made: asked again in the transaction that would give the
+    tombstone), kept without one."""
     from rucio.common.exception import ReplicaIsLocked, ReplicaNotFound
     from rucio.core.replica import set_tombstone
 
-    locked = []
+    locked: list[ReplicaEntry] = []
+    shared: list[Kept] = []
     for chunk in chunks(list(replicas)):
         with rucio_db.writing() as session:
+            sharing = {entry.replica: entry.reason for entry in _shared_now(chunk, scope, session)}
             for replica in chunk:
+                if replica in sharing:
+                    shared.append(Kept(replica, sharing[replica]))
+                    continue
                 try:
                     with session.begin_nested():
                         set_tombstone(rucio_db.rse_id(replica.rse), InternalScope(replica.did[0]), replica.did[1],
@@ -148,7 +241,12 @@ def obsolete(replicas: tuple[ReplicaEntry, ...]) -> list[ReplicaEntry]:
                     locked.append(replica)
                 except ReplicaNotFound:
                     pass  # reaped meanwhile
-    return locked
+            untombstone([entry.replica for entry in shared if entry.replica in sharing], session)
+    return locked, shared
+
+
+def _shared_now(replicas: list[ReplicaEntry], scope: str, session: Session) -> tuple[Kept, ...]:
+    return shared_paths(Inventory(scope, replicas=tuple(replicas), on_paths=_on_paths(replicas, session)))
 
 
 @rucio_db.retried_when_locked

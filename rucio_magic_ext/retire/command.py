@@ -11,7 +11,7 @@ from pathlib import Path
 from rucio_magic_ext import layout
 from rucio_magic_ext.carrier.model import CARRIER_SCOPE
 from rucio_magic_ext.replication import PolicyError, load_policy
-from rucio_magic_ext.retire.plan import make_plan, protected_scopes, render, scope_refusal
+from rucio_magic_ext.retire.plan import Plan, make_plan, protected_scopes, render, scope_refusal
 
 REFUSED = 2
 
@@ -28,8 +28,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "replicas an OBSOLETE tombstone. Rucio's undertaker then deletes the collections, its reaper the bytes and "
         "the files' DIDs. Rucio 41 cannot delete a scope: the empty scope stays. MAGIC's scopes, the carriers' and "
         "those the replication policy places files in are refused, as is a scope with files inside other scopes' "
-        "collections or files whose only copies are at non-deterministic RSEs (unless --force-only-copies). "
-        "Exit 2: refused, nothing changed.",
+        "collections or files whose only copies are at non-deterministic RSEs (unless --force-only-copies; a copy "
+        "elsewhere counts only once read at its storage with its registered size and adler32). A replica at a "
+        "non-deterministic RSE whose path another scope's DID names too is kept in place, its file's DID with it, "
+        "and named: deleting the path would delete that DID's bytes. Exit 2: refused, nothing changed.",
     )
     retire.add_argument("scope")
     retire.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
@@ -85,19 +87,30 @@ def run(args: argparse.Namespace) -> int:
         print("dry run: nothing changed")
         return 0
     catalogue.carry_out(plan, print)
+    if plan.kept:
+        print(f"scope {args.scope} keeps {len(plan.kept)} replica(s) whose path another scope's DID names, and "
+              "their files' DIDs: run the retirement again once those DIDs' replicas have left the path")  # fmt: skip
     print(f"scope {args.scope} stays, empty once Rucio's daemons are done: Rucio 41 has no scope deletion")
-    return wait(args.scope, args.timeout) if args.wait else 0
+    return wait(args.scope, args.timeout, kept_counts(plan)) if args.wait else 0
 
 
-def wait(scope: str, timeout: float, every: float = 5) -> int:
-    """Poll until no DID, rule or replica of ``scope`` is left; 1 if some are still there at the timeout."""
+def kept_counts(plan: Plan) -> dict[str, int]:
+    """What stays of the scope once Rucio's daemons are done: the kept replicas and their files' DIDs."""
+    return {"dids": len({entry.replica.did for entry in plan.kept}), "rules": 0, "replicas": len(plan.kept)}
+
+
+def wait(scope: str, timeout: float, kept: dict[str, int] | None = None, every: float = 5) -> int:
+    """Poll until no DID, rule or replica of ``scope`` is left but those ``kept``; 1 if more are still there at
+    the timeout."""
     from rucio_magic_ext.retire import catalogue
 
+    kept = kept or {}
     deadline = time.monotonic() + timeout
     while True:
         counts = catalogue.left(scope)
-        if not any(counts.values()):
-            print(f"scope {scope}: no DID, rule or replica left")
+        if all(n <= kept.get(what, 0) for what, n in counts.items()):
+            staying = ", ".join(f"{n} {what}" for what, n in kept.items() if n)
+            print(f"scope {scope}: no DID, rule or replica left" + (f" but the kept {staying}" if staying else ""))
             return 0
         if time.monotonic() >= deadline:
             shown = ", ".join(f"{n} {what}" for what, n in counts.items())

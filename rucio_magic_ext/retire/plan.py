@@ -4,6 +4,11 @@ be tested case by case.
 Rucio 41 has no scope deletion. Its own ways to empty one are: rules removed (their locks go), collections
 detached and given an expiry (the undertaker deletes them), replicas without locks given an OBSOLETE tombstone
 (the reaper deletes the bytes, and with a file's last replica its DID). The plan lists each of those steps.
+
+At a non-deterministic RSE a replica is a path that anyone allowed to register there may name: the reaper
+deleting it deletes the file on storage, whoever else's replica names it too. So a replica whose path another
+scope's DID names is kept in place (its file's DID stays), and a copy elsewhere counts for a file only when it
+was read at its storage and holds the registered bytes: a replica written into the catalogue alone is no copy.
 """
 
 from __future__ import annotations
@@ -41,6 +46,25 @@ class ReplicaEntry:
     bytes: int
     deterministic: bool  # a copy Rucio placed itself; a non-deterministic RSE holds source copies
     available: bool = True  # only an AVAILABLE replica is a copy; one being written is not yet
+    path: str | None = None  # the stored path at a non-deterministic RSE: a file on storage
+    unproven: str | None = None  # why the copy, read at its storage, does not hold the registered bytes
+
+
+@dataclass(frozen=True)
+class OnPath:
+    """Every DID, of any scope, whose replica names ``path`` at the non-deterministic RSE ``rse``."""
+
+    rse: str
+    path: str
+    dids: tuple[DID, ...]
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A replica of the scope left in place, and why: its bytes are another DID's too."""
+
+    replica: ReplicaEntry
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,7 @@ class Inventory:
     rules: tuple[RuleEntry, ...] = ()
     links: tuple[Link, ...] = ()  # every attachment with the parent or the child in the scope
     replicas: tuple[ReplicaEntry, ...] = ()
+    on_paths: tuple[OnPath, ...] = ()  # who else names the paths of the scope's replicas at non-deterministic RSEs
 
     @property
     def empty(self) -> bool:
@@ -76,10 +101,17 @@ class Plan:
     foreign_parents: tuple[Link, ...] = ()  # collections of the scope to detach from other scopes' collections
     contents: tuple[tuple[DID, tuple[DID, ...]], ...] = ()  # each collection of the scope and what it holds
     without_replica: tuple[str, ...] = ()  # files Rucio 41 cannot remove: only a last replica's deletion does
+    kept: tuple[Kept, ...] = ()  # replicas whose path another scope's DID names: left in place, DIDs too
 
     @property
     def refused(self) -> bool:
         return bool(self.refusals)
+
+    @property
+    def obsolete(self) -> tuple[ReplicaEntry, ...]:
+        """The replicas given an OBSOLETE tombstone: all but those kept."""
+        kept = {entry.replica for entry in self.kept}
+        return tuple(replica for replica in self.inventory.replicas if replica not in kept)
 
 
 def protected_scopes(
@@ -121,13 +153,14 @@ def make_plan(inventory: Inventory, protected: frozenset[str], force_only_copies
             )
         )
 
+    kept = shared_paths(inventory)
     where: dict[str, list[ReplicaEntry]] = defaultdict(list)
     for replica in inventory.replicas:
         where[replica.did[1]].append(replica)
+    staying = {entry.replica for entry in kept}
+    going = {name: [replica for replica in replicas if replica not in staying] for name, replicas in where.items()}
     only_copies = tuple(sorted(
-        f"{scope}:{name} (at {', '.join(sorted(r.rse for r in replicas if r.available))})"
-        for name, replicas in where.items()
-        if _only_at_sources(replicas)
+        _only_copy(scope, name, replicas) for name, replicas in going.items() if _only_at_sources(replicas)
     ))  # fmt: skip
     if only_copies and not force_only_copies:
         refusals.append(
@@ -144,7 +177,22 @@ def make_plan(inventory: Inventory, protected: frozenset[str], force_only_copies
             held[link.parent].append(link.child)
     contents = tuple((parent, tuple(sorted(children))) for parent, children in sorted(held.items()) if children)
     without_replica = tuple(sorted(set(inventory.files) - set(where)))
-    return Plan(inventory, tuple(refusals), only_copies, foreign_parents, contents, without_replica)
+    return Plan(inventory, tuple(refusals), only_copies, foreign_parents, contents, without_replica, kept)
+
+
+def shared_paths(inventory: Inventory) -> tuple[Kept, ...]:
+    """The scope's replicas at non-deterministic RSEs whose path a DID of another scope names too: deleting
+    the path would delete that DID's bytes, so they stay. DIDs of the scope itself sharing a path go together."""
+    named = {(entry.rse, entry.path.lstrip("/")): entry.dids for entry in inventory.on_paths}
+    kept = []
+    for replica in sorted(inventory.replicas, key=_replica_key):
+        if replica.deterministic or not replica.path:
+            continue
+        path = replica.path.lstrip("/")
+        others = sorted(did for did in named.get((replica.rse, path), ()) if did[0] != inventory.scope)
+        if others:
+            kept.append(Kept(replica, f"path {path} at {replica.rse} is also the replica of {_few(others)}"))
+    return tuple(kept)
 
 
 def render(plan: Plan) -> list[str]:
@@ -176,11 +224,17 @@ def render(plan: Plan) -> list[str]:
         "replicas made OBSOLETE (Rucio's reaper deletes the bytes)",
         [
             f"{r.rse}  {r.bytes} bytes  {r.did[0]}:{r.did[1]}" + ("" if r.available else "  (not yet written)")
-            for r in sorted(inventory.replicas, key=_replica_key)
+            + (f"  (no copy: {r.unproven})" if r.unproven else "")
+            for r in sorted(plan.obsolete, key=_replica_key)
         ],
-    )
+    )  # fmt: skip
+    lines += _section(
+        "replicas kept in place, their file's DID with them: another scope's DID names the same file on storage",
+        [f"{k.replica.rse}  {k.replica.bytes} bytes  {k.replica.did[0]}:{k.replica.did[1]}: {k.reason}"
+         for k in plan.kept],
+    )  # fmt: skip
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for replica in inventory.replicas:
+    for replica in plan.obsolete:
         totals[replica.rse][0] += 1
         totals[replica.rse][1] += replica.bytes
     lines += _section("per RSE", [f"{rse}  {n} replicas  {size} bytes" for rse, (n, size) in sorted(totals.items())])
@@ -191,9 +245,26 @@ def render(plan: Plan) -> list[str]:
 
 
 def _only_at_sources(replicas: list[ReplicaEntry]) -> bool:
-    """Copies at non-deterministic RSEs and none Rucio placed: the data exists nowhere else."""
+    """Copies at non-deterministic RSEs and none that Rucio placed and its storage was seen to hold: the data
+    exists nowhere else. A copy registered without its bytes, or not yet written, is no copy."""
     copies = [replica for replica in replicas if replica.available]
-    return bool(copies) and not any(replica.deterministic for replica in copies)
+    return any(not copy.deterministic for copy in copies) and not any(_counts(copy) for copy in copies)
+
+
+def _counts(replica: ReplicaEntry) -> bool:
+    return replica.deterministic and replica.available and replica.unproven is None
+
+
+def _only_copy(scope: str, name: str, replicas: list[ReplicaEntry]) -> str:
+    sources = ", ".join(sorted(r.rse for r in replicas if r.available and not r.deterministic))
+    refused = "; ".join(f"{r.rse} not counted: {r.unproven}" for r in sorted(replicas, key=_replica_key)
+                        if r.deterministic and r.available and r.unproven)  # fmt: skip
+    return f"{scope}:{name} (at {sources}" + (f"; {refused}" if refused else "") + ")"
+
+
+def _few(dids: list[DID], shown: int = 3) -> str:
+    names = ", ".join(f"{scope}:{name}" for scope, name in dids[:shown])
+    return names + (f" and {len(dids) - shown} more" if len(dids) > shown else "")
 
 
 def _replica_key(replica: ReplicaEntry) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from rucio_magic_ext.carrier.model import CARRIER_SCOPE
 from rucio_magic_ext.retire.plan import (
     Inventory,
     Link,
+    OnPath,
     ReplicaEntry,
     RuleEntry,
     make_plan,
@@ -120,3 +121,61 @@ def test_a_copy_still_being_written_is_no_copy() -> None:
     plan = make_plan(inventory(replicas=replicas), PROTECTED)
     assert plan.refused and plan.refusals[0].names == ("commissioning:f1 (at ORM)",)
     assert "DISK  10 bytes  commissioning:f1  (not yet written)" in "\n".join(render(plan))
+
+
+MAGIC_FILE = ("magic_raw", "20200103_M1_05086952.001_D_CrabNebula-W0.40+035.raw.gz")
+MAGIC_PATH = "M1/DAQ/RAW/2020_01_03/20200103_M1_05086952.001_D_CrabNebula-W0.40+035.raw.gz"
+
+
+def test_a_source_replica_whose_path_another_scope_names_is_kept_and_the_other_did_named() -> None:
+    """The observatory's file registered again under the scope's own name: deleting the path deletes MAGIC's bytes."""
+    at_source = ReplicaEntry((S, "f1"), "ORM", 10, False, path="/" + MAGIC_PATH)
+    replicas = (at_source, ReplicaEntry((S, "f1"), "DISK", 10, True), ReplicaEntry((S, "f2"), "DISK", 20, True))
+    on_paths = (OnPath("ORM", MAGIC_PATH, tuple(sorted([(S, "f1"), MAGIC_FILE]))),)
+    plan = make_plan(inventory(replicas=replicas, on_paths=on_paths), PROTECTED)
+    assert not plan.refused
+    (kept,) = plan.kept
+    assert kept.replica == at_source
+    assert kept.reason == f"path {MAGIC_PATH} at ORM is also the replica of {MAGIC_FILE[0]}:{MAGIC_FILE[1]}"
+    assert at_source not in plan.obsolete and len(plan.obsolete) == 2
+    text = "\n".join(render(plan))
+    obsolete = text.split("replicas made OBSOLETE")[1].split("replicas kept in place")[0]
+    assert "ORM" not in obsolete
+    assert f"ORM  10 bytes  commissioning:f1: path {MAGIC_PATH} at ORM is also the replica of magic_raw:" in text
+    assert "ORM  1 replicas" not in text and "DISK  2 replicas  30 bytes" in text
+
+
+def test_a_kept_source_replica_is_no_only_copy_and_a_catalogue_only_copy_beside_it_goes() -> None:
+    at_source = ReplicaEntry((S, "f1"), "ORM", 10, False, path=MAGIC_PATH)
+    fake = ReplicaEntry((S, "f1"), "DISK", 10, True, unproven="missing at the storage (file://x)")
+    on_paths = (OnPath("ORM", MAGIC_PATH, ((S, "f1"), MAGIC_FILE)),)
+    plan = make_plan(inventory(replicas=(at_source, fake), on_paths=on_paths), PROTECTED)
+    assert not plan.refused and plan.only_copies == ()
+    assert plan.obsolete == (fake,) and [entry.replica for entry in plan.kept] == [at_source]
+
+
+def test_dids_of_the_scope_itself_sharing_a_path_go_together() -> None:
+    one = ReplicaEntry((S, "f1"), "ORM", 10, False, path="a/x.dat")
+    two = ReplicaEntry((S, "f2"), "ORM", 10, False, path="a/x.dat")
+    copies = (ReplicaEntry((S, "f1"), "DISK", 10, True), ReplicaEntry((S, "f2"), "DISK", 10, True))
+    on_paths = (OnPath("ORM", "a/x.dat", ((S, "f1"), (S, "f2"))),)
+    plan = make_plan(inventory(replicas=(one, two, *copies), on_paths=on_paths), PROTECTED)
+    assert not plan.refused and plan.kept == () and len(plan.obsolete) == 4
+
+
+def test_a_copy_registered_without_its_bytes_is_no_copy() -> None:
+    """An AVAILABLE replica at a deterministic RSE that its storage does not hold proves nothing."""
+    replicas = (
+        ReplicaEntry((S, "f1"), "ORM", 10, False, path="a/f1"),
+        ReplicaEntry((S, "f1"), "DISK", 10, True, unproven="missing at the storage (file://localhost/disk/f1)"),
+        ReplicaEntry((S, "f2"), "ORM", 20, False, path="a/f2"),
+        ReplicaEntry((S, "f2"), "DISK", 20, True),  # read back: the registered bytes
+    )
+    plan = make_plan(inventory(replicas=replicas), PROTECTED)
+    assert plan.refused
+    (refusal,) = plan.refusals
+    assert refusal.names == (
+        "commissioning:f1 (at ORM; DISK not counted: missing at the storage (file://localhost/disk/f1))",
+    )
+    text = "\n".join(render(make_plan(inventory(replicas=replicas), PROTECTED, force_only_copies=True)))
+    assert "DISK  10 bytes  commissioning:f1  (no copy: missing at the storage" in text
