@@ -586,6 +586,28 @@ def empty_collections(scopes: Sequence[str], batch: int = 5000) -> Iterator[tupl
             yield scope.external, name, did_type.name
 
 
+def collections_not_made_by(
+    scopes: Sequence[str], account: str, batch: int = 5000
+) -> Iterator[tuple[str, str, str, str, datetime | None]]:
+    """(scope, name, DID type, account, expiry) of every dataset and container of ``scopes`` that ``account``
+    did not make, or that is set to expire."""
+    from rucio.db.sqla import models
+
+    did = models.DataIdentifier
+    query = (
+        select(did.scope, did.name, did.did_type, did.account, did.expired_at)
+        .where(
+            did.scope.in_([InternalScope(scope) for scope in scopes]),
+            did.did_type.in_([DIDType.DATASET, DIDType.CONTAINER]),
+            or_(did.account != InternalAccount(account), did.expired_at.is_not(None)),
+        )
+        .execution_options(yield_per=batch)
+    )
+    with reading() as session:
+        for scope, name, did_type, maker, expired_at in session.execute(query):
+            yield scope.external, name, did_type.name, maker.external, expired_at
+
+
 def collections_of_scope(scope: str, batch: int = 5000) -> Iterator[str]:
     """The names of the datasets of a scope."""
     from rucio.db.sqla import models

@@ -22,6 +22,7 @@ from typing import Protocol
 from rucio_magic_ext.carrier.model import CARRIER_SCOPE
 from rucio_magic_ext.ledger.states import FLOW, CarrierState, FileState
 from rucio_magic_ext.naming import Level, MagicNameError, Telescope, parse
+from rucio_magic_ext.trust import foreign_collection, foreign_rule, shared_path
 
 DEFAULT_MIN_AGE = timedelta(days=1)
 
@@ -44,6 +45,9 @@ class Kind(str, Enum):
     EMPTY_COLLECTION = "empty-collection"  # a run dataset or night container with no content
     UNEXPLAINED_RULE = "unexplained-rule"  # a rule on MAGIC data that no policy entry explains
     MISSING_RULE = "missing-rule"  # a run dataset whose files here lack a rule the policy asks for them
+    FOREIGN_RULE = "foreign-rule"  # a rule with a policy entry's comment that the flow's account did not make
+    FOREIGN_COLLECTION = "foreign-collection"  # a run dataset or container not the flow's, or set to expire
+    SHARED_PATH = "shared-path"  # one path at a non-deterministic RSE named by replicas of two DIDs
     NEW = "new"  # dark but younger than the minimum age: the scanner's business, not out of place
 
     @property
@@ -65,6 +69,9 @@ _TAGS = {
     Kind.EMPTY_COLLECTION: "EmptyCollection",
     Kind.UNEXPLAINED_RULE: "UnexplainedRule",
     Kind.MISSING_RULE: "MissingRule",
+    Kind.FOREIGN_RULE: "ForeignRule",
+    Kind.FOREIGN_COLLECTION: "ForeignCollection",
+    Kind.SHARED_PATH: "SharedPath",
     Kind.NEW: "New",
 }
 
@@ -133,11 +140,14 @@ class CarrierSeen:
 
 @dataclass(frozen=True)
 class Collection:
-    """A dataset or container in a MAGIC scope with no content."""
+    """A dataset or container in a MAGIC scope: one with no content, or (``account``) one made by an account
+    other than the flow's or set to expire (``expired_at``)."""
 
     scope: str
     name: str
     did_type: str
+    account: str | None = None
+    expired_at: datetime | None = None
 
 
 class RuleSeen(Protocol):
@@ -171,6 +181,8 @@ class Views:
     # that need a copy there), and every rule on MAGIC data that carries one's comment; None: not checked.
     needed: Sequence[PolicyEntry] = ()
     policy_rules: Iterable[RuleSeen] | None = None
+    account: str | None = None  # the flow's: only its rules count, only its collections are the flow's
+    foreign_collections: Iterable[Collection] = ()
 
 
 # -- the findings -----------------------------------------------------------------------------------------
@@ -251,12 +263,23 @@ def classify(
         if why := empty_collection(collection):
             key = f"{collection.scope}:{collection.name}"
             findings.add(Finding(Kind.EMPTY_COLLECTION, key, 0, why, collection.scope, collection.name))
+    for collection in views.foreign_collections:
+        if views.account and (why := foreign_collection(collection, views.account)):
+            key = f"{collection.scope}:{collection.name}"
+            detail = f"{why}: files of its run are held, never registered into it"
+            findings.add(Finding(Kind.FOREIGN_COLLECTION, key, 0, detail, collection.scope, collection.name))
     for rule in views.rules:
-        if views.policy is not None and (why := unexplained(rule, views.policy)):
-            key, detail = f"{rule.scope}:{rule.name}", f"rule {rule.rule_id}: {why}"
+        if views.policy is None:
+            continue
+        key = f"{rule.scope}:{rule.name}"
+        if views.account and (why := impostor(rule, views.policy, views.account)):
+            detail = f"rule {rule.rule_id}: {why}"
+            findings.add(Finding(Kind.FOREIGN_RULE, key, 0, detail, rule.scope, rule.name, rule.rule_id))
+        elif why := unexplained(rule, views.policy):
+            detail = f"rule {rule.rule_id}: {why}"
             findings.add(Finding(Kind.UNEXPLAINED_RULE, key, 0, detail, rule.scope, rule.name, rule.rule_id))
     if views.policy_rules is not None:
-        for finding in missing_rules(in_rucio, views.needed, views.policy_rules, views.source):
+        for finding in missing_rules(in_rucio, views.needed, views.policy_rules, views.source, views.account):
             findings.add(finding)
     return findings
 
@@ -277,6 +300,12 @@ def _files(
     replicas: dict[str, Replica] = {}
     by_did: dict[tuple[str, str], str] = {}
     for replica in views.replicas:
+        other = replicas.get(replica.path)
+        if other is not None and (other.scope, other.name) != (replica.scope, replica.name):
+            why = shared_path(replica.path, (other.scope, other.name), {(replica.scope, replica.name)})
+            detail = f"{why}: the reaper deleting either deletes both"
+            size = replica.bytes or 0
+            findings.add(Finding(Kind.SHARED_PATH, replica.path, size, detail, replica.scope, replica.name))
         replicas[replica.path] = replica
         by_did[(replica.scope, replica.name)] = replica.path
         findings.registered += 1
@@ -363,6 +392,14 @@ _SIMULATION = re.compile(
 )
 
 
+_TOP_CONTAINER = re.compile(r"(?:MC_)?(M1|M2|ST)_(RAW|Calibrated|Star|SuperStar|Melibea|DL3)", re.ASCII)
+
+
+def is_flow_collection(name: str) -> bool:
+    """Whether the flow puts files into a collection of this name: a run dataset, a night or top container."""
+    return any(pattern.fullmatch(name) for pattern in (_RUN_DATASET, _SIMULATION, _TOP_CONTAINER))
+
+
 def empty_collection(collection: Collection) -> str | None:
     """Why an empty collection is out of place: a run dataset or night container should hold something."""
     found = _RUN_DATASET.fullmatch(collection.name)
@@ -392,24 +429,42 @@ def unexplained(rule: RuleSeen, policy: Sequence[PolicyEntry]) -> str | None:
     return None
 
 
+def impostor(rule: RuleSeen, policy: Sequence[PolicyEntry], account: str) -> str | None:
+    """Why a rule that carries a policy entry's comment is not the flow's, or None (no such comment, or the
+    flow's own): it would stand in for the flow's rule to any reader that trusts comments."""
+    spec = next((spec for spec in policy if spec.rule_comment == rule.comment), None)
+    if spec is None:
+        return None
+    why = foreign_rule(rule, spec, account)
+    return f"carries the comment of policy entry {spec.name!r} but is {why}: it stands in for nothing" if why else None
+
+
 def needs_rules(state: FileState, source: bool) -> bool:
     """Whether the policy's rules on a file's run dataset must stand, by the file's state at the RSE audited."""
     return state in (RULED_AT_SOURCE if source else AT_DESTINATION)
 
 
 def missing_rules(
-    booked: Iterable[Booked], needed: Sequence[PolicyEntry], present: Iterable[RuleSeen], source: bool
+    booked: Iterable[Booked],
+    needed: Sequence[PolicyEntry],
+    present: Iterable[RuleSeen],
+    source: bool,
+    account: str | None = None,
 ) -> list[Finding]:
     """Run datasets that lack a rule of a policy entry covering their files here. At the source, the files
     registered and not yet released: their rules were made at registration, so one gone was removed since
     (by an admin, or the policy gained an entry), and its files are held at the source until it is made
     again. At a destination, the copies proven there: without their rule nothing keeps them. A rule that
-    expires does not count (Rucio's API removes a rule by setting it to expire), and entries whose rules
-    expire are not required to stand."""
+    expires does not count (Rucio's API removes a rule by setting it to expire), nor one the flow's ``account``
+    did not make as the entry asks, and entries whose rules expire are not required to stand."""
     lasting = [spec for spec in needed if spec.lifetime is None]
+    by_comment = {spec.rule_comment: spec for spec in needed}
     have: set[tuple[str, str, str]] = set()
     expiring: dict[tuple[str, str, str], datetime] = {}  # removed through Rucio's API: gone within the hour
     for rule in present:
+        spec = by_comment.get(rule.comment)
+        if account and (spec is None or foreign_rule(rule, spec, account)):
+            continue  # another account's, or asking otherwise: named as foreign-rule, counts for nothing
         if rule.expires_at is None:
             have.add((rule.scope, rule.name, rule.comment))
         else:

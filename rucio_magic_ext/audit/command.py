@@ -122,7 +122,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     taken_at = utcnow()
     dump = views.open_dump(args.replica_dump) if args.replica_dump else None
     try:
-        seen = views.read(args.rse, settings.source_rse, ledger, policy.rules, args.night, settings.roots, dump, where)
+        seen = views.read(
+            args.rse, settings.source_rse, ledger, policy.rules, args.night, settings.roots, dump, where,
+            account=settings.account,
+        )
         checksum = views.checksum_reader(where) if args.checksums else None
         findings = classify(seen, taken_at, args.min_age, checksum)
     finally:

@@ -28,6 +28,7 @@ from rucio_magic_ext.audit.classes import (
     RuleSeen,
     StoredFile,
     Views,
+    is_flow_collection,
     needs_rules,
     night_of_name,
     night_of_path,
@@ -71,9 +72,10 @@ class Place:
         return to_text(posixpath.relpath(native, self.root)) if native != self.root else ""
 
     def path_of(self, scope: str, name: str, stored: str | None = None) -> str:
-        """The path of a DID's replica relative to the prefix: the stored one, or the protocol's (lfn2pfn)."""
+        """The path of a DID's replica relative to the prefix: the stored one (normalised: ``a//b`` and ``a/./b``
+        are one file on storage), or the protocol's (lfn2pfn)."""
         if stored:
-            return stored.lstrip("/")
+            return posixpath.normpath("/" + stored).lstrip("/")
         (pfn,) = self.protocol.lfns2pfns({"scope": scope, "name": name}).values()
         return pfn[len(self.root_url) :] if pfn.startswith(self.root_url) else pfn
 
@@ -147,6 +149,14 @@ def empty_collections(night: date | None = None) -> Iterator[Collection]:
     for scope, name, did_type in rucio_db.empty_collections(layout.SCOPES, BATCH):
         if night is None or night_of_name(name) == night:
             yield Collection(scope, name, did_type)
+
+
+def foreign_collections(account: str, night: date | None = None) -> Iterator[Collection]:
+    """The run datasets and night and top containers of the MAGIC scopes that another account made, or that are
+    set to expire: names the flow would put files into. Other collections there (an analyst's) are not its."""
+    for scope, name, did_type, maker, expired_at in rucio_db.collections_not_made_by(layout.SCOPES, account, BATCH):
+        if is_flow_collection(name) and (night is None or night_of_name(name) in (night, None)):
+            yield Collection(scope, name, did_type, maker, expired_at)
 
 
 def policy_rules(policy: Iterable[PolicyEntry], night: date | None = None) -> Iterator[RuleSeen]:
@@ -285,9 +295,11 @@ def read(
     roots: Sequence[str] = ("",),
     dump: TextIO | None = None,
     where: Place | None = None,
+    account: str | None = None,
 ) -> Views:
     """The views of ``rse``, each a stream read when the classification comes to it. ``source_rse``: the
-    observatory's RSE, whose files the ledger keeps row by row and whose carriers it records."""
+    observatory's RSE, whose files the ledger keeps row by row and whose carriers it records. ``account``: the
+    flow's, whose rules and collections alone count as the flow's."""
     where = where or place(rse)
     source = rse == source_rse
     needed = list(policy) if source else required_at(rse, policy)
@@ -303,6 +315,8 @@ def read(
         policy=policy,
         needed=needed,
         policy_rules=policy_rules(needed, night),
+        account=account,
+        foreign_collections=foreign_collections(account, night) if account else (),
     )
 
 

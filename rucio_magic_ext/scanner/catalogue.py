@@ -20,6 +20,7 @@ from rucio_magic_ext.carrier.model import CARRIER_SCOPE
 from rucio_magic_ext.common import DID, LoggerFunction, chunks
 from rucio_magic_ext.scanner import did_metadata
 from rucio_magic_ext.scanner.did_metadata import DID_COLUMN_KEYS
+from rucio_magic_ext.trust import foreign_collection, shared_path
 
 
 @dataclass(frozen=True)
@@ -72,25 +73,16 @@ class Catalogue:
     def register(self, files: Sequence[Registration]) -> dict[DID, str]:
         """Register, describe and organise ``files`` in one transaction.
 
-        Returns the files that could not be registered as they are, with the reason: a replica that already
-        exists at another path (Rucio would silently keep the old one).
+        Returns the files that could not be registered as they are, with the reason; the others go on. The flow
+        registers a file only where everything it builds on is its own (``refusals``).
         """
         from rucio.core.did import attach_dids_to_dids, set_dids_metadata_bulk
         from rucio.core.replica import add_replicas
 
         with rucio_db.site_settings_kept(), rucio_db.writing() as session:
             existing = rucio_db.replica_paths(self.rse, [(f.scope, f.name) for f in files], session)
-            conflicts: dict[DID, str] = {}
-            new = []
-            for file in files:
-                stored = existing.get((file.scope, file.name))
-                if stored is None:
-                    new.append(file)
-                elif stored.lstrip("/") != file.path:
-                    conflicts[(file.scope, file.name)] = (
-                        f"already registered at {self.rse} with path {stored}, not {file.path}: "
-                        "Rucio would keep the old one"
-                    )
+            conflicts = self.refusals(files, existing, session)
+            new = [f for f in files if (f.scope, f.name) not in existing and (f.scope, f.name) not in conflicts]
             dids = [(f.scope, f.name) for f in new]
             created = set(dids) - rucio_db.existing_dids(dids, session)
             for chunk in chunks(new):
@@ -125,6 +117,39 @@ class Catalogue:
             )
             rucio_db.evaluate_attachments(sorted({_carrier_of(f) for f in described if f.carrier}), session)
         return conflicts
+
+    def refusals(
+        self, files: Sequence[Registration], existing: Mapping[DID, str], session: Any
+    ) -> dict[DID, str]:
+        """Why each file that may not be registered as it is, may not. A replica of it already at another path
+        (Rucio would keep the old one without a word); its path at the observatory already another DID's replica
+        (the reaper deleting either deletes both); its file DID, run dataset or containers made by another
+        account or set to expire (they would stand in for the flow's own)."""
+        sharers = rucio_db.replicas_on_paths(self.rse, [f.path for f in files], session)
+        wanted = {(f.scope, f.name) for f in files} | set(_collections_of(files))
+        made = rucio_db.makers(sorted(wanted), session)
+        refused: dict[DID, str] = {}
+        for file in files:
+            did = (file.scope, file.name)
+            stored = existing.get(did)
+            if stored is not None and stored.lstrip("/") != file.path:
+                refused[did] = (
+                    f"already registered at {self.rse} with path {stored}, not {file.path}: "
+                    "Rucio would keep the old one"
+                )
+                continue
+            shared = shared_path(file.path, did, sharers.get(file.path.lstrip("/"), set()))
+            if shared:
+                refused[did] = f"{shared}: held until a person decides which DID the bytes are (rucio-magic audit)"
+                continue
+            for collection in (did, *_collections_of([file])):
+                maker = made.get(collection)
+                why = foreign_collection(maker, self.account.external) if maker else None
+                if why:
+                    what = "its file DID" if collection == did else f"{collection[0]}:{collection[1]}"
+                    refused[did] = f"{what} is not the flow's: {why}; it stands in for nothing"
+                    break
+        return refused
 
     def _replica(self, file: Registration) -> dict[str, Any]:
         replica = {

@@ -69,7 +69,14 @@ def take_audit(context: Context, now: datetime | None = None) -> bool:
 def count_classes(context: Context, now: datetime) -> dict[str, int]:
     """The cheap audit of the scanner's RSE, read as ``rucio-magic audit RSE`` reads it (all nights, the
     scanner's roots), counted without a checksum."""
-    seen = read_views(context.rse, context.rse, context.ledger, context.policy.rules, roots=context.config.roots)
+    seen = read_views(
+        context.rse,
+        context.rse,
+        context.ledger,
+        context.policy.rules,
+        roots=context.config.roots,
+        account=context.config.account,
+    )
     return count_each_class(seen, now)
 
 

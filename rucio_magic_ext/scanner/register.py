@@ -5,8 +5,9 @@ whose locked source rule holds it from that moment until its copies are verified
 The carrier is chosen in the ledger first and made in Rucio (dataset and source rule) before the file is
 registered; the replica, its attachments and its lock are one Rucio transaction per batch. A file already
 registered at the same path counts as done (a crash between Rucio and the ledger is repeated harmlessly);
-one registered at another path is an error: Rucio would keep the old PFN without a word. The policy's
-permanent rules are then put on the run datasets.
+one registered at another path is an error: Rucio would keep the old PFN without a word. A file whose path,
+file DID, run dataset or containers are found already taken by another account (or set to expire) is held
+with the reason, never registered into them. The policy's permanent rules are then put on the run datasets.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from rucio_magic_ext import rucio_db
+from rucio_magic_ext import monitoring, rucio_db
 from rucio_magic_ext.ledger import FileState, LostRace
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.metadata import file_metadata
@@ -71,7 +72,8 @@ def register(context: Context) -> int:
     except Exception as error:  # the transaction rolled back: nothing is attached, the files may change carrier
         return _failed(context, rows, f"register: {error}", unassign=True)
     for row in rows:
-        if row.did in conflicts:
+        if row.did in conflicts:  # held on its own, with the reason: the rest of the batch goes on
+            monitoring.odd_entry("untrusted")
             _failed(context, [row], conflicts[row.did], unassign=True)
     registered = [row for row in rows if row.did not in conflicts]
     try:

@@ -111,3 +111,28 @@ def unavailable(rucio_client: Any, rse: str, operation: str) -> Iterator[None]:
         yield
     finally:
         rucio_client.update_rse(rse, {f"availability_{operation}": True})
+
+
+def client_for(rucio_client: Any, account: str, attributes: dict[str, str] | None = None) -> Any:
+    """A REST client logged in as a new account (userpass), with the given account attributes."""
+    import uuid
+
+    from rucio.client import Client
+
+    password = uuid.uuid4().hex
+    rucio_client.add_account(account, "USER", f"{account}@example.org")
+    rucio_client.add_identity(
+        account, identity=account, authtype="USERPASS", email=f"{account}@example.org", password=password
+    )
+    for key, value in (attributes or {}).items():
+        rucio_client.add_account_attribute(account, key, value)
+    return Client(account=account, auth_type="userpass", creds={"username": account, "password": password})
+
+
+def assert_bytes_kept(stack: Any, plan: list[PlannedFile]) -> None:
+    """Every file of the plan still at the observatory with the bytes the ledger registered."""
+    rows = rows_of(plan)
+    for planned in plan:
+        source = orm_root(stack) / planned.path
+        assert source.exists(), f"{planned.path} is gone from the observatory"
+        assert adler32_of(source) == rows[planned.path].adler32, planned.path

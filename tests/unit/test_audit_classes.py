@@ -17,6 +17,7 @@ from rucio_magic_ext.audit.classes import (
     Views,
     classify,
     counts,
+    is_flow_collection,
     needs_rules,
     night_of_path,
 )
@@ -244,3 +245,50 @@ def test_a_policy_rule_removed_through_rucios_api_only_expires_and_counts_as_mis
     found = classify(views(replicas=[replica(RAW)], ledger=[row], needed=POLICY, policy_rules=[expiring]), NOW)
     (missing,) = found.of(Kind.MISSING_RULE)
     assert "only a rule set to expire at 2022-03-10 12:40:00 UTC (removed)" in missing.detail
+
+
+def test_a_rule_with_a_policy_comment_that_the_flow_did_not_make_is_foreign_and_counts_for_nothing() -> None:
+    """A writer's (or an operator's) rule with the policy's comment is named, and the run still lacks the flow's."""
+    mine = RuleRow("r1", "magic_raw", RAW_RUN, "magic-policy:raw-to-pic", "PIC-DISK", 1, "magic_scanner")
+    theirs = RuleRow("r2", "magic_raw", RAW_RUN, "magic-policy:raw-to-pic", "PIC-DISK", 1, "mallory")
+    elsewhere = RuleRow("r3", "magic_raw", RAW_RUN, "magic-policy:raw-to-pic", "PIC-TAPE", 1, "magic_scanner")
+    held = [booked(RAW, FileState.PROTECTED, dataset=RAW_RUN)]
+    found = classify(
+        views([stored(RAW)], [replica(RAW)], held, rules=[mine, theirs, elsewhere], policy_rules=[theirs, elsewhere],
+              needed=POLICY, account="magic_scanner"),
+        NOW,
+    )
+    foreign = {finding.state: finding.detail for finding in found.of(Kind.FOREIGN_RULE)}
+    assert set(foreign) == {"r2", "r3"}
+    assert "made by account mallory, not by the flow's magic_scanner" in foreign["r2"]
+    assert "asks 'PIC-TAPE', the policy 'PIC-DISK'" in foreign["r3"]
+    assert not found.of(Kind.UNEXPLAINED_RULE)
+    (missing,) = found.of(Kind.MISSING_RULE)  # neither stands in for the flow's own rule
+    assert missing.key == f"magic_raw:{RAW_RUN}" and "has no rule on it" in missing.detail
+
+
+def test_collections_the_flow_would_fill_that_another_account_made_or_that_expire_are_foreign() -> None:
+    ends = NOW + timedelta(hours=1)
+    found = classify(
+        views(
+            foreign_collections=[
+                Collection("magic_raw", RAW_RUN, "DATASET", "mallory"),
+                Collection("magic_raw", "M1_RAW_20220301", "CONTAINER", "magic_scanner", ends),
+            ],
+            account="magic_scanner",
+        ),
+        NOW,
+    )
+    details = {finding.key: finding.detail for finding in found.of(Kind.FOREIGN_COLLECTION)}
+    assert "made by account mallory" in details[f"magic_raw:{RAW_RUN}"]
+    assert "set to expire" in details["magic_raw:M1_RAW_20220301"]
+    assert len(details) == 2
+    assert is_flow_collection(RAW_RUN) and is_flow_collection("M1_RAW") and not is_flow_collection("my_analysis")
+
+
+def test_two_dids_whose_replicas_name_one_path_are_a_shared_path() -> None:
+    decoy = Replica("trust_commissioning", "decoy", RAW, 100, "00000001", "AVAILABLE")
+    found = classify(views([stored(RAW)], [replica(RAW), decoy], [booked(RAW, FileState.PROTECTED)]), NOW)
+    (shared,) = found.of(Kind.SHARED_PATH)
+    assert shared.key == RAW and "is also the replica of trust_commissioning:decoy" in shared.detail
+    assert not found.clean

@@ -160,7 +160,7 @@ def test_the_count_reads_the_three_views_and_no_data(ledger: Ledger, monkeypatch
 
     monkeypatch.setattr(stage, "read_views", read)
     counts = stage.count_classes(context(ledger), NOW)
-    assert asked == {"rse": RSE, "source": RSE, "policy": (), "roots": ("M1",)}
+    assert asked == {"rse": RSE, "source": RSE, "policy": (), "roots": ("M1",), "account": "magic_scanner"}
     assert {kind: n for kind, n in counts.items() if n} == {"dark": 1, "lost": 1, "size": 1, "new": 1}
 
 

@@ -66,6 +66,7 @@ DAEMONS: list[Daemon] = [
     Daemon("judge-repairer", ("{bin}/rucio-judge-repairer", "--sleep-time", SLEEP), FAST + "judge_repairer"),
     Daemon("reaper", ("{bin}/rucio-reaper", "--sleep-time", SLEEP), FAST + "reaper"),
     Daemon("necromancer", ("{bin}/rucio-necromancer", "--sleep-time", SLEEP), FAST + "necromancer"),
+    Daemon("undertaker", ("{bin}/rucio-undertaker", "--sleep-time", SLEEP)),
     Daemon("magic-scanner", ("{bin}/rucio-magic-scanner", "--sleep-time", SLEEP),
            "rucio_magic_ext.scanner.daemon:scanner"),
     Daemon("magic-carrier", ("{bin}/rucio-magic-carrier", "--sleep-time", SLEEP),
