@@ -8,7 +8,11 @@ that is not proven is ever let go.
   was deleted (the reaper's work), any other is set aside QUARANTINED for a person, with the reason;
 - an orphan carrier is closed only when every file it holds is DELETED or RELEASED in the ledger, or held by
   another live carrier: its rules and dataset go (the source rule purges only when every file is DELETED or
-  RELEASED, that is proven by the flow's own verification); otherwise it stays, and the reason is said;
+  RELEASED, that is proven by the flow's own verification); otherwise it stays, and the reason is said. The
+  ledger's word is not enough while a file's replica is still at the source: its copies must stand in Rucio as
+  the carrier asks before a release (``release.verify.assess`` on the flow's own policy rules), or another
+  carrier's source rule of the flow must lock it there, and no other DID's replica may name its path (the
+  reaper deleting that path deletes the other DID's bytes too);
 - a rule the policy asks on a run dataset and found gone is made again as the scanner made it (the policy is
   the site's word on which copies must exist; an entry no longer wanted is taken out of the policy instead).
 
@@ -22,20 +26,24 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rucio.common.types import InternalAccount
+from rucio.common.types import InternalAccount, InternalScope
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from rucio_magic_ext import rucio_db
 from rucio_magic_ext.audit.classes import Finding, Findings, Kind
 from rucio_magic_ext.carrier.book import CarrierBook
 from rucio_magic_ext.carrier.model import CARRIER_SCOPE, SOURCE_RULE_COMMENT
-from rucio_magic_ext.common import DID, LoggerFunction
+from rucio_magic_ext.common import DID, LoggerFunction, chunks
 from rucio_magic_ext.ledger import FileState, Ledger, LostRace, Seen
 from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
 from rucio_magic_ext.ledger.states import CarrierState
 from rucio_magic_ext.permanent_rules import permanent_rule
+from rucio_magic_ext.release.catalogue import ReleaseCatalogue
+from rucio_magic_ext.release.verify import Assessment, Readiness, assess
 from rucio_magic_ext.replication import RuleSpec
 from rucio_magic_ext.rucio_db import RuleRequest
+from rucio_magic_ext.trust import shared_path
 
 ACTOR = "audit"
 PROVEN = frozenset({FileState.DELETED, FileState.RELEASED})
@@ -163,7 +171,7 @@ class Fixer:
         with rucio_db.reading() as session:
             in_rucio = bool(rucio_db.existing_dids([(CARRIER_SCOPE, name)], session))
         files = self._files_of(name, in_rucio=in_rucio, recorded=row is not None)
-        unproven = self._unproven(name, files)
+        unproven = self._unproven(name, files) or self._unproven_in_rucio(name, files)
         if unproven:
             outcome.left.append(f"orphan-carrier {finding.key}: kept, {unproven}")
             return
@@ -225,6 +233,72 @@ class Fixer:
         shown = ", ".join(f"{scope}:{file} ({_state(files[(scope, file)])})" for scope, file in sorted(bare)[:3])
         return f"{len(bare)} file(s) not proven nor held by another carrier: {shown}"
 
+    def _unproven_in_rucio(self, name: str, files: dict[DID, FileState | None]) -> str | None:
+        """Why Rucio does not bear out what the ledger says of the carrier's files still at the source, or None.
+        Only their replicas there can be lost: the files already deleted at the source need nothing more."""
+        with rucio_db.reading() as session:
+            at_source = rucio_db.replica_paths(self.rse, sorted(files), session)
+            if not at_source:
+                return None
+            sharers = rucio_db.replicas_on_paths(self.rse, sorted(set(at_source.values())), session)
+            held = self._held_elsewhere(name, sorted(at_source), session)
+        rows = self._rows(sorted(did for did in at_source if files[did] in PROVEN))
+        found = doubts(at_source, files, sharers, self._assess(list(rows.values())), held)
+        if not found:
+            return None
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        return f"{len(found)} file(s) whose source copy Rucio does not prove may go: {'; '.join(found[:3])}{more}"
+
+    def _held_elsewhere(self, name: str, dids: Sequence[DID], session: Session) -> dict[DID, str]:
+        """The files whose replica at the source another carrier's source rule locks: a rule of the flow's
+        account, locked and without expiry, in ``magic_carrier`` (which only that account and admins touch).
+        Any other rule holds the file too, but may go at its owner's word: it stands in for no carrier."""
+        from rucio.db.sqla import models
+
+        locks, rules = models.ReplicaLock, models.ReplicationRule
+        held: dict[DID, str] = {}
+        for chunk in chunks(list(dids)):
+            query = (
+                select(locks.scope, locks.name, rules.name)
+                .join(rules, rules.id == locks.rule_id)
+                .where(
+                    locks.rse_id == rucio_db.rse_id(self.rse),
+                    rucio_db.did_clause(locks, chunk),
+                    rules.scope == InternalScope(CARRIER_SCOPE),
+                    rules.name != name,
+                    rules.account == InternalAccount(self.account),
+                    rules.comments == SOURCE_RULE_COMMENT,
+                    rules.locked.is_(True),
+                    rules.expires_at.is_(None),
+                )
+            )
+            held.update({(scope.external, file): carrier for scope, file, carrier in session.execute(query)})
+        return held
+
+    def _rows(self, dids: Sequence[DID]) -> dict[DID, LedgerFile]:
+        found: dict[DID, LedgerFile] = {}
+        with self.ledger.session() as session:
+            for chunk in chunks(sorted({file for _, file in dids})):
+                query = select(LedgerFile).where(LedgerFile.rse == self.rse, LedgerFile.name.in_(chunk))
+                found.update((row.did, row) for row in session.scalars(query) if row.did in dids)
+        return found
+
+    def _assess(self, rows: Sequence[LedgerFile]) -> dict[DID, Assessment]:
+        """Each file's copies as Rucio holds them, judged as the carrier judges them before a release: the flow's
+        own policy rules on its run dataset, their locks OK and replicas AVAILABLE away from the source."""
+        catalogue = ReleaseCatalogue(self.account, self.logger)
+        by_policy: dict[tuple[str, ...], list[LedgerFile]] = {}
+        for row in rows:
+            specs = [spec for spec in self.policy if spec.matches(row.record.level, row.record.telescope)]
+            by_policy.setdefault(tuple(spec.name for spec in specs), []).append(row)
+        found: dict[DID, Assessment] = {}
+        for names, alike in by_policy.items():
+            specs = [spec for spec in self.policy if spec.name in names]
+            files = [(row.did, (row.placement.scope, row.placement.dataset)) for row in alike]
+            facts = catalogue.requirements(files, specs, pfns=False)
+            found.update((row.did, assess(facts[row.did], self.rse)) for row in alike)
+        return found
+
     def _remove(self, name: str, purge: bool) -> None:
         """Every rule of the carrier's dataset, then the dataset, in one transaction; what is gone is skipped."""
         with rucio_db.writing() as session:
@@ -234,6 +308,31 @@ class Fixer:
                 rucio_db.delete_rule(rule_id, purge_replicas=purge and source, session=session)
             rucio_db.delete_dataset((CARRIER_SCOPE, name), InternalAccount(self.account), session)
         self.logger(logging.INFO, "orphan carrier %s removed from Rucio (purge %s)", name, purge)
+
+
+def doubts(
+    at_source: dict[DID, str],
+    states: dict[DID, FileState | None],
+    sharers: dict[str, set[DID]],
+    assessments: dict[DID, Assessment],
+    held: dict[DID, str],
+) -> list[str]:
+    """What keeps a carrier whose files the ledger lets go, one line per file still at the source: its path
+    named by another DID's replica; proven in the ledger but not in Rucio (``assessments``, by the carrier's
+    ``assess``); or neither proven nor locked there by another carrier of the flow (``held``)."""
+    found = []
+    for did, path in sorted(at_source.items()):
+        shown = f"{did[0]}:{did[1]} ({_state(states.get(did))})"
+        if why := shared_path(path.lstrip("/"), did, sharers.get(path.lstrip("/"), set())):
+            found.append(f"{shown}: {why}")
+        elif states.get(did) in PROVEN:
+            assessment = assessments.get(did)
+            if assessment is None or assessment.readiness is not Readiness.READY:
+                reason = assessment.reason if assessment else "no ledger row to find its policy by"
+                found.append(f"{shown}: its copies are not proven in Rucio: {reason}")
+        elif did not in held:
+            found.append(f"{shown}: no other carrier's source rule of the flow locks it at the source")
+    return found
 
 
 def _state(state: FileState | None) -> str:
