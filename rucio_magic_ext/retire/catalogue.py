@@ -116,7 +116,7 @@ def _read_back(replica: ReplicaEntry, adler32: str | None) -> str | None:
     """Why the copy is not the registered file at its storage, or None when it is."""
     from rucio_magic_ext.storage import storage_for_pfn
 
-    pfn = rucio_db.pfn(replica.rse, replica.did)
+    pfn = rucio_db.pfn(replica.rse, replica.did, None)
     if pfn is None:
         return "no protocol to read it with"
     if not adler32:

@@ -1,7 +1,11 @@
 """``rucio-magic scope retire`` on the real stack: a commissioning scope with datasets, containers, files on disk,
 rules (one locked, one of another account), a file whose only copy is at a non-deterministic RSE, a dataset held
 by another scope's container and another scope's file in one of its datasets. Retired, and Rucio's undertaker
-and reaper run, nothing of it is left, its bytes are gone, and the other scope's data is untouched."""
+and reaper run, nothing of it is left, its bytes are gone, and the other scope's data is untouched.
+
+And the tool keeps the flow's rule: a scope whose replica at the observatory names a MAGIC file's path (a
+commissioning scope's own name for the file, another experiment's replica registered there by an admin), with a
+"copy" at PIC written into the catalogue alone, is retired without the MAGIC file's bytes."""
 
 from __future__ import annotations
 
@@ -9,16 +13,22 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 import zlib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rucio_magic_ext import cli, rucio_db
+from rucio_magic_ext import cli, layout, rucio_db
+from rucio_magic_ext.common import DID
+from rucio_magic_ext.ledger import FileState
+from rucio_magic_ext.naming import Level
 from rucio_magic_ext.retire import catalogue
-from tests.integration.scenery import adler32_of
+from tests.integration.scenery import ORM, PIC, adler32_of, orm_root, rows_of
 from tools.devstack.stack import SITE_CFG
+from tools.make_night import PlannedFile, plan_night, write_night
 
 pytestmark = pytest.mark.integration
 
@@ -209,6 +219,140 @@ def test_retiring_leaves_nothing_of_the_scope_and_the_other_scopes_data_untouche
     assert rucio_client.get_replication_rule(scenery["analysis"])["state"] == "OK"
     assert list(rucio_client.list_content(KEEP, "analysis")) == []
     assert SCOPE in rucio_client.list_scopes()  # Rucio 41 cannot delete a scope: it stays, empty
+
+
+def observed(stack: Any, night: date, seed: int) -> PlannedFile:
+    """One RAW file written at the observatory, registered by the scanner and held by its carrier, copied nowhere
+    yet: the only copy of its bytes."""
+    (planned, *_) = [p for p in plan_night(night, runs=3, seed=seed, scale=1e-5) if p.record.level is Level.RAW]
+    write_night([planned], orm_root(stack), stamp_times=True)
+    for _ in range(15):
+        stack.run_once("magic-scanner")
+        row = rows_of([planned]).get(planned.path)
+        if row is not None and row.state in (FileState.REGISTERED, FileState.PROTECTED):
+            return planned
+        time.sleep(1)
+    pytest.fail(f"the scanner did not register {planned.path}", pytrace=False)
+
+
+def client_for(rucio_client: Any, account: str) -> Any:
+    """A REST client logged in as a new account (userpass)."""
+    from rucio.client import Client
+
+    password = uuid.uuid4().hex
+    rucio_client.add_account(account, "USER", f"{account}@example.org")
+    rucio_client.add_identity(
+        account, identity=account, authtype="USERPASS", email=f"{account}@example.org", password=password
+    )
+    return Client(account=account, auth_type="userpass", creds={"username": account, "password": password})
+
+
+def source_pfn(rucio_client: Any, did: DID) -> str:
+    (replica,) = rucio_client.list_replicas([{"scope": did[0], "name": did[1]}], rse_expression=ORM)
+    (pfn,) = replica["pfns"]
+    return pfn
+
+
+def tombstone(rse: str, did: DID) -> Any:
+    from rucio.common.types import InternalScope
+    from rucio.core.replica import get_replica
+
+    with rucio_db.reading() as session:
+        return get_replica(rucio_db.rse_id(rse), InternalScope(did[0]), did[1], session=session)["tombstone"]
+
+
+def daemons_done(stack: Any, rses: str) -> None:
+    """Rucio's reaper at ``rses`` and its undertaker, a few passes each."""
+    for _ in range(3):
+        stack.run_once("reaper", "--rses", rses)
+        undertaker(stack)
+
+
+def test_a_commissioning_scope_naming_an_observatory_file_is_retired_without_the_files_bytes(
+    rucio_stack: Any, rucio_client: Any, scenery: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The observatory's file registered under a commissioning scope's own name at its path, with a "copy" at PIC
+    that only the catalogue holds: retiring the scope would have made the path OBSOLETE, and the reaper would have
+    deleted the MAGIC file's only copy."""
+    scope, name = "orm_commissioning", "orm-commissioning-1.raw.gz"
+    planned = observed(rucio_stack, date(2019, 11, 5), seed=1105)
+    magic = (layout.scope(planned.record), planned.name)
+    source = orm_root(rucio_stack) / planned.path
+    registered = rows_of([planned])[planned.path].adler32
+    size = source.stat().st_size
+    rucio_client.add_scope("root", scope)
+    rucio_client.add_replicas(ORM, [{"scope": scope, "name": name, "bytes": size, "adler32": registered,
+                                     "pfn": source_pfn(rucio_client, magic)}])  # fmt: skip
+    rucio_client.add_replicas(PIC, [{"scope": scope, "name": name, "bytes": size, "adler32": registered}])
+    rucio_client.add_dataset(scope, "orm-tests")
+    rucio_client.attach_dids(scope, "orm-tests", [{"scope": scope, "name": name}])
+    rucio_client.add_replication_rule([{"scope": scope, "name": "orm-tests"}], 1, ORM, locked=True)
+
+    code, out, err = retire(scope, capsys=capsys)
+    assert code == 0, err
+    why = f"path {planned.path} at {ORM} is also the replica of {magic[0]}:{magic[1]}"
+    assert f"{ORM}  {size} bytes  {scope}:{name}: {why}" in out, out
+    assert f"replica kept, no tombstone: {ORM} {scope}:{name}: {why}" in out
+    assert f"{PIC}  {size} bytes  {scope}:{name}" in out.split("replicas made OBSOLETE")[1]
+    assert tombstone(ORM, (scope, name)) is None  # the ORM rule's lock went, and the tombstone Rucio gave with it
+
+    daemons_done(rucio_stack, f"{ORM},{PIC}")
+    assert source.is_file() and adler32_of(source) == registered
+    assert catalogue.left(scope) == {"dids": 1, "rules": 0, "replicas": 1}  # the kept replica and its file
+    (replica,) = rucio_client.list_replicas([{"scope": magic[0], "name": magic[1]}])
+    assert replica["states"] == {ORM: "AVAILABLE"}
+    assert retire(scope, "--wait", "--timeout", "0", capsys=capsys)[0] == 0
+
+
+def test_another_experiments_scope_on_a_magic_files_path_is_retired_without_the_files_bytes(
+    rucio_stack: Any, rucio_client: Any, scenery: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another experiment's scope with a replica at the observatory under a MAGIC file's path (registered there by
+    an admin) and a catalogue-only "copy" at PIC, retired by an admin: the MAGIC file's only copy stays. Its own
+    file, whose "copy" elsewhere is in the catalogue only, is an only copy: refused until forced."""
+    scope, shared, own = "lst_commissioning", "lst-run-1.raw.gz", "lst-run-2.dat"
+    planned = observed(rucio_stack, date(2019, 11, 6), seed=1106)
+    magic = (layout.scope(planned.record), planned.name)
+    source = orm_root(rucio_stack) / planned.path
+    registered = rows_of([planned])[planned.path].adler32
+    size = source.stat().st_size
+    other = client_for(rucio_client, "lst_operator")
+    rucio_client.add_scope("lst_operator", scope)
+    for rse in (PIC, DISK):
+        rucio_client.set_local_account_limit("lst_operator", rse, -1)
+    rucio_client.add_replicas(ORM, [{"scope": scope, "name": shared, "bytes": size, "adler32": registered,
+                                     "pfn": source_pfn(rucio_client, magic)}])  # fmt: skip
+    rucio_client.add_replicas(PIC, [{"scope": scope, "name": shared, "bytes": size, "adler32": registered}])
+    data = os.urandom(900)
+    own_path = rucio_stack.settings.storage_dir / "retire-src" / "lst" / own
+    own_path.parent.mkdir(parents=True, exist_ok=True)
+    own_path.write_bytes(data)
+    checksum = f"{zlib.adler32(data):08x}"
+    rucio_client.add_replicas(SOURCE, [{"scope": scope, "name": own, "bytes": len(data), "adler32": checksum,
+                                        "pfn": rucio_db.pfn(SOURCE, (scope, own), f"lst/{own}")}])  # fmt: skip
+    rucio_client.add_replicas(DISK, [{"scope": scope, "name": own, "bytes": len(data), "adler32": checksum}])
+    rucio_client.add_dataset(scope, "lst-night")
+    rucio_client.attach_dids(scope, "lst-night", [{"scope": scope, "name": shared}, {"scope": scope, "name": own}])
+    other.add_replication_rule([{"scope": scope, "name": shared}], 1, PIC)  # the "copy" under its rule, lock OK
+
+    before = catalogue.read_inventory(scope)
+    code, out, err = retire(scope, capsys=capsys)
+    assert code == 2, out
+    fake = rucio_db.pfn(DISK, (scope, own), None)
+    assert f"{scope}:{own} (at {SOURCE}; {DISK} not counted: missing at the storage ({fake}))" in err, err
+    why = f"path {planned.path} at {ORM} is also the replica of {magic[0]}:{magic[1]}"
+    assert f"{ORM}  {size} bytes  {scope}:{shared}: {why}" in out, out
+    assert catalogue.read_inventory(scope) == before
+
+    code, out, err = retire(scope, "--force-only-copies", capsys=capsys)
+    assert code == 0, err
+    assert f"replica kept, no tombstone: {ORM} {scope}:{shared}: {why}" in out
+    daemons_done(rucio_stack, f"{ORM},{PIC},{SOURCE},{DISK}")
+    assert source.is_file() and adler32_of(source) == registered
+    assert not own_path.exists()  # its own only copy, forced through
+    assert catalogue.left(scope) == {"dids": 1, "rules": 0, "replicas": 1}
+    (replica,) = rucio_client.list_replicas([{"scope": magic[0], "name": magic[1]}])
+    assert replica["states"] == {ORM: "AVAILABLE"}
 
 
 def undertaker(stack: Any) -> None:
