@@ -94,6 +94,12 @@ COPIES_UNREADABLE = _define(
 SOURCE_RULE_LOST = _define(
     "carrier.source_rule_lost", "counter", "carriers found without their source rule: source copies unprotected"
 )
+SOURCE_CHANGED = _define(
+    "carrier.source_changed.{kind}",
+    "counter",
+    "source files found, just before release, with other bytes than registered (changed) or none (gone): held for a "
+    "person, never deleted",
+)
 
 # -- the census (census.py): gauges ------------------------------------------------------------------------
 SOURCE_FILES = _define("source.files.{rse}.{state}", "gauge", "files of a source RSE per ledger state")
@@ -189,6 +195,10 @@ def carrier_source_rule_lost() -> None:
 
 def verification_failure() -> None:
     _counter(VERIFICATION_FAILURES, 1)
+
+
+def carrier_source_changed(kind: str) -> None:
+    _counter(SOURCE_CHANGED, 1, kind=kind)
 
 
 _PUBLISHED: dict[str, set[tuple[str, ...]]] = {}

@@ -8,13 +8,24 @@ copies have dwelt long enough, does the carrier go (``carrier/life.py``): its so
 source copies become OBSOLETE and the reaper deletes them), then its dataset. A copy that fails is declared
 bad, so Rucio transfers it again, and its file waits, its source copy kept. Every decision is written to the
 ledger with its reason.
+
+Just before the source rule goes, each source file is read again at the observatory (``source.py``) and its
+bytes compared with the registered ones (``verify.source_verdict``): the reaper deletes whatever is at the
+path, and only the registered bytes were proven at the destination. A file touched (its mtime moved, its
+bytes the same) goes. One rewritten with other bytes, or whose path is found empty, is held for a person:
+named in its history and in ``rucio-magic status``, counted (``magic_carrier_source_changed_total``), and
+moved at once into a carrier of its own, so that the others of its batch leave. The flow never deletes it. A
+person decides, then puts it back with ``rucio-magic retry PATH --why ...``, which has it read again at the
+next pass; it goes only if its path then holds the registered bytes (put back, e.g. from the copy at the
+destination) or nothing (the new bytes given a name of their own, which the scanner registers as a new file,
+or removed by the person): a retry never lets the flow delete bytes other than the registered ones.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from rucio_magic_ext import monitoring, rucio_db
@@ -25,20 +36,30 @@ from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
 from rucio_magic_ext.ledger.states import CarrierState
 from rucio_magic_ext.release.catalogue import ReleaseCatalogue
 from rucio_magic_ext.release.config import CarrierConfig
+from rucio_magic_ext.release.source import adler32_of, read_sources
 from rucio_magic_ext.release.verify import (
     Assessment,
     Readiness,
     Reading,
+    Registered,
+    SourceReading,
+    SourceState,
+    SourceVerdict,
+    absence_accepted,
     assess,
+    held_for_a_person,
     may_release,
     mismatches,
+    source_verdict,
     unreadable,
 )
 from rucio_magic_ext.replication import ReplicationPolicy
-from rucio_magic_ext.storage import Storage, storage_for_pfn
+from rucio_magic_ext.storage import storage_for_pfn
 
 ACTOR = "carrier"
 SPLIT_AFTER_FAILURES = 3  # verifications failed (wrong or unreadable copies) before a file leaves its batch
+HELD_AT_MOST = timedelta(days=1)  # a source held for a person is read again at least this often
+NEVER = datetime.min
 
 
 @dataclass(frozen=True)
@@ -55,18 +76,6 @@ class ProvenReading(Reading):
     """A copy read at its storage, and how its adler32 was obtained (the storage's server, or read here)."""
 
     how: str = ""
-
-
-def _adler32(storage: Storage, pfn: str) -> tuple[str, str]:
-    """The copy's adler32 and how it was proven: answered by the storage's server (no byte read here) where it
-    computes one, else computed here over the bytes read back."""
-    detail = getattr(storage, "checksum_detail", None)
-    if detail is None:
-        return storage.checksum(pfn, ("adler32",))["adler32"], "read back here"
-    proven = detail(pfn, ("adler32",))
-    if proven.storage_side:
-        return proven.values["adler32"], f"by the {storage.scheme}:// server"
-    return proven.values["adler32"], f"read back here, {proven.bytes_read} bytes"
 
 
 def _how(reading: Reading) -> str:
@@ -144,6 +153,11 @@ class Hook:
         if not proof.proven:
             self._split_failing(carrier, files)
             return 0
+        held = [row for row in files if held_for_a_person(row.last_error) and (row.retry_after or NEVER) > utcnow()]
+        if held:  # until a person's retry, or its next look: not read again each pass
+            self._split_held(carrier, files, held)
+            self.carriers.hold(carrier, f"{held[0].name}: {held[0].last_error}", ACTOR)
+            return 0
         if self.config.dry_run:
             self.ledger.note(files, ACTOR, f"dry run: would release carrier {carrier.name} ({proof.summary})")
             self.logger(logging.INFO, "dry run: would release carrier %s: %s", carrier.name, proof.summary)
@@ -153,17 +167,58 @@ class Hook:
 
     def _release(self, carrier: LedgerCarrier, proven_now: bool = False) -> int:
         """Prove every copy once more just before the source rule goes, unless every copy was read in this very
-        pass. A release whose source rule is already gone was cut short after removing it: it is finished."""
-        if not proven_now and self.carriers.source_rule_present(carrier):
+        pass, and then every source, last. A release whose source rule is already gone was cut short after
+        removing it: it is finished."""
+        if proven_now or self.carriers.source_rule_present(carrier):
             files = self.carriers.files(carrier)
-            reason = self._integrity(carrier, files)
-            if reason is None:
+            reason = None if proven_now else self._integrity(carrier, files)
+            if reason is None and not proven_now:
                 proof = self._prove(carrier, files, again=True)
                 reason = None if proof.proven else proof.summary
+            if reason is None:
+                reason = self._sources_changed(carrier, files)
             if reason:
                 self.carriers.abandon_release(carrier, reason, ACTOR)
                 return 0
         return self.carriers.release(carrier, ACTOR)
+
+    def _sources_changed(self, carrier: LedgerCarrier, files: list[LedgerFile]) -> str | None:
+        """Why the carrier's source rule may not go because of its sources, or None: each is read again at the
+        observatory, and any that does not hold the registered bytes is held (split off at once when changed
+        or gone, so the others may leave)."""
+        readings = read_sources(self.config.rse, files)
+        verdicts = {row.did: self._source_verdict(row, readings[row.did]) for row in files}
+        held = [row for row in files if not verdicts[row.did]]
+        if not held:
+            for row in files:
+                if verdicts[row.did].state is not SourceState.UNCHANGED:  # touched, or gone as a person knows
+                    self.ledger.note([row], ACTOR, verdicts[row.did].reason)
+            return None
+        for row in held:
+            self._hold_source(row, verdicts[row.did])
+        self._split_held(carrier, files, [row for row in held if held_for_a_person(row.last_error)])
+        if any(verdicts[row.did].state is SourceState.UNREADABLE for row in held):
+            self._split_failing(carrier, self.carriers.files(carrier))
+        more = f" and {len(held) - 1} more" if len(held) > 1 else ""
+        return f"{held[0].name}: {verdicts[held[0].did].reason}{more}"
+
+    def _source_verdict(self, row: LedgerFile, reading: SourceReading) -> SourceVerdict:
+        accepted = False
+        if reading.missing and held_for_a_person(row.last_error):
+            stories = [events for found, events in self.ledger.history(row.rse, row.path) if found.id == row.id]
+            accepted = absence_accepted([(event.actor, event.detail) for event in stories[0]] if stories else [])
+        return source_verdict(Registered(row.size, row.mtime, str(row.adler32)), reading, accepted)
+
+    def _hold_source(self, row: LedgerFile, verdict: SourceVerdict) -> None:
+        """Keep a source whose bytes are not proven the registered ones; an alarm, counted, when newly found."""
+        if verdict.state is SourceState.UNREADABLE:
+            self.ledger.fail([row], verdict.reason, ACTOR, self.retry)
+            self.logger(logging.WARNING, "%s:%s: %s", row.scope, row.name, verdict.reason)
+            return
+        if row.last_error != verdict.reason:
+            monitoring.carrier_source_changed(verdict.state.value)
+            self.logger(logging.ERROR, "ALARM %s:%s %s", row.scope, row.name, verdict.reason)
+        self.ledger.fail([row], verdict.reason, ACTOR, self.retry, at_most=HELD_AT_MOST)
 
     def _integrity(self, carrier: LedgerCarrier, files: list[LedgerFile]) -> str | None:
         unexpected = [row for row in files if row.state not in IN_FLIGHT]
@@ -231,7 +286,7 @@ class Hook:
         try:
             storage = storage_for_pfn(pfn, rucio_db.rse_settings(rse)["protocols"])
             entry = storage.stat(pfn)
-            adler32, how = _adler32(storage, pfn)
+            adler32, how = adler32_of(storage, pfn)
             return ProvenReading(rse, pfn, entry.size, adler32, how=how)
         except FileNotFoundError:
             return Reading(rse, pfn, None, None, "missing at the storage", missing=True)
@@ -256,6 +311,13 @@ class Hook:
         monitoring.copy_unreadable()
         self.logger(logging.WARNING, "%s:%s: copy unreadable, source kept: %s", row.scope, row.name, reason)
         return f"copy unreadable, source kept: {reason}"
+
+    def _split_held(self, carrier: LedgerCarrier, files: list[LedgerFile], held: list[LedgerFile]) -> None:
+        """A file held for a person goes into a carrier of its own at once, so that the others of its batch may
+        leave; when every file is held, none is freed by moving them."""
+        if len(held) < len(files):
+            for row in held:
+                self.carriers.split(carrier, row, ACTOR)
 
     def _split_failing(self, carrier: LedgerCarrier, files: list[LedgerFile]) -> None:
         """A file that keeps failing goes into a carrier of its own, so the others of its batch can leave."""

@@ -7,13 +7,15 @@ stay count: a copy at the source RSE itself, or under a rule that expires, is no
 when each counted copy, read at its storage, has the size and adler32 registered from the source, and
 at least ``min_copies`` distinct RSEs hold one. It may go once the copies have been in place for the
 dwell time. A copy that cannot be read proves nothing either way: it holds the file, and is not declared bad.
+Just before its source rule goes, each source file is read again at the observatory (``source_verdict``):
+only the registered bytes, which the copies were proven to hold, may be deleted there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 
 from rucio_magic_ext.carrier.model import HOLDING_RULE_STATES
@@ -145,3 +147,108 @@ def may_release(
     if in_place_since is None or now - in_place_since < dwell:
         return ReleaseVerdict(False, f"copies in place since {in_place_since}, dwell time {dwell}")
     return ReleaseVerdict(True, f"{verified_rses} verified copies, in place since {in_place_since}")
+
+
+# -- the source, read again just before its carrier's source rule goes ----------------------------------------
+
+# The reasons that hold a file for a person: its source holds bytes other than the registered ones, or none.
+SOURCE_CHANGED = "source changed since registration"
+SOURCE_GONE = "source gone since registration"
+FOR_A_PERSON = "held for a person, never deleted by the flow"
+RETRY = "`rucio-magic retry PATH --why ...`"
+WAY_OUT = (
+    "its registered bytes are verified at the destination, these exist only here: give them a name of their own "
+    f"(the scanner registers them as a new file) or put the registered bytes back, then {RETRY}"
+)
+
+
+class SourceState(Enum):
+    UNCHANGED = "unchanged"  # the registered bytes, size and mtime as registered
+    TOUCHED = "touched"  # the registered bytes under another mtime: may go
+    CHANGED = "changed"  # other bytes: they exist only here, held for a person
+    GONE = "gone"  # nothing at its path: held until a person says its absence is known
+    UNREADABLE = "unreadable"  # proves nothing either way: held, tried again
+
+
+@dataclass(frozen=True)
+class SourceReading:
+    """A source file as read at the observatory's storage (None fields when it could not be read)."""
+
+    pfn: str
+    size: int | None
+    mtime: float | None
+    adler32: str | None
+    error: str | None = None
+    missing: bool = False  # the storage says nothing is at its path: unlike an error, a fact
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A source file as the flow registered it: what the ledger keeps of the bytes it read."""
+
+    size: int
+    mtime: float
+    adler32: str
+
+
+@dataclass(frozen=True)
+class SourceVerdict:
+    """Whether a source file may be deleted now; true only when it may."""
+
+    state: SourceState
+    reason: str
+    may_go: bool
+
+    def __bool__(self) -> bool:
+        return self.may_go
+
+
+def source_verdict(registered: Registered, reading: SourceReading, absence_accepted: bool = False) -> SourceVerdict:
+    """Whether the bytes at a source's path are the registered ones, which its copies were proven to hold.
+
+    The adler32 decides, not the size and mtime: whoever writes a file can set its mtime back (``touch -d``,
+    ``cp -p``, ``rsync -t``), so only the bytes prove that deleting the path deletes nothing unique. A file
+    whose mtime moved over the registered bytes was touched: it may go. A path found empty may have been
+    emptied to be written again (delete, then write), and the reaper deletes whatever is there when it
+    comes: it goes only once a person, who put it back into the flow (``absence_accepted``), knows why."""
+    was = f"size {registered.size}, mtime {_when(registered.mtime)}, adler32 {registered.adler32}"
+    if reading.missing:
+        if absence_accepted:
+            reason = f"{SOURCE_GONE}, its absence accepted by a person: nothing at {reading.pfn} to delete"
+            return SourceVerdict(SourceState.GONE, f"{reason} (registered {was})", True)
+        reason = f"{SOURCE_GONE}, {FOR_A_PERSON}: nothing at {reading.pfn} (registered {was})"
+        return SourceVerdict(SourceState.GONE, f"{reason}; {RETRY} once its absence is known", False)
+    other_size = reading.size is not None and reading.size != registered.size  # other bytes, read or not
+    if not other_size and (reading.error or reading.size is None or reading.mtime is None or not reading.adler32):
+        return SourceVerdict(SourceState.UNREADABLE, f"source unreadable, kept: {reading.pfn}: {reading.error}", False)
+    mtime = _when(reading.mtime) if reading.mtime is not None else "unknown"
+    now = f"size {reading.size}, mtime {mtime}, adler32 {reading.adler32 or f'unread ({reading.error})'}"
+    if other_size or reading.adler32 != registered.adler32:
+        reason = f"{SOURCE_CHANGED}, {FOR_A_PERSON}: {reading.pfn} was {was}, is {now}"
+        return SourceVerdict(SourceState.CHANGED, f"{reason}; {WAY_OUT}", False)
+    if reading.mtime != registered.mtime:
+        moved = f"mtime {_when(registered.mtime)} -> {mtime}"
+        return SourceVerdict(SourceState.TOUCHED, f"source touched: {reading.pfn} {moved}, bytes as registered", True)
+    return SourceVerdict(SourceState.UNCHANGED, f"source unchanged: {now}", True)
+
+
+def held_for_a_person(last_error: str | None) -> bool:
+    """Whether a file's last error is a source found changed or gone: only a person's retry reads it again early."""
+    return bool(last_error) and str(last_error).startswith((SOURCE_CHANGED, SOURCE_GONE))
+
+
+def _when(mtime: float) -> str:
+    return datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def absence_accepted(events: Sequence[tuple[str, str | None]]) -> bool:
+    """Whether a person put a file back into the flow (``rucio-magic retry``, actor ``operator:...``) after it was
+    last held for its source: ``events`` are its history's (actor, detail), oldest first."""
+    held = [index for index, (_, detail) in enumerate(events) if held_for_a_person(_error(detail))]
+    return bool(held) and any(actor.startswith("operator:") for actor, _ in events[held[-1] + 1 :])
+
+
+def _error(detail: str | None) -> str:
+    """The error an event of ``Ledger.fail`` recorded (its detail is ``error: <error>``)."""
+    text = detail or ""
+    return text[len("error: ") :] if text.startswith("error: ") else ""

@@ -238,3 +238,74 @@ def test_only_copies_that_stay_away_from_the_source_count() -> None:
     assert assess([expiring], source_rse="ORM").readiness is Readiness.HOLD
     both = assess([_need(), expiring, at_source], source_rse="ORM")
     assert both.readiness is Readiness.READY and [copy.rse for copy in both.copies] == ["PIC"]
+
+
+# --- the source, read again just before release --------------------------------------------------------------
+
+from rucio_magic_ext.release.verify import (  # noqa: E402
+    SOURCE_CHANGED,
+    SOURCE_GONE,
+    Registered,
+    SourceReading,
+    SourceState,
+    absence_accepted,
+    held_for_a_person,
+    source_verdict,
+)
+
+REGISTERED = Registered(size=1000, mtime=1_578_000_000.25, adler32="0a0b0c0d")
+PFN = "file://localhost/orm/M1/RAW/f.raw.gz"
+
+
+def _source(size: int | None = 1000, mtime: float | None = 1_578_000_000.25, adler32: str | None = "0a0b0c0d",
+            **kw: object) -> SourceReading:  # fmt: skip
+    return SourceReading(PFN, size, mtime, adler32, **kw)  # type: ignore[arg-type]
+
+
+def test_a_source_with_its_registered_bytes_may_go_touched_or_not() -> None:
+    assert source_verdict(REGISTERED, _source()).state is SourceState.UNCHANGED
+    touched = source_verdict(REGISTERED, _source(mtime=1_600_000_000.0))
+    assert touched and touched.state is SourceState.TOUCHED
+    assert "2020-01-02 21:20:00.250000 UTC -> 2020-09-13 12:26:40.000000 UTC" in touched.reason
+
+
+@pytest.mark.parametrize(
+    ("reading", "says"),
+    [
+        (_source(adler32="ffff0000"), "adler32 ffff0000"),  # same size, mtime kept: only the bytes tell
+        (_source(mtime=1_600_000_000.0, adler32="ffff0000"), "mtime 2020-09-13 12:26:40.000000 UTC"),
+        (_source(size=2000, adler32="ffff0000"), "is size 2000"),
+        (_source(size=2000, adler32=None, error="unreadable: EIO"), "adler32 unread (unreadable: EIO)"),
+    ],
+)
+def test_a_source_with_other_bytes_is_held_for_a_person_naming_both(reading: SourceReading, says: str) -> None:
+    verdict = source_verdict(REGISTERED, reading)
+    assert not verdict and verdict.state is SourceState.CHANGED
+    assert verdict.reason.startswith(SOURCE_CHANGED) and held_for_a_person(verdict.reason)
+    assert "was size 1000, mtime 2020-01-02 21:20:00.250000 UTC, adler32 0a0b0c0d" in verdict.reason
+    assert says in verdict.reason and "rucio-magic retry" in verdict.reason
+
+
+def test_a_source_that_cannot_be_read_proves_nothing_and_is_not_held_for_a_person() -> None:
+    for reading in (_source(adler32=None, error="unreadable: EIO"), _source(None, None, None, error="timeout")):
+        verdict = source_verdict(REGISTERED, reading)
+        assert not verdict and verdict.state is SourceState.UNREADABLE
+        assert not held_for_a_person(verdict.reason)
+
+
+def test_an_empty_path_goes_only_once_a_person_knows_why() -> None:
+    gone = _source(None, None, None, error="nothing at its path", missing=True)
+    held = source_verdict(REGISTERED, gone)
+    assert not held and held.state is SourceState.GONE and held.reason.startswith(SOURCE_GONE)
+    assert held_for_a_person(held.reason)
+    assert source_verdict(REGISTERED, gone, absence_accepted=True)
+
+
+def test_a_persons_retry_counts_only_after_the_last_hold() -> None:
+    changed = f"error: {SOURCE_CHANGED}, held: ..."
+    retry = ("operator:alice", "put back by alice: new bytes renamed")
+    assert not absence_accepted([])
+    assert not absence_accepted([retry])  # a retry for something else, before any hold
+    assert absence_accepted([("carrier", changed), retry])
+    assert not absence_accepted([("carrier", changed), retry, ("carrier", f"error: {SOURCE_GONE}, held: ...")])
+    assert not absence_accepted([("carrier", changed), ("carrier", "release stopped: ...")])
