@@ -4,6 +4,11 @@ The reaper deletes whatever is at a source replica's stored path when it comes, 
 through the source RSE's own protocols in Rucio (the storage confined to the prefix of the protocol that holds
 the PFN, as the scanner's is), its size, mtime and adler32 (the storage's own where it computes one, else
 read here). ``verify.source_verdict`` decides from them.
+
+The adler32 is taken every time, not only when the size or mtime moved: whoever writes a file can set its mtime
+back. On posix that is one more read of the source's bytes where the carrier runs. A root:// or davs:// server
+answers its own, no byte moved; such a server keeps the checksum it computed while the file's mtime, to the
+second, is unchanged, so there a rewrite that also sets the mtime back is not seen.
 """
 
 from __future__ import annotations
