@@ -87,6 +87,12 @@ def _external(scope: Any) -> str:
     return scope.external if isinstance(scope, InternalScope) else str(scope)
 
 
+def _account_name(account: Any) -> str | None:
+    """An owner argument's name; None when none is named (Rucio's gateway wraps a missing one as well)."""
+    name = account.external if isinstance(account, InternalAccount) else account
+    return str(name) if name not in (None, "") else None
+
+
 def _dicts(value: Any) -> list[dict[str, Any]]:
     """The dict items of a list argument; anything else (None, a string, a number) gives none."""
     return [item for item in value if isinstance(item, dict)] if isinstance(value, (list, tuple)) else []
@@ -249,11 +255,12 @@ class _Context:
 
     def owner(self, account: Any, where: str) -> PermissionResult | None:
         """A new DID owned by another account: the flow trusts what its account owns, so only admins name one."""
-        if account is None or self.is_admin or _external(account) == self.issuer.external:
+        name = _account_name(account)
+        if name is None or self.is_admin or name == self.issuer.external:
             return None
         return _result(
             False,
-            f"making {where} owned by account {_external(account)} needs the account attribute admin: the flow "
+            f"making {where} owned by account {name} needs the account attribute admin: the flow "
             f"trusts only what its own account owns",
         )
 
@@ -519,7 +526,8 @@ def _guard_new_did(context: _Context, did: dict[str, Any], rse_id: Any, where: s
 
 
 def _names_flow(context: _Context, account: Any) -> bool:
-    return account is not None and not context.is_admin and _external(account) == context.flow_account
+    name = _account_name(account)
+    return name is not None and not context.is_admin and name == context.flow_account
 
 
 def _magic_did(context: _Context, did: dict[str, Any], where: str) -> PermissionResult | None:

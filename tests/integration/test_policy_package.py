@@ -43,7 +43,7 @@ def outsider(rucio_stack: Any, rucio_client: Any) -> Any:
 @pytest.fixture(scope="module")
 def writer(rucio_stack: Any, rucio_client: Any) -> Any:
     client = _client_for(rucio_client, "magic_operator", {"magic": "writer"})
-    for rse in ("ORM-ONSITE", "PIC-DISK"):
+    for rse in ("ORM-ONSITE", "PIC-DISK", "PIC-ANALYSIS"):
         rucio_client.set_local_account_limit("magic_operator", rse, -1)
     return client
 
@@ -132,7 +132,7 @@ def test_embargoed_data_stays_within_the_configured_rses(writer: Any, rucio_clie
     lifted = "M2_Calibrated_20210314_05095174"
     rucio_client.add_dataset("magic_cal", lifted)
     rucio_client.set_metadata("magic_cal", lifted, "embargo_until", (date.today() - timedelta(days=1)).isoformat())
-    writer.add_replication_rule([{"scope": "magic_cal", "name": lifted}], 1, "ORM-ONSITE")
+    writer.add_replication_rule([{"scope": "magic_cal", "name": lifted}], 1, "PIC-ANALYSIS")
 
 
 def test_signed_urls_of_embargoed_data_need_a_magic_role(writer: Any, outsider: Any, rucio_client: Any) -> None:
@@ -182,18 +182,20 @@ def test_rucio_refuses_a_package_that_does_not_support_it(tmp_path: Path, rucio_
     assert accepted.returncode == 0 and "refused" not in accepted.stdout, accepted.stderr
 
 
-def test_magic_writers_register_replicas_on_magic_rses_only(writer: Any, outsider: Any, rucio_stack: Any) -> None:
+def test_only_the_flow_and_admins_register_replicas_at_the_observatory(world: World) -> None:
+    """ORM-ONSITE has magic=true: the service account registers there, a MAGIC writer no longer does (a replica
+    under a MAGIC file's path is that file for the reaper), nor any other account."""
     from rucio.common.exception import AccessDenied
 
-    existing = {"scope": "magic_cal", "name": CALIBRATED, "bytes": 10, "adler32": "0a0b0c0d"}
-    prefix = rucio_stack.settings.storage_dir / "orm-onsite"
-    pfn = f"file://localhost:0{prefix}/M1/OSA/Calibrated/2021/03/14/{CALIBRATED}"
-    writer.add_replicas("ORM-ONSITE", [{**existing, "pfn": pfn}])  # an RSE with the attribute magic=true
-    with pytest.raises(AccessDenied, match="ORM-ONSITE holds MAGIC data"):
-        outsider.add_replicas("ORM-ONSITE", [{**existing, "pfn": pfn}])
-    new = "20210314_M1_05095172.002_Y_CrabNebula-W0.40+035.root"
-    with pytest.raises(AccessDenied, match="magic=writer"):
-        outsider.add_replicas("ORM-ONSITE", [{**existing, "name": new, "pfn": pfn.replace(CALIBRATED, new)}])
+    def replica() -> dict[str, Any]:
+        name = world.unique("file") + ".root"
+        path = world.storage / "orm-onsite" / "policy-tests" / name
+        return {"scope": "magic_cal", "name": name, "bytes": 4, "adler32": "0bfc01a6", "pfn": f"file://localhost:0{path}"}
+
+    world.clients["service"].add_replicas("ORM-ONSITE", [replica()])
+    for role in ("writer", "reader", "other"):
+        with pytest.raises(AccessDenied, match="ORM-ONSITE: an RSE with magic=true is the observatory"):
+            world.clients[role].add_replicas("ORM-ONSITE", [replica()])
 
 
 # --- the permission table of README.md ("Permissions"), row by row, through the REST API ---------------
@@ -321,6 +323,44 @@ def row_replicas_on_magic_rse(world: World, client: Any, account: str) -> Attemp
     return [lambda: client.add_replicas("ORM-ONSITE", [replica])]
 
 
+def row_attach_at_observatory(world: World, client: Any, account: str) -> Attempts:
+    dataset = world.dataset()
+    name = world.unique("file") + ".root"
+    path = world.storage / "orm-onsite" / "policy-tests" / name
+    new = {"scope": "magic_cal", "name": name, "bytes": 4, "adler32": "0bfc01a6", "pfn": f"file://localhost:0{path}"}
+    return [lambda: client.attach_dids(dataset["scope"], dataset["name"], [new], rse="ORM-ONSITE")]
+
+
+def row_rules_at_observatory(world: World, client: Any, account: str) -> Attempts:
+    magic, foreign = world.file(), world.file(FOREIGN_SCOPE)
+    own = world.rule(world.file(), account)
+    return [
+        lambda: client.add_replication_rule([magic], 1, "ORM-ONSITE"),
+        lambda: client.add_replication_rule([foreign], 1, "PIC-DISK|ORM-ONSITE", purge_replicas=True),
+        lambda: client.move_replication_rule(own, "ORM-ONSITE", {}),
+    ]
+
+
+def row_flow_comments(world: World, client: Any, account: str) -> Attempts:
+    own = [world.rule(world.file(), account) for _ in range(2)]
+    return [
+        lambda: client.add_replication_rule([world.file()], 1, "PIC-DISK", comment="magic-policy:raw"),
+        lambda: client.update_replication_rule(own[0], {"comment": "magic-carrier:source"}),
+        lambda: client.move_replication_rule(own[1], "PIC-ANALYSIS", {"comment": "magic-policy:raw"}),
+    ]
+
+
+def row_suspicious_at_observatory(world: World, client: Any, account: str) -> Attempts:
+    did = world.file("magic_raw", ("ORM-ONSITE",))
+    pfn = f"file://localhost:0{world.orm_path(did)}"
+    return [lambda: _declared(client.declare_suspicious_file_replicas([pfn], "policy test"))]
+
+
+def _declared(undeclared: Any) -> None:
+    """Rucio answers a declaration with what it could not declare: an accepted one must declare everything."""
+    assert not undeclared, undeclared
+
+
 def row_own_rule(world: World, client: Any, account: str) -> Attempts:
     did = world.file()
     return [lambda: client.add_replication_rule([did], 1, "PIC-DISK")]
@@ -425,6 +465,9 @@ def row_embargo_and_lifetime(world: World, client: Any, account: str) -> Attempt
         lambda: client.set_metadata_bulk("magic_cal", datasets[1]["name"], {"embargo_until": until}),
         lambda: client.set_dids_metadata_bulk([{**datasets[2], "meta": {"embargo_until": until}}]),
         lambda: client.set_metadata("magic_cal", datasets[3]["name"], "lifetime", 3600),
+        lambda: client.add_dataset("magic_cal", world.unique("dataset"), lifetime=3600),
+        lambda: client.add_dids([{"scope": "magic_cal", "name": world.unique("dataset"), "type": "DATASET",
+                                   "lifetime": 3600}]),
     ]
 
 
@@ -475,7 +518,26 @@ def row_foreign_scope(world: World, client: Any, account: str) -> Attempts:
 # Row of README.md's table -> (attempts, allowed roles). Each attempt runs on its own; all are allowed or all refused.
 TABLE: dict[str, tuple[Callable[[World, Any, str], Attempts], frozenset[str]]] = {
     "Add DIDs, attach files, set metadata, close, in MAGIC scopes": (row_magic_data, frozenset(ROLES[:3])),
-    "Register replicas on an RSE with `magic=true` (ORM-ONSITE)": (row_replicas_on_magic_rse, frozenset(ROLES[:3])),
+    "Register replicas on an RSE with `magic=true` (ORM-ONSITE)": (
+        row_replicas_on_magic_rse,
+        frozenset({"admin", "service"}),
+    ),
+    "Attach new files with an `rse` of `magic=true` (creates replicas there)": (
+        row_attach_at_observatory,
+        frozenset({"admin", "service"}),
+    ),
+    "Add or move a rule whose RSE expression includes an RSE with `magic=true` (any scope)": (
+        row_rules_at_observatory,
+        frozenset({"admin", "service"}),
+    ),
+    "Add, update or move a rule with a comment starting `magic-policy:` or `magic-carrier:`": (
+        row_flow_comments,
+        frozenset({"admin", "service"}),
+    ),
+    "Declare replicas at an RSE with `magic=true` suspicious": (
+        row_suspicious_at_observatory,
+        frozenset({"admin", "service"}),
+    ),
     "Add a rule of its own on MAGIC data": (row_own_rule, frozenset(ROLES[:3])),
     "Update, reduce, move or delete a rule of its own (MAGIC scopes)": (row_change_own_rule, frozenset(ROLES[:3])),
     "Delete, update (lifetime, comment, ...), reduce or move another account's rule (MAGIC scopes)": (
@@ -507,7 +569,10 @@ TABLE: dict[str, tuple[Callable[[World, Any, str], Attempts], frozenset[str]]] =
         row_attach_creating_replicas,
         frozenset({"admin"}),
     ),
-    "Set `embargo_until` (also on a new DID) or `lifetime` metadata": (row_embargo_and_lifetime, frozenset({"admin"})),
+    "Set `embargo_until` (also on a new DID) or a lifetime (metadata, or the `lifetime` of a new DID)": (
+        row_embargo_and_lifetime,
+        frozenset({"admin"}),
+    ),
     "Shorten or remove an embargo": (row_lift_embargo, frozenset({"admin"})),
     "Rule or moved rule on embargoed data, or on a collection above or below it, outside `embargo_rse_expression`": (
         row_embargo_outside,
@@ -610,6 +675,101 @@ def test_refused_attempts_leave_the_rules_as_they_were(world: World) -> None:
                 client.delete_replication_rule(rule)
     world.untouched(carrier_rule)
     world.untouched(others_rule)
+
+
+# --- attacks that reached the observatory's bytes through the REST API, each as its attacker ---------------
+
+
+def _victim(world: World) -> tuple[dict[str, str], str]:
+    """A MAGIC file registered at ORM-ONSITE by root, its bytes on ORM's storage, copied nowhere yet; its PFN."""
+    did = world.file("magic_raw", ("ORM-ONSITE",))
+    return did, f"file://localhost:0{world.orm_path(did)}"
+
+
+def _bytes_stand(world: World, did: dict[str, str], run_daemon_once: Callable[..., None]) -> None:
+    """After the daemons that would have acted (judge-cleaner, undertaker, reaper at the observatory), the file's
+    bytes are still at ORM, whole, and still the replica Rucio knows."""
+    import zlib
+
+    for daemon, *args in (("judge-cleaner",), ("undertaker",), ("reaper", "--rses", "ORM-ONSITE")):
+        run_daemon_once(daemon, *args)
+    assert f"{zlib.adler32(world.orm_path(did).read_bytes()):08x}" == f"{zlib.adler32(b'MAGI'):08x}"
+    (replica,) = world.root.list_replicas([did], rse_expression="ORM-ONSITE")
+    assert replica["states"] == {"ORM-ONSITE": "AVAILABLE"}
+
+
+def test_a_writer_cannot_free_a_magic_file_through_a_replica_of_its_own_at_its_path(
+    world: World, run_daemon_once: Callable[..., None]
+) -> None:
+    """Attack (3): a writer registered a new file at ORM-ONSITE under a MAGIC file's path and put its own rule there
+    with purge_replicas and lifetime 0; the judge-cleaner and the greedy reaper deleted the only copy."""
+    from rucio.common.exception import AccessDenied
+
+    victim, pfn = _victim(world)
+    writer = world.clients["writer"]
+    decoy = {"scope": "magic_cal", "name": world.unique("decoy") + ".root", "bytes": 4, "adler32": "0bfc01a6"}
+    with pytest.raises(AccessDenied, match="registering replicas at ORM-ONSITE: an RSE with magic=true is the obs"):
+        writer.add_replicas("ORM-ONSITE", [{**decoy, "pfn": pfn}])
+    own = world.file()  # a file of the writer's own making, at PIC-DISK
+    for expression in ("ORM-ONSITE", "PIC-DISK|ORM-ONSITE"):
+        with pytest.raises(AccessDenied, match="adding a rule at ORM-ONSITE: an RSE with magic=true is the obs"):
+            writer.add_replication_rule([own], 1, expression, purge_replicas=True, lifetime=0)
+    assert not list(world.root.list_replicas([{"scope": "magic_cal", "name": decoy["name"]}]))
+    _bytes_stand(world, victim, run_daemon_once)
+
+
+def test_a_writer_cannot_give_a_new_dataset_a_lifetime(world: World, run_daemon_once: Callable[..., None]) -> None:
+    """Attack (4): ``add_dataset(..., lifetime=60)`` was accepted (only the ``lifetime`` metadata key was checked):
+    a writer made the run dataset before the flow did, and the undertaker deleted it with the flow's rules."""
+    from rucio.common.exception import AccessDenied
+
+    victim, _ = _victim(world)
+    writer, name = world.clients["writer"], world.unique("M1_RAW_20200103")
+    with pytest.raises(AccessDenied, match=f"giving magic_raw:{name} a lifetime .60 s. needs the account attribute"):
+        writer.add_dataset("magic_raw", name, lifetime=60)
+    with pytest.raises(AccessDenied, match="lifetime"):
+        writer.add_dids([{"scope": "magic_raw", "name": name, "type": "DATASET", "lifetime": 60}])
+    with pytest.raises(AccessDenied, match="lifetime"):
+        writer.add_did("magic_raw", name, "DATASET", meta={"lifetime": 60})
+    world.root.add_dataset("magic_raw", name)  # the name is still the flow's to take
+    world.root.attach_dids("magic_raw", name, [victim])
+    rule = world.rule({"scope": "magic_raw", "name": name}, "magic_scanner", "ORM-ONSITE")
+    assert world.root.get_did("magic_raw", name)["expired_at"] is None
+    _bytes_stand(world, victim, run_daemon_once)
+    world.untouched(rule)
+
+
+def test_another_experiment_cannot_reach_the_observatory_from_its_own_scope(
+    world: World, run_daemon_once: Callable[..., None]
+) -> None:
+    """Attack (5): another experiment's account, in its own scope (no MAGIC scope named), attached a file with a
+    MAGIC file's PFN at ORM-ONSITE; the check returned before looking at the RSE."""
+    from rucio.common.exception import AccessDenied
+
+    victim, pfn = _victim(world)
+    other = world.clients["other"]
+    dataset = world.dataset(FOREIGN_SCOPE)
+    stolen = {"scope": FOREIGN_SCOPE, "name": world.unique("stolen"), "bytes": 4, "adler32": "0bfc01a6", "pfn": pfn}
+    observatory = "ORM-ONSITE: an RSE with magic=true is the observatory"
+    attempts = [
+        lambda: other.attach_dids(FOREIGN_SCOPE, dataset["name"], [stolen], rse="ORM-ONSITE"),
+        lambda: other.attach_dids_to_dids(
+            [{"scope": FOREIGN_SCOPE, "name": dataset["name"], "rse": "ORM-ONSITE", "dids": [stolen]}]
+        ),
+        lambda: other.add_did(FOREIGN_SCOPE, world.unique("dataset"), "DATASET", dids=[stolen], rse="ORM-ONSITE"),
+        lambda: other.add_dids(
+            [{"scope": FOREIGN_SCOPE, "name": world.unique("dataset"), "type": "DATASET", "rse": "ORM-ONSITE"}]
+        ),
+        lambda: other.add_replicas("ORM-ONSITE", [stolen]),
+        lambda: other.add_replication_rule([world.file(FOREIGN_SCOPE)], 1, "ORM-ONSITE", purge_replicas=True),
+    ]
+    for attempt in attempts:
+        with pytest.raises(AccessDenied, match=observatory):
+            attempt()
+    with pytest.raises(AccessDenied, match="declaring replicas suspicious: the PFNs lie at the observatory"):
+        other.declare_suspicious_file_replicas([pfn], "said to be damaged")
+    assert not list(world.root.list_replicas([{"scope": FOREIGN_SCOPE, "name": stolen["name"]}]))
+    _bytes_stand(world, victim, run_daemon_once)
 
 
 def test_rules_inline_with_bulk_dids_are_checked_as_with_one_did(world: World) -> None:
