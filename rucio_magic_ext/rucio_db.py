@@ -186,6 +186,22 @@ def ensure_datasets(dids: Iterable[DID], account: InternalAccount) -> None:
         ensure_collections(dict.fromkeys(dids, DIDType.DATASET), account, session)
 
 
+def reopen_closed(dids: Sequence[DID], session: Session) -> list[DID]:
+    """Reopen those of ``dids`` that are closed, in the caller's transaction; returns them. Rucio refuses to attach
+    to a closed collection, and one refusal rolls back a whole registration batch."""
+    from rucio.core.did import set_status
+    from rucio.db.sqla import models
+
+    table = models.DataIdentifier
+    closed: list[DID] = []
+    for chunk in chunks(sorted(set(dids))):
+        query = select(table.scope, table.name).where(did_clause(table, chunk), table.is_open.is_(False))
+        closed += [(scope.external, name) for scope, name in session.execute(query)]
+    for scope, name in closed:
+        set_status(InternalScope(scope), name, open=True, session=session)
+    return closed
+
+
 @retried_when_locked
 def attach_missing(collections: Mapping[DID, Sequence[DID]], account: InternalAccount) -> None:
     """Create the datasets that are missing and attach the files not yet in them, their rules' locks made at

@@ -111,6 +111,9 @@ class Catalogue:
             # A file already registered at this path was organised in that same transaction: attaching it again
             # would only give Rucio's judge-evaluator work. Its carrier is checked all the same: it must be held.
             rucio_db.ensure_collections(_collections_of(new), self.account, session)
+            reopened = rucio_db.reopen_closed(sorted(_collections_of(new)), session)  # the flow's own: checked above
+            if reopened:
+                self.logger(logging.INFO, "reopened %d closed collection(s) for late files", len(reopened))
             attach_dids_to_dids(
                 attachments=_attachments(described, organise=new), account=self.account, ignore_duplicate=True,
                 session=session,
