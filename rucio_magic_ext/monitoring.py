@@ -120,7 +120,8 @@ AUDIT_FILES = _define(
     "audit.files.{rse}.{class}",
     "gauge",
     "what the last audit of a source RSE found per class (dark, lost, ledger-only, size, orphan-carrier, "
-    "empty-collection, unexplained-rule, missing-rule, new): counted from listings and records, no file's data read",
+    "empty-collection, unexplained-rule, missing-rule, foreign-rule, foreign-collection, shared-path, new): counted "
+    "from listings and records, no file's data read",
 )
 AUDIT_TAKEN = _define("audit.taken_seconds.{rse}", "gauge", "seconds since the last audit of a source RSE was taken")
 

@@ -29,6 +29,7 @@ from scenery import (
 from rucio_magic_ext import cli
 from rucio_magic_ext.ledger import FileState
 from rucio_magic_ext.replication import load_policy
+from tools.make_night import plan_night, write_night
 
 pytestmark = pytest.mark.integration
 
@@ -190,3 +191,25 @@ def test_an_observatory_path_already_another_dids_replica_is_held(
     row = rows_of([victim])[victim.path]
     assert row.state is FileState.CHECKSUMMED
     assert f"is also the replica of trust_commissioning:decoy_{victim.name}" in str(row.last_error)
+
+
+def test_a_run_dataset_and_night_container_closed_by_a_writer_keep_no_late_file_out(
+    rucio_stack: Any, rucio_client: Any, writer: Any, flow: Any
+) -> None:
+    """A writer closes the flow's run dataset and night container while the run is still being written. Rucio
+    refuses to attach to a closed collection, and one refusal would roll back a whole registration batch: the
+    flow reopens its own collections for the late file, and every file of the batch leaves La Palma proven."""
+    plan = plan_night(date(2020, 5, 6), runs=3, seed=56, scale=1e-5)
+    late = max((run_of(plan, p) for p in plan), key=len)[-1]  # a run of several files, its last one late
+    early = [p for p in plan if p is not late]
+    write_night(early, orm_root(rucio_stack), stamp_times=True)
+    flow(lambda: all_in(early, FileState.DELETED))
+    run = placement(late)
+    writer.close(run.scope, run.dataset)
+    writer.close(run.scope, run.containers[0])
+    assert not rucio_client.get_did(run.scope, run.dataset)["open"]
+
+    write_night([late], orm_root(rucio_stack), stamp_times=True)
+    flow(lambda: all_in(plan, FileState.DELETED))
+    assert copied_to_pic(rucio_client, plan)
+    assert late.name in {child["name"] for child in rucio_client.list_content(run.scope, run.dataset)}
