@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 import zlib
 from datetime import date
 from pathlib import Path
@@ -26,7 +25,7 @@ from rucio_magic_ext.common import DID
 from rucio_magic_ext.ledger import FileState
 from rucio_magic_ext.naming import Level
 from rucio_magic_ext.retire import catalogue
-from tests.integration.scenery import ORM, PIC, adler32_of, orm_root, rows_of
+from tests.integration.scenery import ORM, PIC, adler32_of, client_for, orm_root, rows_of
 from tools.devstack.stack import SITE_CFG
 from tools.make_night import PlannedFile, plan_night, write_night
 
@@ -233,18 +232,6 @@ def observed(stack: Any, night: date, seed: int) -> PlannedFile:
             return planned
         time.sleep(1)
     pytest.fail(f"the scanner did not register {planned.path}", pytrace=False)
-
-
-def client_for(rucio_client: Any, account: str) -> Any:
-    """A REST client logged in as a new account (userpass)."""
-    from rucio.client import Client
-
-    password = uuid.uuid4().hex
-    rucio_client.add_account(account, "USER", f"{account}@example.org")
-    rucio_client.add_identity(
-        account, identity=account, authtype="USERPASS", email=f"{account}@example.org", password=password
-    )
-    return Client(account=account, auth_type="userpass", creds={"username": account, "password": password})
 
 
 def source_pfn(rucio_client: Any, did: DID) -> str:
