@@ -95,9 +95,10 @@ class CarrierBook:
                 )
                 row.carrier = None
 
-    def split(self, carrier: LedgerCarrier, row: LedgerFile, name: str) -> None:
-        """A new carrier, CLOSING, of the same policy, with ``row`` moved into it, in one transaction."""
+    def split(self, carrier: LedgerCarrier, rows: Sequence[LedgerFile], name: str) -> None:
+        """A new carrier, CLOSING, of the same policy, with ``rows`` moved into it, in one transaction."""
         now = utcnow()
+        size = sum(row.size for row in rows)
         with self.ledger.session() as session:
             session.execute(
                 insert(LedgerCarrier).values(
@@ -106,8 +107,8 @@ class CarrierBook:
                     name=name,
                     policy=carrier.policy,
                     state=CarrierState.CLOSING,
-                    files=1,
-                    bytes=row.size,
+                    files=len(rows),
+                    bytes=size,
                     opened_at=now,
                     closed_at=now,
                     detail=f"split from {carrier.name}",
@@ -116,17 +117,18 @@ class CarrierBook:
             )
             moved = session.execute(
                 update(LedgerFile)
-                .where(LedgerFile.id == row.id, LedgerFile.carrier == carrier.name)
+                .where(LedgerFile.id.in_([row.id for row in rows]), LedgerFile.carrier == carrier.name)
                 .values(carrier=name, updated_at=now)
             ).rowcount
-            if moved != 1:
-                raise LostRace(f"{row.path} left carrier {carrier.name} meanwhile")
+            if moved != len(rows):
+                raise LostRace(f"{len(rows) - moved} of {len(rows)} file(s) left carrier {carrier.name} meanwhile")
             session.execute(
                 update(LedgerCarrier)
                 .where(LedgerCarrier.id == carrier.id)
-                .values(files=LedgerCarrier.files - 1, bytes=LedgerCarrier.bytes - row.size)
+                .values(files=LedgerCarrier.files - len(rows), bytes=LedgerCarrier.bytes - size)
             )
-        row.carrier = name
+        for row in rows:
+            row.carrier = name
 
     def carriers_of(self, dids: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LedgerCarrier]:
         """The carrier the ledger puts each file in, for the files it knows."""

@@ -206,15 +206,16 @@ class Carriers:
         rule_id = str(carrier.source_rule or "")
         return bool(rule_id) and rucio_db.rules([rule_id])[rule_id] is not None
 
-    def split(self, carrier: LedgerCarrier, row: LedgerFile, actor: str) -> None:
-        """Move a file into a carrier of its own. The new carrier is CLOSING: the scanner attaches the file and
-        gives it its source rule (the file is held by both carriers for a while); the old
-        carrier lets it go only then (``integrity``), so the file is never unheld."""
+    def split(self, carrier: LedgerCarrier, rows: Sequence[LedgerFile], actor: str, why: str) -> None:
+        """Move files into a carrier of their own, so that the others may leave. The new carrier is CLOSING: the
+        scanner attaches the files and gives it its source rule (the files are held by both carriers for a
+        while); the old carrier lets them go only then (``integrity``), so no file is ever unheld."""
         name = carrier_name(self.rse, carrier.policy, utcnow(), uuid.uuid4().hex[:8])
-        reason = f"failed {row.attempts} time(s): moved from carrier {carrier.name} to {name}, so the others may leave"
-        self.book.split(carrier, row, name)
-        self.ledger.note([row], actor, reason)
-        self.logger(logging.WARNING, "%s:%s %s", row.scope, row.name, reason)
+        reason = f"{why}: moved from carrier {carrier.name} to {name}, so the others may leave"
+        self.book.split(carrier, rows, name)
+        self.ledger.note(rows, actor, reason)
+        for row in rows:
+            self.logger(logging.WARNING, "%s:%s %s", row.scope, row.name, reason)
 
     def _let_go(self, carrier: LedgerCarrier, moved: set[DID]) -> bool:
         """Detach, from this carrier in Rucio, the files it split off into carriers of their own once those hold

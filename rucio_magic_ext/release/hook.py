@@ -142,10 +142,12 @@ class Hook:
             self.carriers.hold(carrier, f"{problem}: source copies kept", ACTOR)
             return 0
         assessments = self._assess(carrier, files, pfns=False)
-        held = next((row for row in files if assessments[row.did].readiness is Readiness.HOLD), None)
-        if held:
-            reason = assessments[held.did].reason
-            self.carriers.hold(carrier, f"{held.name}: {reason}: source copies kept", ACTOR)
+        held = [row for row in files if assessments[row.did].readiness is Readiness.HOLD]
+        if held:  # what holds them concerns them alone: the others leave without them
+            reason = assessments[held[0].did].reason
+            if self._split_held(carrier, files, held, f"held: {reason}"):
+                return 0
+            self.carriers.hold(carrier, f"{held[0].name}: {reason}: source copies kept", ACTOR)
             return 0
         if any(assessment.readiness is Readiness.WAIT for assessment in assessments.values()):
             return 0  # copies under way
@@ -155,7 +157,7 @@ class Hook:
             return 0
         held = [row for row in files if held_for_a_person(row.last_error) and (row.retry_after or NEVER) > utcnow()]
         if held:  # until a person's retry, or its next look: not read again each pass
-            self._split_held(carrier, files, held)
+            self._split_held(carrier, files, held, "held for a person")
             self.carriers.hold(carrier, f"{held[0].name}: {held[0].last_error}", ACTOR)
             return 0
         if self.config.dry_run:
@@ -196,7 +198,9 @@ class Hook:
             return None
         for row in held:
             self._hold_source(row, verdicts[row.did])
-        self._split_held(carrier, files, [row for row in held if held_for_a_person(row.last_error)])
+        self._split_held(
+            carrier, files, [row for row in held if held_for_a_person(row.last_error)], "its source changed"
+        )
         if any(verdicts[row.did].state is SourceState.UNREADABLE for row in held):
             self._split_failing(carrier, self.carriers.files(carrier))
         more = f" and {len(held) - 1} more" if len(held) > 1 else ""
@@ -312,12 +316,15 @@ class Hook:
         self.logger(logging.WARNING, "%s:%s: copy unreadable, source kept: %s", row.scope, row.name, reason)
         return f"copy unreadable, source kept: {reason}"
 
-    def _split_held(self, carrier: LedgerCarrier, files: list[LedgerFile], held: list[LedgerFile]) -> None:
-        """A file held for a person goes into a carrier of its own at once, so that the others of its batch may
-        leave; when every file is held, none is freed by moving them."""
-        if len(held) < len(files):
-            for row in held:
-                self.carriers.split(carrier, row, ACTOR)
+    def _split_held(
+        self, carrier: LedgerCarrier, files: list[LedgerFile], held: list[LedgerFile], why: str
+    ) -> bool:
+        """Held files go together into a carrier of their own at once, so that the others of its batch may leave;
+        when every file is held, none is freed by moving them. True when they were moved."""
+        if not held or len(held) == len(files):
+            return False
+        self.carriers.split(carrier, held, ACTOR, why)
+        return True
 
     def _split_failing(self, carrier: LedgerCarrier, files: list[LedgerFile]) -> None:
         """A file that keeps failing goes into a carrier of its own, so the others of its batch can leave."""
@@ -325,7 +332,7 @@ class Hook:
             return
         for row in files:
             if row.attempts >= SPLIT_AFTER_FAILURES:
-                self.carriers.split(carrier, row, ACTOR)
+                self.carriers.split(carrier, [row], ACTOR, f"failed {row.attempts} time(s)")
 
     def _notice_deletions(self) -> int:
         """RELEASED files whose source replica the reaper has deleted become DELETED."""
