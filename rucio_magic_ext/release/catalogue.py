@@ -15,7 +15,7 @@ from rucio_magic_ext import rucio_db
 from rucio_magic_ext.common import DID, LoggerFunction, chunks
 from rucio_magic_ext.release.verify import Copy, Requirement
 from rucio_magic_ext.replication import RuleSpec
-from rucio_magic_ext.trust import foreign_collection, foreign_rule
+from rucio_magic_ext.trust import foreign_collection, foreign_rule, shared_path
 
 
 class ReleaseCatalogue:
@@ -24,12 +24,18 @@ class ReleaseCatalogue:
         self.logger = logger
 
     def requirements(
-        self, files: Sequence[tuple[DID, DID]], policy: Sequence[RuleSpec], pfns: bool = True
+        self,
+        files: Sequence[tuple[DID, DID]],
+        policy: Sequence[RuleSpec],
+        pfns: bool = True,
+        source_rse: str | None = None,
     ) -> dict[DID, list[Requirement]]:
         """For each (file, run dataset): the flow's rule of each policy entry on the dataset, and the file's locks
         and replicas under it. Only the flow's own rules count (``trust.foreign_rule``), on a dataset the flow
-        made; others with an entry's comment are named, never counted. Without ``pfns`` the copies come without
-        their PFNs (None): enough to tell whether they are in place, not to read them."""
+        made; others with an entry's comment are named, never counted. With ``source_rse``, a file whose path
+        there another DID's replica names is held: releasing it deletes that replica's bytes, and the reaper
+        deleting that one deletes these. Without ``pfns`` the copies come without their PFNs (None): enough to
+        tell whether they are in place, not to read them."""
         from rucio.db.sqla import models
 
         rules_table, locks, replicas = models.ReplicationRule, models.ReplicaLock, models.RSEFileAssociation
@@ -38,6 +44,7 @@ class ReleaseCatalogue:
         with rucio_db.reading() as session:
             datasets = sorted({dataset for _, dataset in files})
             untrusted = self._untrusted(datasets, session)
+            shared = self._shared(source_rse, [file for file, _ in files], session) if source_rse else {}
             rules: dict[tuple[DID, str], tuple[str, str, datetime | None]] = {}
             impostors: dict[tuple[DID, str], list[str]] = {}
             for chunk in chunks(datasets):
@@ -102,12 +109,23 @@ class ReleaseCatalogue:
                             spec.copies,
                             tuple(copies_found),
                             expires_at,
-                            untrusted.get(dataset),
+                            shared.get(file) or untrusted.get(dataset),
                             tuple(impostors.get((dataset, comment), ())),
                         )
                     )
                 result[file] = needs
         return result
+
+    def _shared(self, rse: str, files: Sequence[DID], session: Any) -> dict[DID, str]:
+        """Why each file whose path at ``rse`` another DID's replica names too is not the flow's alone."""
+        paths = rucio_db.replica_paths(rse, files, session)
+        sharers = rucio_db.replicas_on_paths(rse, list(paths.values()), session)
+        found = {}
+        for file, path in paths.items():
+            why = shared_path(path, file, sharers.get(path.lstrip("/"), set()))
+            if why:
+                found[file] = f"{why} at {rse}: releasing one deletes the other's bytes"
+        return found
 
     def _untrusted(self, datasets: Sequence[DID], session: Any) -> dict[DID, str]:
         """Why each run dataset that the flow may not count on is not its own (gone counts as not its own)."""
@@ -117,7 +135,7 @@ class ReleaseCatalogue:
             maker = made.get(dataset)
             why = "it is gone" if maker is None else foreign_collection(maker, self.account.external)
             if why:
-                found[dataset] = f"{dataset[0]}:{dataset[1]} {why}"
+                found[dataset] = f"its run dataset is not the flow's: {dataset[0]}:{dataset[1]} {why}"
         return found
 
     def declare_bad(self, copies: Iterable[tuple[DID, str]], reason: str) -> None:

@@ -238,6 +238,7 @@ class Hook:
             [(row.did, (row.placement.scope, row.placement.dataset)) for row in files],
             self.carriers.policy_of(carrier),
             pfns,
+            source_rse=self.config.rse,
         )
         return {row.did: assess(facts[row.did], self.config.rse) for row in files}
 

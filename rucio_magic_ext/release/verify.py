@@ -43,9 +43,10 @@ class Requirement:
     copies: int
     found: tuple[Copy, ...]
     expires_at: datetime | None = None  # the rule's expiry: its copies do not stay, so they do not count
-    # Why the run dataset is not one the flow may count on (another account's, or set to expire), and the rules
-    # that carry the entry's comment without being the flow's: named when they hold the file, never counted.
-    untrusted_dataset: str | None = None
+    # Why what the file's release rests on is not the flow's (its run dataset another account's or set to expire,
+    # its path at the source another DID's too), and the rules that carry the entry's comment without being the
+    # flow's: named when they hold the file, never counted.
+    untrusted: str | None = None
     impostors: tuple[str, ...] = ()
 
 
@@ -70,8 +71,8 @@ def assess(requirements: Sequence[Requirement], source_rse: str | None = None) -
         return Assessment(Readiness.HOLD, "no replication rule covers this file: its source copy stays")
     copies: list[Copy] = []
     for need in requirements:
-        if need.untrusted_dataset:
-            return Assessment(Readiness.HOLD, f"its run dataset is not the flow's: {need.untrusted_dataset}")
+        if need.untrusted:
+            return Assessment(Readiness.HOLD, need.untrusted)
         if need.rule_id is None:  # made at registration, before any carrier is considered: removed since
             why = f"removed since registration, or new in the policy: {REMOVED}"
             if need.impostors:

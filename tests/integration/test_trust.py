@@ -215,3 +215,25 @@ def test_a_run_dataset_and_night_container_closed_by_a_writer_keep_no_late_file_
     flow(lambda: all_in(plan, FileState.DELETED))
     assert copied_to_pic(rucio_client, plan)
     assert late.name in {child["name"] for child in rucio_client.list_content(run.scope, run.dataset)}
+
+
+def test_a_registered_file_whose_path_another_did_comes_to_name_is_not_released(
+    rucio_stack: Any, rucio_client: Any, operator: Any, flow: Any
+) -> None:
+    """After registration, an operator registers another DID at a MAGIC file's path at ORM-ONSITE. Releasing the
+    MAGIC file would delete the other replica's bytes, and the reaper deleting the other would delete the MAGIC
+    file's: the carrier holds that file alone, with the reason, and the rest of its batch leaves."""
+    plan = write_observed_night(rucio_stack, date(2020, 5, 7), seed=57)
+    flow(lambda: copied_to_pic(rucio_client, plan), without=("magic-carrier", "reaper"))
+    victim = plan[0]
+    source = orm_root(rucio_stack) / victim.path
+    rucio_client.add_scope("magic_trust_operator", "trust_late_decoys")
+    pfn = f"file://localhost{source}"
+    operator.add_replica(ORM, "trust_late_decoys", f"decoy_{victim.name}", source.stat().st_size, "00000001", pfn)
+
+    others = [p for p in plan if p is not victim]
+    flow(lambda: all_in(others, FileState.DELETED))
+    assert_bytes_kept(rucio_stack, [victim])
+    assert rows_of([victim])[victim.path].state in (FileState.PROTECTED, FileState.REPLICATED)
+    notes = notes_of([victim])
+    assert any(f"is also the replica of trust_late_decoys:decoy_{victim.name}" in note for note in notes), notes
