@@ -19,6 +19,7 @@ import pytest
 
 from tests.integration.scenery import flow_steps
 from tools.devstack.stack import Stack
+from tools.devstack.waiting import in_rounds
 
 
 @pytest.fixture(scope="session")
@@ -46,15 +47,10 @@ FLOW = flow_steps()
 def flow(rucio_stack: Stack) -> Callable[..., None]:
     """``flow(done, without=(), rounds=12)``: rounds of every daemon of the MAGIC flow (the reaper at the
     observatory last) until ``done()`` holds; fails the test when it never does."""
-    import time
 
     def run(done: Callable[[], bool], without: tuple[str, ...] = (), rounds: int = 12) -> None:
         steps = [step for step in FLOW if (step if isinstance(step, str) else step[0]) not in without]
-        for _ in range(rounds):
-            rucio_stack.run_round(*steps)
-            if done():
-                return
-            time.sleep(1)
-        pytest.fail(f"the flow did not get there in {rounds} rounds", pytrace=False)
+        if in_rounds(lambda: rucio_stack.run_round(*steps), done, rounds) is None:
+            pytest.fail(f"the flow did not get there in {rounds} rounds", pytrace=False)
 
     return run

@@ -15,7 +15,6 @@ import copy
 import dataclasses
 import shutil
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
@@ -30,6 +29,7 @@ from tests.integration import scenery
 from tests.integration.scenery import adler32_of, dids_of, flow_steps, placement, unavailable
 from tools.devstack.config import write_configs
 from tools.devstack.stack import SITE_CFG, Stack
+from tools.devstack.waiting import in_rounds
 from tools.make_night import PlannedFile, plan_night, write_night
 
 pytestmark = pytest.mark.integration
@@ -58,13 +58,9 @@ class Export:
         return self.stack.settings.storage_dir / FOLDERS[rse] / placement(planned).path
 
     def flow(self, done: Callable[[], bool], rounds: int = 12) -> None:
-        for _ in range(rounds):
-            self.daemons.run_round(*FLOW)
-            if done():
-                return
-            time.sleep(1)
-        where = scenery.states_of(self.plan, ORM)
-        pytest.fail(f"the flow did not get there in {rounds} rounds: {where}", pytrace=False)
+        if in_rounds(lambda: self.daemons.run_round(*FLOW), done, rounds) is None:
+            where = scenery.states_of(self.plan, ORM)
+            pytest.fail(f"the flow did not get there in {rounds} rounds: {where}", pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ from rucio_magic_ext.ledger.models import LedgerFile
 from tools.devstack import xrootd
 from tools.devstack.config import write_configs
 from tools.devstack.stack import Stack
+from tools.devstack.waiting import in_rounds
 from tools.make_night import PlannedFile, plan_night, write_night
 
 pytestmark = pytest.mark.integration
@@ -74,15 +75,10 @@ class XrootdSite:
         after ``rounds`` rounds and ``patience`` seconds. A third-party copy waits on the servers (XRootD's
         client polls the destination every 2.5 s), so how many rounds a night needs depends on their pace."""
         steps = [step for step in FLOW if (step if isinstance(step, str) else step[0]) not in without]
-        started, used = time.monotonic(), 0
-        while used < rounds or time.monotonic() - started < patience:
-            self.daemons.run_round(*steps)
-            used += 1
-            if done():
-                return
-            time.sleep(1)
-        pytest.fail(f"the flow did not get there in {used} rounds ({time.monotonic() - started:.0f} s): "
-                    f"{states(self.watched)}", pytrace=False)
+        started = time.monotonic()
+        if in_rounds(lambda: self.daemons.run_round(*steps), done, rounds, patience=patience) is None:
+            pytest.fail(f"the flow did not get there in {rounds} rounds and {time.monotonic() - started:.0f} s: "
+                        f"{states(self.watched)}", pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tools.devstack.waiting import in_rounds
+
 pytestmark = pytest.mark.integration
 
 ORM, PIC = "ORM-ONSITE", "PIC-DISK"
@@ -80,13 +82,15 @@ def _request(scope: str, name: str, rse: str) -> dict[str, Any]:
 
 def drive(run_daemon_once: Callable[..., None], done: Callable[[], bool], daemons=CONVEYOR, rounds: int = 8) -> None:
     """Run the daemons' passes in order until ``done()``: the copier works between the passes."""
-    for _ in range(rounds):
+
+    def passes() -> None:
         for daemon in daemons:
             run_daemon_once(daemon, *OPTIONS.get(daemon, ()))
             if done():
                 return
-        time.sleep(0.5)
-    pytest.fail(f"not done after {rounds} rounds of {', '.join(daemons)}")
+
+    if in_rounds(passes, done, rounds, pause=0.5) is None:
+        pytest.fail(f"not done after {rounds} rounds of {', '.join(daemons)}")
 
 
 def test_a_file_moves_end_to_end_and_its_source_is_reaped_after_the_carrier_goes(
