@@ -1,5 +1,9 @@
 """The release daemon's settings: the ``[magic-carrier]`` section of ``rucio.cfg``.
 
+Each default is written once, in ``CarrierConfig``, and read with Rucio's own helpers; ``rse``, ``account`` and
+``replication_policy`` come from ``[magic-scanner]`` unless this section sets its own, and an error names the
+section the value was read from.
+
 [magic-carrier]
 rse = ORM-ONSITE              # the source RSE (default: [magic-scanner] rse)
 account = magic_scanner       # who removes the carrier rules (default: [magic-scanner] account)
@@ -16,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 SECTION = "magic-carrier"
+SCANNER = "magic-scanner"
 
 
 @dataclass(frozen=True)
@@ -28,27 +33,25 @@ class CarrierConfig:
     dry_run: bool = False
 
 
+DEFAULT = CarrierConfig(rse="", replication_policy=Path())
+
+
 def load_config(section: str = SECTION) -> CarrierConfig:
-    from rucio.common.config import config_get, config_get_bool
+    from rucio.common.config import config_get, config_get_bool, config_get_int
 
-    def get(option: str, fallback_section: str | None = None, default: str | None = None) -> str:
-        value = config_get(section, option, raise_exception=False, default=None)
-        if value is None and fallback_section:
-            value = config_get(fallback_section, option, raise_exception=False, default=None)
-        if value is None:
-            if default is None:
-                raise ValueError(f"[{section}] {option} is required")
-            value = default
-        return str(value)
+    from rucio_magic_ext.carrier.preflight import ConfigError, policy_file, rucio_cfg, seconds, setting
 
-    min_copies = int(get("min_copies", default="1"))
+    min_copies = setting(config_get_int, section, "min_copies", DEFAULT.min_copies)
     if min_copies < 1:
-        raise ValueError(f"[{section}] min_copies must be at least 1: a source copy never goes without a verified copy")
+        raise ConfigError(
+            f"{rucio_cfg()}: [{section}] min_copies must be at least 1: a source copy never goes without a "
+            "verified copy"
+        )
     return CarrierConfig(
-        rse=get("rse", "magic-scanner"),
-        replication_policy=Path(get("replication_policy", "magic-scanner")),
-        account=get("account", "magic-scanner", "magic_scanner"),
-        dwell=timedelta(seconds=float(get("dwell_seconds", default="3600"))),
+        rse=setting(config_get, section, "rse", fallback=SCANNER),
+        replication_policy=policy_file(section, SCANNER),
+        account=setting(config_get, section, "account", DEFAULT.account, SCANNER),
+        dwell=timedelta(seconds=seconds(section, "dwell_seconds", DEFAULT.dwell.total_seconds())),
         min_copies=min_copies,
-        dry_run=config_get_bool(section, "dry_run", raise_exception=False, default=False),
+        dry_run=setting(config_get_bool, section, "dry_run", DEFAULT.dry_run),
     )

@@ -1,7 +1,12 @@
 """The scanner's settings: the ``[magic-scanner]`` section of ``rucio.cfg``.
 
+Each default is written once, in ``ScannerConfig``; ``load_config`` reads every key with Rucio's own helpers
+(``config_get_int``, ``_float``, ``_list``), and a key that is missing or wrong stops the caller in one line
+naming the file, the section and the key. The README's daemon table says what each one means for a night.
+
 [magic-scanner]
 rse = ORM-ONSITE                       # the observatory's (non-deterministic) RSE
+replication_policy = /opt/rucio/etc/replication-policy.toml
 roots = M1, M2, ST                     # folders below the RSE's prefix to watch (default: all of it)
 include = *                            # file-name patterns to consider (fnmatch)
 exclude = .*, *.tmp, *.part            # file-name patterns never to touch
@@ -9,7 +14,6 @@ settle_seconds = 300                   # size and mtime unchanged this long: the
 checksums = adler32                    # adler32, or adler32, md5
 batch_size = 2000                      # files per stage per cycle
 account = magic_scanner                # owner of the DIDs and rules
-replication_policy = /opt/rucio/etc/replication-policy.toml
 night_closed_after_hours = 36          # a night with no new file this long is finished: close its datasets
 retry_seconds = 60                     # first retry after an error; doubles per attempt
 carrier_max_files = 1000               # a carrier batch closes at this many files,
@@ -50,48 +54,46 @@ class ScannerConfig:
     future_wait: timedelta = timedelta(hours=1)
 
 
-def _list(value: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in value.split(",") if item.strip())
+DEFAULT = ScannerConfig(rse="", replication_policy=Path())
 
 
 def load_config(section: str = SECTION) -> ScannerConfig:
     """Read the section from Rucio's configuration; a missing ``rse`` or policy file is an error."""
-    from rucio.common.config import config_get, config_has_section
+    from rucio.common.config import config_get, config_get_int, config_get_list
 
-    if not config_has_section(section):
-        raise ValueError(f"rucio.cfg has no [{section}] section: the scanner needs at least rse and replication_policy")
+    from rucio_magic_ext.carrier.preflight import ConfigError, policy_file, require_section, rucio_cfg, seconds, setting
 
-    def get(option: str, default: str | None = None) -> str:
-        value = config_get(section, option, raise_exception=False, default=default)
-        if value is None:
-            raise ValueError(f"[{section}] {option} is required")
-        return str(value)
+    require_section(section, "the scanner needs at least rse and replication_policy")
 
-    default = ScannerConfig(rse="", replication_policy=Path())
-    policy = Path(get("replication_policy"))
-    if not policy.is_file():
-        raise ValueError(f"[{section}] replication_policy: {policy} is not a file")
-    checksums = _list(get("checksums", "adler32"))
+    def patterns(option: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(item for item in setting(config_get_list, section, option, list(default)) if item)
+
+    def duration(option: str, default: timedelta, unit: float = 1.0) -> timedelta:
+        return timedelta(seconds=seconds(section, option, default.total_seconds() / unit) * unit)
+
+    checksums = patterns("checksums", DEFAULT.checksums)
     if "adler32" not in checksums or not set(checksums) <= {"adler32", "md5"}:
-        raise ValueError(f"[{section}] checksums must include adler32 (and may add md5), not {checksums}")
+        raise ConfigError(
+            f"{rucio_cfg()}: [{section}] checksums must include adler32 (and may add md5), not {', '.join(checksums)}"
+        )
     return ScannerConfig(
-        rse=get("rse"),
-        replication_policy=policy,
-        roots=_list(get("roots", "")) or ("",),
-        include=_list(get("include", ",".join(default.include))),
-        exclude=_list(get("exclude", ",".join(default.exclude))),
-        settle=timedelta(seconds=float(get("settle_seconds", "300"))),
+        rse=setting(config_get, section, "rse"),
+        replication_policy=policy_file(section),
+        roots=patterns("roots", ()) or DEFAULT.roots,
+        include=patterns("include", DEFAULT.include),
+        exclude=patterns("exclude", DEFAULT.exclude),
+        settle=duration("settle_seconds", DEFAULT.settle),
         checksums=checksums,
-        batch_size=int(get("batch_size", str(default.batch_size))),
-        account=get("account", default.account),
-        night_closed_after=timedelta(hours=float(get("night_closed_after_hours", "36"))),
-        retry=timedelta(seconds=float(get("retry_seconds", "60"))),
+        batch_size=setting(config_get_int, section, "batch_size", DEFAULT.batch_size),
+        account=setting(config_get, section, "account", DEFAULT.account),
+        night_closed_after=duration("night_closed_after_hours", DEFAULT.night_closed_after, 3600),
+        retry=duration("retry_seconds", DEFAULT.retry),
         carrier=CarrierLimits(
-            max_files=int(get("carrier_max_files", str(default.carrier.max_files))),
-            max_bytes=int(get("carrier_max_bytes", str(default.carrier.max_bytes))),
-            max_age=timedelta(seconds=float(get("carrier_max_age_seconds", "3600"))),
+            max_files=setting(config_get_int, section, "carrier_max_files", DEFAULT.carrier.max_files),
+            max_bytes=setting(config_get_int, section, "carrier_max_bytes", DEFAULT.carrier.max_bytes),
+            max_age=duration("carrier_max_age_seconds", DEFAULT.carrier.max_age),
         ),
-        census=timedelta(seconds=float(get("census_seconds", "60"))),
-        audit=timedelta(seconds=float(get("audit_seconds", "3600"))),
-        future_wait=timedelta(seconds=float(get("future_mtime_max_wait_seconds", "3600"))),
+        census=duration("census_seconds", DEFAULT.census),
+        audit=duration("audit_seconds", DEFAULT.audit),
+        future_wait=duration("future_mtime_max_wait_seconds", DEFAULT.future_wait),
     )

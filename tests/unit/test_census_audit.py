@@ -182,12 +182,14 @@ def test_config_reads_audit_seconds(monkeypatch, tmp_path: Path) -> None:
 
     from rucio_magic_ext.scanner.config import load_config
 
-    policy = tmp_path / "policy.toml"
-    policy.write_text("")
+    policy = Path(__file__).resolve().parents[2] / "etc" / "replication-policy.toml"
     options = {"rse": RSE, "replication_policy": str(policy), "audit_seconds": "0"}
     monkeypatch.setattr(rucio_config, "config_has_section", lambda section: True)
-    monkeypatch.setattr(rucio_config, "config_get", lambda s, option, raise_exception=False, default=None, **_: (
-        options.get(option, default)))  # fmt: skip
+
+    def config_get(section, option, raise_exception=False, default=None, convert_type_fnc=str, **_):
+        return convert_type_fnc(options[option]) if option in options else default
+
+    monkeypatch.setattr(rucio_config, "config_get", config_get)
     assert load_config().audit == timedelta(0)
     del options["audit_seconds"]
     assert load_config().audit == timedelta(hours=1)
