@@ -9,6 +9,7 @@ a cycle and for several. Every test ends by reading the bytes at PIC and looking
 from __future__ import annotations
 
 import configparser
+import contextlib
 import dataclasses
 import gzip
 import json
@@ -44,6 +45,7 @@ from tests.integration.scenery import (
 from tools.devstack import processes
 from tools.devstack.daemons import SERVER, by_name
 from tools.devstack.stack import ONCE_SCRIPT
+from tools.devstack.waiting import in_rounds, wait_until
 from tools.make_night import PlannedFile, plan_night, write_night
 from tools.make_night.hostile import write_hostile
 
@@ -86,12 +88,8 @@ def run_round(env: dict, steps: tuple, log: Path, check: bool = True) -> int:
 
 
 def flow_with(env: dict, log: Path, done: Callable[[], bool], rounds: int = 14) -> None:
-    for _ in range(rounds):
-        run_round(env, FLOW, log)
-        if done():
-            return
-        time.sleep(1)
-    pytest.fail(f"the flow did not get there in {rounds} rounds; see {log}", pytrace=False)
+    if in_rounds(lambda: run_round(env, FLOW, log), done, rounds) is None:
+        pytest.fail(f"the flow did not get there in {rounds} rounds; see {log}", pytrace=False)
 
 
 def magic(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -359,18 +357,14 @@ def test_postgresql_unreachable_for_a_cycle_and_for_several(rucio_stack: Any, fl
         daemon = subprocess.Popen([*scanner, "--sleep-time", "1", "--partition-wait-time", "0"], env=env,
                                   stdout=stream, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while len(rows_of(plan)) < len(plan) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_until(lambda: len(rows_of(plan)) == len(plan), 120, "the scanner did not see the night")
         proxy.stop()  # mid-flow: the files are somewhere between SEEN and PROTECTED
-        time.sleep(15)  # the daemon's cycles meet no database
-        assert daemon.poll() is None, log.read_text()[-3000:]
+        said = lambda: log.read_text(errors="replace")  # noqa: E731
+        wait_until(lambda: "does not answer" in said(), 60, lambda: f"no cycle met the outage: {said()[-3000:]}")
+        assert daemon.poll() is None, said()[-3000:]  # the daemon's cycles meet no database, and it runs on
         proxy.start()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if {row.state for row in rows_of(plan).values()} == {FileState.PROTECTED}:
-                break
-            time.sleep(1)
+        with contextlib.suppress(TimeoutError):  # how far it got is asserted below, with the ledger's states
+            wait_until(lambda: {row.state for row in rows_of(plan).values()} == {FileState.PROTECTED}, 120, "")
         started = time.monotonic()
         daemon.send_signal(signal.SIGTERM)  # it ends the current step and exits, as Rucio's daemons do
         assert daemon.wait(timeout=30) == 0

@@ -4,7 +4,6 @@ etc/grafana/magic-flow.json must draw something, its census panels what the ledg
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -16,6 +15,7 @@ from scenery import flow_steps, ledger, rows_of, states_of, write_observed_night
 from rucio_magic_ext.ledger import FileState
 from tools.demo.metrics import DashboardCheck
 from tools.devstack import prometheus
+from tools.devstack.waiting import wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -51,10 +51,7 @@ def test_every_panel_draws_and_the_census_panels_agree_with_the_ledger(
     check = DashboardCheck(scraped, ledger(), Console(width=160), every=5).start()
     try:
         plan = write_observed_night(rucio_stack, date(2020, 5, 9), seed=59)
-        deadline = time.monotonic() + 300
-        while not all_deleted(plan):
-            assert time.monotonic() < deadline, f"the night did not reach DELETED: {states_of(plan)}"
-            time.sleep(2)
+        wait_until(lambda: all_deleted(plan), 300, lambda: f"the night did not reach DELETED: {states_of(plan)}", 2)
     finally:
         check.stop()
     assert check.finish(), "the dashboard does not show the night: see the panels printed above"

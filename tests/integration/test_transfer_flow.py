@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tools.devstack.waiting import in_rounds
+from tools.devstack.waiting import in_rounds, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -152,17 +151,16 @@ def test_a_destination_corrupted_mid_copy_fails_and_leaves_no_file(
     folder = site.pic_prefix / "M1/RAW/2020/01/03"
     store = MagicCopyTransfertool().store
     job = _request("magic_raw", name, PIC)["external_id"]
-    deadline = time.monotonic() + 60
-    while True:  # freeze the copier while it writes, damage what it wrote, let it go on
+
+    def writing() -> tuple[int, Path] | None:  # freeze the copier while it writes, damage what it wrote, let it go on
         parts = list(folder.glob(".*.part")) if folder.exists() else []
         pid = store.read_status(job).get("pid")
-        if pid and parts and parts[0].stat().st_size >= 16 << 20:
-            break
-        assert time.monotonic() < deadline, "the copier never started writing"
-        time.sleep(0.001)
+        return (pid, parts[0]) if pid and parts and parts[0].stat().st_size >= 16 << 20 else None
+
+    pid, part = wait_until(writing, 60, "the copier never started writing", every=0.001)
     os.kill(pid, signal.SIGSTOP)
     try:
-        with open(parts[0], "r+b") as stream:
+        with open(part, "r+b") as stream:
             stream.seek(1 << 20)
             stream.write(b"\0" * 4096)
     finally:
@@ -187,9 +185,7 @@ def test_the_copier_reports_to_rucio_without_waiting_for_the_poller(
     run_daemon_once("conveyor-preparer", *OPTIONS["conveyor-preparer"])
     run_daemon_once("conveyor-submitter", *OPTIONS["conveyor-submitter"])
 
-    deadline = time.monotonic() + 30
-    while _request("magic_raw", name, PIC)["state"].name != "DONE":  # no poller runs
-        assert time.monotonic() < deadline, "the copier did not report"
-        time.sleep(0.2)
+    done = lambda: _request("magic_raw", name, PIC)["state"].name == "DONE"  # noqa: E731
+    wait_until(done, 30, "the copier did not report", every=0.2)  # no poller runs
     run_daemon_once("conveyor-finisher")
     assert site.client.get_replication_rule(rule)["state"] == "OK"

@@ -18,6 +18,7 @@ import pytest
 
 from rucio_magic_ext import layout
 from rucio_magic_ext.transfertool import jobs
+from tools.devstack.waiting import wait_until
 
 MiB = 1024 * 1024
 CLIENT_CONFIG = "[common]\nloglevel = INFO\n[client]\n[policy]\npermission = generic\nschema = generic\n"
@@ -163,13 +164,12 @@ class Site:
 
 def poll_until_final(tool, job_id: str, request_ids, timeout: float = 60.0) -> dict:
     """bulk_query as the poller does, until every request has a final report."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def final() -> dict | None:
         reports = tool.bulk_query({job_id: {rid: {"request_id": rid} for rid in request_ids}})[job_id]
-        if reports is not None and set(reports) == set(request_ids):
-            return reports
-        assert time.monotonic() < deadline, f"job {job_id} did not finish: {tool.query([job_id])}"
-        time.sleep(0.05)
+        return reports if reports is not None and set(reports) == set(request_ids) else None
+
+    return wait_until(final, timeout, lambda: f"job {job_id} did not finish: {tool.query([job_id])}", every=0.05)
 
 
 def leftovers(root: Path) -> list[Path]:
@@ -264,14 +264,13 @@ def test_destination_corrupted_during_the_copy_fails_and_leaves_no_file(site):
     job_id = site.tool.submit([hop], job_params={})
 
     # Freeze the copier while it writes the temporary file, damage the bytes already written, resume.
-    status_deadline = time.monotonic() + 30
-    while True:
+
+    def writing() -> tuple[list[Path], dict] | None:
         parts = leftovers(site.destination_root)
         status = site.tool.store.read_status(job_id)
-        if parts and status.get("pid") and parts[0].stat().st_size >= 16 * MiB:
-            break
-        assert time.monotonic() < status_deadline, "the copier did not start writing"
-        time.sleep(0.001)
+        return (parts, status) if parts and status.get("pid") and parts[0].stat().st_size >= 16 * MiB else None
+
+    parts, status = wait_until(writing, 30, "the copier did not start writing", every=0.001)
     os.kill(status["pid"], signal.SIGSTOP)
     try:
         assert parts[0].stat().st_size < 256 * MiB, "the copy finished before it could be interrupted"
