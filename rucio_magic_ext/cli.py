@@ -6,16 +6,44 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from rucio_magic_ext.site import bootstrap, load_site
+    from rucio_magic_ext.site import SiteError, bootstrap, load_site
 
     defines = dict(item.split("=", 1) for item in args.define)
-    changes = bootstrap(load_site(args.site or ["etc/site.cfg"], defines))
+    try:
+        site = load_site(args.site or ["etc/site.cfg"], defines)
+    except SiteError as error:
+        print(f"rucio-magic bootstrap: {error}", file=sys.stderr)
+        return 2
+    print(f"site: {', '.join(args.site or ['etc/site.cfg'])}")
+    changes = bootstrap(site)
     print("\n".join(changes) if changes else "site already bootstrapped: nothing changed")
+    return 0
+
+
+def _examples(args: argparse.Namespace) -> int:
+    """The example files shipped with the package, written out for editing."""
+    from rucio_magic_ext.site import EXAMPLES, write_examples
+
+    values = {
+        "database": args.database,
+        "host": args.host,
+        "port": str(args.port),
+        "root_identity": args.root_identity,
+        "root_password": args.root_password,
+    }
+    args.directory.mkdir(parents=True, exist_ok=True)
+    written = write_examples(args.directory, values, trial=args.trial)
+    for path in written:
+        print(f"wrote {path}")
+    if len(written) < len(EXAMPLES):
+        print(f"{args.directory}: the files already there were kept")
+    print(f"next: export RUCIO_CONFIG={args.directory.resolve() / 'rucio.cfg'}")
     return 0
 
 
@@ -99,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument(
         "--site",
         action="append",
-        help="site description; repeat to add files that extend or override it (default: etc/site.cfg)",
+        help="site description; repeat to add files that extend or override it, later ones winning, e.g. "
+        "--site site.cfg --site site-local.cfg (default: etc/site.cfg; rucio-magic examples DIR writes one)",
     )
     boot.add_argument(
         "--define",
@@ -109,6 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="override an entry of the site's [vars] section, e.g. storage_root=/data",
     )
     boot.set_defaults(handler=_bootstrap)
+
+    examples = subparsers.add_parser(
+        "examples",
+        help="write the example files (rucio.cfg, alembic.ini, site.cfg, replication policy, Grafana dashboard)",
+        description="Writes the files shipped with the package into DIR for editing; a file already there is kept. "
+        "rucio.cfg is complete for one host: Rucio's REST server, its daemons and the project's.",
+    )
+    examples.add_argument("directory", type=Path, metavar="DIR")
+    examples.add_argument("--database", default="postgresql://rucio@127.0.0.1/rucio", help="SQLAlchemy URL of Rucio's "
+                          "database (default: %(default)s)")  # fmt: skip
+    examples.add_argument("--host", default="127.0.0.1", help="the REST server's host (default: %(default)s)")
+    examples.add_argument("--port", type=int, default=8080, help="the REST server's port (default: %(default)s)")
+    examples.add_argument("--root-identity", default="ddmlab", help="root's userpass login (default: %(default)s)")
+    examples.add_argument("--root-password", default="secret", help="root's password (default: %(default)s)")
+    examples.add_argument("--trial", action="store_true", help="a trial night's timing (settle 5 s, carriers "
+                          "closed after 30 s, no dwell): deleted at the source within minutes, not hours")  # fmt: skip
+    examples.set_defaults(handler=_examples)
 
     history = subparsers.add_parser(
         "history",

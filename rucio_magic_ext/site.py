@@ -66,8 +66,15 @@ def load_site(path: Path | str | Sequence[Path | str], defines: Mapping[str, str
     parser = configparser.ConfigParser(interpolation=configparser.ExtendedInterpolation())
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # RSE and attribute names keep their case
     for one in [path] if isinstance(path, (str, Path)) else path:
-        with open(one) as handle:
-            parser.read_file(handle)
+        try:
+            with open(one) as handle:
+                parser.read_file(handle)
+        except FileNotFoundError:
+            raise SiteError(
+                f"{one}: no such site description (rucio-magic examples DIR writes one to edit)"
+            ) from None
+        except (OSError, configparser.Error) as error:
+            raise SiteError(f"{one}: {' '.join(str(error).split())}") from None
     if defines:
         if not parser.has_section("vars"):
             parser.add_section("vars")
@@ -274,3 +281,49 @@ def _ensure_scope(scope: str, owner: str, changes: list[str], session: Session) 
     if not scope_core.check_scope(InternalScope(scope), session=session):
         scope_core.add_scope(InternalScope(scope), InternalAccount(owner), session=session)
         changes.append(f"scope {scope}: created, owned by {owner}")
+
+
+EXAMPLES = ("site.cfg", "replication-policy.toml", "grafana/magic-flow.json", "rucio.cfg", "alembic.ini")
+#: The timing of a trial night (minutes from the first file to its deletion at the source, not hours).
+TRIAL = {"settle_seconds": "5", "carrier_max_age_seconds": "30", "dwell_seconds": "0"}
+
+
+def write_examples(directory: Path, values: Mapping[str, str], trial: bool = False) -> list[Path]:
+    """The example files shipped in the package, written into ``directory`` for editing: rucio.cfg and
+    alembic.ini filled from ``values`` (database, host, port, root's identity); an existing file is kept."""
+    import importlib.resources
+    import importlib.util
+    import string
+
+    rucio = importlib.util.find_spec("rucio")
+    filled = {
+        "directory": str(directory.resolve()),
+        "migrate_repo": str(Path(next(iter(rucio.submodule_search_locations or []))) / "db" / "sqla" / "migrate_repo")
+        if rucio
+        else "",
+        "scanner_timing": _timing(("settle_seconds", "carrier_max_age_seconds"), trial),
+        "carrier_timing": _timing(("dwell_seconds",), trial),
+        **values,
+    }
+    source = importlib.resources.files("rucio_magic_ext") / "examples"
+    written = []
+    for name in EXAMPLES:
+        target = directory / name
+        if target.exists():
+            continue
+        text = (source / name).read_text()
+        if name in ("rucio.cfg", "alembic.ini"):
+            text = string.Template(text).substitute(filled)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        written.append(target)
+    return written
+
+
+def _timing(keys: Sequence[str], trial: bool) -> str:
+    """The timing keys of a trial, or the production defaults left to the code (named, commented out)."""
+    if trial:
+        return "# a trial night's timing: leave these out in production\n" + "".join(
+            f"{key} = {TRIAL[key]}\n" for key in keys
+        )
+    return "".join(f"# {key}: see the README's daemon table\n" for key in keys)
