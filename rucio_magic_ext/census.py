@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -101,7 +101,22 @@ class Audit:
         return {kind.value: n for kind in Kind if kind.out_of_place and (n := self.counts.get(kind.value, 0))}
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """Files of a source RSE that wait on one thing: ``kind`` names it (settling, scanner, carrier, copies, dwell,
+    reaper), ``since`` is the moment its wait is counted from (the newest mtime of settling files, a carrier's
+    opening, the newest copy in place), ``carrier`` and ``detail`` the carrier and its last note, if any."""
+
+    rse: str
+    kind: str
+    files: int
+    since: datetime | None = None
+    carrier: str = ""
+    detail: str = ""
+
+
 TROUBLE_LIMIT = 50
+WAITING_CARRIERS = 20
 
 
 @dataclass
@@ -119,6 +134,7 @@ class Census:
     troubles: list[Trouble] = field(default_factory=list)  # newest first, at most TROUBLE_LIMIT
     folders: list[FolderTrouble] = field(default_factory=list)
     audits: dict[str, Audit] = field(default_factory=dict)  # the last audit of each source RSE
+    waiting: list[Waiting] = field(default_factory=list)  # what the files not yet deleted wait on
 
     @property
     def rses(self) -> list[str]:
@@ -241,9 +257,62 @@ def _ledger_counts(census: Census, ledger: Ledger, rse: str | None, errors: bool
             for f in session.scalars(failing.order_by(LedgerFolder.failed_at))
         ]
         census.audits = audits(session, rse)
+        census.waiting = waiting(session, rse)
         if errors:
             census.errors = recent_errors(session, rse, census.taken_at - ERROR_WINDOW)
             census.troubles = troubles(session, rse)
+
+
+def waiting(session: Session, rse: str | None) -> list[Waiting]:
+    """What the files on their way wait on: the settle time, the scanner's next cycle, their carrier's closing,
+    their copies, the dwell time, the reaper; one row per kind, and per carrier in flight."""
+    files, carriers = LedgerFile, LedgerCarrier
+    mine = [files.rse == rse] if rse else []
+    found: list[Waiting] = []
+    alone = {
+        "settling": (FileState.SEEN, func.max(files.mtime)),
+        "scanner": (FileState.STABLE, func.max(files.stable_at)),
+        "checksummed": (FileState.CHECKSUMMED, func.max(files.checksummed_at)),
+        "reaper": (FileState.RELEASED, func.max(files.released_at)),
+    }
+    for kind, (state, newest) in alone.items():
+        query = select(files.rse, func.count(), newest).where(files.state == state, *mine).group_by(files.rse)
+        for r, count, moment in session.execute(query):
+            since = _from_mtime(moment) if kind == "settling" else moment
+            found.append(Waiting(r, "scanner" if kind == "checksummed" else kind, count, since))
+    live = (
+        select(carriers)
+        .where(carriers.state != CarrierState.GONE, *([carriers.rse == rse] if rse else []))
+        .order_by(carriers.opened_at)
+        .limit(WAITING_CARRIERS)
+    )
+    for carrier in session.scalars(live):
+        found += _carrier_waits(session, carrier)
+    return found
+
+
+def _from_mtime(mtime: float | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(mtime, timezone.utc).replace(tzinfo=None) if mtime is not None else None
+    except (OverflowError, OSError, ValueError):  # an mtime past year 9999
+        return None
+
+
+def _carrier_waits(session: Session, carrier: LedgerCarrier) -> list[Waiting]:
+    files = LedgerFile
+    if carrier.state is CarrierState.OPEN:
+        return [Waiting(carrier.rse, "carrier", carrier.files, carrier.opened_at, carrier.name, carrier.detail or "")]
+    query = (
+        select(files.state, func.count(), func.max(files.replicated_at))
+        .where(files.carrier == carrier.name, files.state.in_([FileState.PROTECTED, FileState.REPLICATED,
+                                                               FileState.VERIFIED, FileState.REGISTERED]))
+        .group_by(files.state)
+    )  # fmt: skip
+    found = []
+    for state, count, newest in session.execute(query):
+        kind = "dwell" if state is FileState.VERIFIED else "copies"
+        found.append(Waiting(carrier.rse, kind, count, newest, carrier.name, carrier.detail or ""))
+    return found
 
 
 def audits(session: Session, rse: str | None = None) -> dict[str, Audit]:

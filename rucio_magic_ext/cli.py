@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -109,8 +110,22 @@ def _status(args: argparse.Namespace) -> int:
 
     ledger = Ledger.from_url(args.ledger_url) if args.ledger_url else Ledger.from_config()
     taken = census.take(ledger, args.rse, rucio=not args.ledger_only)
-    print(json.dumps(status.as_json(taken), indent=2) if args.json else status.render(taken))
+    print(json.dumps(status.as_json(taken), indent=2) if args.json else status.render(taken, _timing()))
     return 0
+
+
+def _timing() -> Any:
+    """The settings that say until when a file waits; None where rucio.cfg does not hold them."""
+    from rucio_magic_ext.carrier.preflight import ConfigError
+    from rucio_magic_ext.release.config import load_config as carrier_config
+    from rucio_magic_ext.scanner.config import load_config as scanner_config
+    from rucio_magic_ext.status import Timing
+
+    try:
+        scanner, carrier = scanner_config(), carrier_config()
+    except ConfigError:
+        return None
+    return Timing(scanner.settle, scanner.carrier.max_age, scanner.carrier.max_files, carrier.dwell)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         "rucio.cfg is complete for one host: Rucio's REST server, its daemons and the project's.",
     )
     examples.add_argument("directory", type=Path, metavar="DIR")
-    examples.add_argument("--database", default="postgresql://rucio@127.0.0.1/rucio", help="SQLAlchemy URL of Rucio's "
-                          "database (default: %(default)s)")  # fmt: skip
+    examples.add_argument("--database", default="postgresql+psycopg://rucio:rucio@127.0.0.1/rucio",
+                          help="SQLAlchemy URL of Rucio's database (default: %(default)s)")  # fmt: skip
     examples.add_argument("--host", default="127.0.0.1", help="the REST server's host (default: %(default)s)")
     examples.add_argument("--port", type=int, default=8080, help="the REST server's port (default: %(default)s)")
     examples.add_argument("--root-identity", default="ddmlab", help="root's userpass login (default: %(default)s)")

@@ -306,6 +306,8 @@ def write_examples(directory: Path, values: Mapping[str, str], trial: bool = Fal
         **values,
     }
     source = importlib.resources.files("rucio_magic_ext") / "examples"
+    for folder in ("log", "transfers"):  # rucio.cfg's [common] logdir and [conveyor] magic_transfer_dir
+        (directory / folder).mkdir(parents=True, exist_ok=True)
     written = []
     for name in EXAMPLES:
         target = directory / name

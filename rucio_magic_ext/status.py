@@ -8,27 +8,44 @@ lists no storage itself, so the screen stays quick and shows what the gauges sho
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from tabulate import tabulate
 
-from rucio_magic_ext.census import Audit, Census
+from rucio_magic_ext.census import Audit, Census, Waiting
 from rucio_magic_ext.ledger.states import FileState
 
+NO_NIGHT = "no night"  # files whose name gives none: names that are not MAGIC's (REJECTED)
+PATH_WIDTH = 60  # a path or name longer than this is shortened in the tables; --json keeps it whole
 
-def render(census: Census) -> str:
+
+@dataclass(frozen=True)
+class Timing:
+    """The settings that say until when a file waits (the scanner's and the carrier's sections of rucio.cfg)."""
+
+    settle: timedelta
+    carrier_age: timedelta
+    carrier_files: int
+    dwell: timedelta
+
+
+def render(census: Census, timing: Timing | None = None) -> str:
     lines = [f"MAGIC flow at {census.taken_at:%Y-%m-%d %H:%M:%S} UTC", ""]
     if not census.rses:
         lines.append("the ledger knows no file yet")
     for rse in census.rses:
         lines += _source(census, rse)
+        lines += _waiting([w for w in census.waiting if w.rse == rse], timing)
     lines += _troubles(census)
     if census.rules or census.replicas:
         lines += _rucio(census)
     lines += ["", f"recent errors ({len(census.errors)} in the last 24 h, newest first)"]
-    rows = [(f"{e.at:%m-%d %H:%M:%S}", e.rse, e.path, e.state, e.actor, _short(e.detail)) for e in census.errors]
+    rows = [
+        (f"{e.at:%m-%d %H:%M:%S}", e.rse, _short(e.path, PATH_WIDTH), e.state, e.actor, _short(e.detail))
+        for e in census.errors
+    ]
     lines.append(_indent(tabulate(rows, tablefmt="plain")) if rows else "  none")
     return "\n".join(lines)
 
@@ -49,15 +66,54 @@ def _source(census: Census, rse: str) -> list[str]:
         night_age = census.oldest_age(rse, night)
         rows.append(
             [
-                str(night or "-"),
+                str(night or NO_NIGHT),
                 census.count(rse, night).files,
                 *(census.count(rse, night, [state]).files or "" for state in states),
                 _size(census.at_risk(rse, night).bytes),
                 _age(night_age) if night_age is not None else "",
             ]
         )
+    if len(rows) > 1:
+        total = census.count(rse)
+        rows.append(
+            [
+                "total",
+                total.files,
+                *(census.count(rse, states=[state]).files or "" for state in states),
+                _size(census.at_risk(rse).bytes),
+                _age(age) if age is not None else "",
+            ]
+        )
     lines.append(_indent(tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True)))
     return lines
+
+
+def _waiting(waits: list[Waiting], timing: Timing | None) -> list[str]:
+    """What each file not yet deleted waits on, and until when (the settings' times from ``timing``)."""
+    if not waits:
+        return []
+    rows = [(w.files, _short(w.carrier, 40) or "", _what(w, timing)) for w in waits]
+    return ["  waiting for", _indent(tabulate(rows, headers=["files", "carrier", "what, until when"]), 4)]
+
+
+def _what(wait: Waiting, timing: Timing | None) -> str:
+    def until(delay: timedelta) -> str:
+        return f" until {wait.since + delay:%m-%d %H:%M:%S}" if timing and wait.since else ""
+
+    if wait.detail and wait.kind in ("copies", "dwell", "carrier"):
+        return _short(f"held: {wait.detail}")
+    if wait.kind == "settling":
+        return "settling: size and mtime unchanged" + (until(timing.settle) if timing else "")
+    if wait.kind == "scanner":
+        return "the scanner's next cycle (checksum, register)"
+    if wait.kind == "carrier":
+        full = f" or at {timing.carrier_files} files" if timing else ""
+        return "its carrier to close" + (f", at{until(timing.carrier_age)[6:]}" if timing else "") + full
+    if wait.kind == "copies":
+        return "its copies: the policy's rules to be OK, each copy read back (rucio-magic audit names a rule gone)"
+    if wait.kind == "dwell":
+        return "the dwell time" + (until(timing.dwell) if timing else "") + ", then the release"
+    return "the reaper to delete the released source copy"
 
 
 def _audit(census: Census, audit: Audit | None) -> str:
@@ -88,7 +144,8 @@ def _troubles(census: Census) -> list[str]:
     if census.folders:
         lines += ["", f"folders that fail to list ({len(census.folders)}): their files are not known yet"]
         rows = [
-            (f.rse, f.path, f.attempts, f"{f.since:%m-%d %H:%M:%S}", _when(f.retry_after), _short(f.error))
+            (f.rse, _short(f.path, PATH_WIDTH), f.attempts, f"{f.since:%m-%d %H:%M:%S}", _when(f.retry_after),
+             _short(f.error))
             for f in census.folders
         ]
         lines.append(_indent(tabulate(rows, headers=["rse", "folder", "tries", "since", "next", "why"])))
@@ -96,7 +153,8 @@ def _troubles(census: Census) -> list[str]:
         held = sum(census.held.values())
         lines += ["", f"files held or set aside ({held} waiting on a retry; newest {len(census.troubles)} shown)"]
         rows = [
-            (t.rse, t.path, t.state, t.attempts, f"{t.since:%m-%d %H:%M:%S}", _when(t.retry_after), _short(t.error))
+            (t.rse, _short(t.path, PATH_WIDTH), t.state, t.attempts, f"{t.since:%m-%d %H:%M:%S}",
+             _when(t.retry_after), _short(t.error))
             for t in census.troubles
         ]
         lines.append(_indent(tabulate(rows, headers=["rse", "path", "state", "tries", "since", "next", "why"])))
@@ -144,7 +202,7 @@ def as_json(census: Census) -> dict[str, Any]:
             }
             nights.append(
                 {
-                    "night": night_key(night),
+                    "night": night_key(night),  # null: files whose name gives no night (not MAGIC's)
                     "states": states,
                     "waiting_bytes": census.at_risk(rse, night).bytes,
                     "oldest_unsafe": _iso(census.oldest(rse, night)),
@@ -159,6 +217,7 @@ def as_json(census: Census) -> dict[str, Any]:
                 "oldest_unsafe_age_seconds": _seconds(census.oldest_age(rse)),
                 "carriers": {state.value: n for (r, state), n in sorted(census.carriers.items()) if r == rse},
                 "audit": _plain(audit) if (audit := census.audits.get(rse)) else None,
+                "waiting": [_plain(w) for w in census.waiting if w.rse == rse],
                 "nights": nights,
             }
         )
@@ -209,8 +268,12 @@ def _seconds(age: timedelta | None) -> float | None:
 
 
 def _short(text: str, width: int = 90) -> str:
+    """One line of at most ``width`` characters; a long one keeps its start and its end (a name's tail says much)."""
     text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    if len(text) <= width:
+        return text
+    head = (width - 1) * 2 // 3
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
 def _indent(text: str, by: int = 2) -> str:
