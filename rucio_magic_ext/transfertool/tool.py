@@ -9,6 +9,7 @@ For a site (or a test stack) without FTS: the conveyor submitter hands the trans
 from __future__ import annotations
 
 import configparser
+import contextlib
 import datetime
 import logging
 import os
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -132,10 +134,8 @@ def copier_config(job_dir: Path) -> Path | None:
 
 
 def spawn_copier(job_dir: Path) -> int:
-    """Start the copier for a job in its own session, so it outlives the submitter; returns its pid."""
-    for child in list(_children):  # reap the copiers this process started earlier
-        if child.poll() is not None:
-            _children.remove(child)
+    """Start the copier for a job in its own session, so it outlives the submitter; returns its pid. A thread
+    waits on it, so a finished copier is reaped at once rather than left a zombie until the next copy."""
     package_root = str(Path(rucio_magic_ext.__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -154,7 +154,14 @@ def spawn_copier(job_dir: Path) -> int:
             start_new_session=True,
         )
     _children.append(child)
+    threading.Thread(target=_reap, args=(child,), name=f"reap-copier-{child.pid}", daemon=True).start()
     return child.pid
+
+
+def _reap(child: subprocess.Popen) -> None:
+    child.wait()
+    with contextlib.suppress(ValueError):
+        _children.remove(child)
 
 
 class MagicCopyTransfertool(Transfertool):
