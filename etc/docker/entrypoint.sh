@@ -6,7 +6,9 @@
 #    put the user certificate where rucio.cfg expects it, and make an X.509 proxy for the XRootD client.
 # 2. rucio.cfg: when RUCIO_OVERRIDE_CONFIGS is set, /opt/rucio/etc/rucio.cfg is written afresh from the
 #    image's default configuration, those files and the RUCIO_CFG_* variables (Rucio's merge_rucio_configs.py).
-# 3. Then the given command, or without one the base image's own entrypoint (httpd for rucio-server,
+# 3. RUCIO_MAGIC_WAIT_FOR: space-separated host:port addresses to wait for (TCP) before going on, at most
+#    RUCIO_MAGIC_WAIT_SECONDS (default 300), e.g. the database, so that a daemon started with it does not fail.
+# 4. Then the given command, or without one the base image's own entrypoint (httpd for rucio-server,
 #    the daemon named by RUCIO_DAEMON for rucio-daemons).
 set -e
 
@@ -23,7 +25,9 @@ if [ -f "$CERTS/rucio_ca.pem" ]; then
     fi
     cp "$CERTS/rucio_ca.pem" "$GRID/$ca_hash.0"
     cp "$CERTS/rucio_ca.pem" /etc/pki/ca-trust/source/anchors/rucio_ca.pem
-    update-ca-trust extract || echo "rucio-magic-entrypoint: update-ca-trust failed" >&2
+    if command -v update-ca-trust >/dev/null 2>&1; then
+        update-ca-trust extract || echo "rucio-magic-entrypoint: update-ca-trust failed" >&2
+    fi
 
     install -m 0644 "$CERTS/ruciouser.pem" /opt/rucio/etc/usercert.pem
     install -m 0400 "$CERTS/ruciouser.key.pem" /opt/rucio/etc/userkey.pem
@@ -57,6 +61,23 @@ if [ -n "$RUCIO_OVERRIDE_CONFIGS" ]; then
     # shellcheck disable=SC2086  # several files may be given, separated by spaces
     python3 /usr/local/rucio/tools/merge_rucio_configs.py --use-env \
         -s $defaults $RUCIO_OVERRIDE_CONFIGS -d /opt/rucio/etc/rucio.cfg
+fi
+
+if [ -n "${RUCIO_MAGIC_WAIT_FOR:-}" ]; then
+    python3 - ${RUCIO_MAGIC_WAIT_FOR} <<'WAIT'
+import os, socket, sys, time
+deadline = time.monotonic() + float(os.environ.get("RUCIO_MAGIC_WAIT_SECONDS", "300"))
+for address in sys.argv[1:]:
+    host, _, port = address.rpartition(":")
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=3).close()
+            break
+        except OSError as error:
+            if time.monotonic() > deadline:
+                sys.exit(f"rucio-magic-entrypoint: {address} does not answer: {error}")
+            time.sleep(1)
+WAIT
 fi
 
 if [ "$#" -gt 0 ]; then

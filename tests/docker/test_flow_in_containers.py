@@ -1,9 +1,11 @@
-"""The MAGIC flow on Rucio's dev containers: XRootD storages, FTS3 transfers, the stock and the project's daemons.
+"""The MAGIC flow in containers: XRootD storages, the REST server under httpd, the stock and the project's daemons.
 
 A synthetic night is written into the ORM-ONSITE storage container (xrd1); the scanner registers and
-protects it, FTS3 copies it to PIC-DISK (xrd2), the carrier releases the source rules once the copies are
-verified and the reaper deletes the files at the observatory. The tests check the end state in Rucio and
-on both storages, checksums included. Skipped when no Docker engine answers (see conftest.py).
+protects it, the magic transfer tool copies it to PIC-DISK (xrd2) by third-party copy from the daemons'
+containers, the carrier releases the source rules once the copies are verified and the reaper deletes the
+files at the observatory. Mid-night the scanner's container is killed and started again and the REST server
+restarted. The tests check the end state in Rucio and on both storages, by the storages' own adler32.
+Skipped with the reason when no container engine answers (see conftest.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 if TYPE_CHECKING:
-    from tests.docker.conftest import Compose
+    from tests.docker.conftest import Stack
 
 pytestmark = pytest.mark.docker
 
@@ -32,11 +34,12 @@ FLOW_TIMEOUT = float(os.environ.get("RUCIO_MAGIC_FLOW_TIMEOUT", "1800"))
 NIGHT = "2020-01-04"
 ORM_ROOT = "/rucio/orm-onsite"
 PIC_ROOT = "/rucio/pic-disk"
-POLL_SECONDS = 15
-WATCHED_DAEMONS = ("magic-scanner", "magic-carrier", "judge-evaluator", "conveyor-submitter", "conveyor-poller",
-                   "conveyor-finisher", "judge-cleaner", "reaper")
+POLL_SECONDS = 5
+WATCHED_DAEMONS = ("magic-scanner", "magic-carrier", "judge-evaluator", "magic-conveyor-submitter",
+                   "magic-conveyor-poller", "conveyor-finisher", "reaper")
+RESTART_TIMEOUT = 180
 
-# Runs in the client container (Python 3.9): Rucio's replicas of the given file names, as JSON.
+# Runs in the client container: Rucio's replicas of the given file names, as JSON, through the REST server.
 REPLICAS_SCRIPT = """
 import json, sys
 from rucio.client import Client
@@ -59,6 +62,18 @@ for name in json.load(sys.stdin):
     report[name] = {"scope": scope, "bytes": replica.get("bytes"), "adler32": replica.get("adler32"),
                     "states": replica.get("states") or {}, "pfns": replica.get("rses") or {}}
 print(json.dumps(report))
+"""
+
+# Runs in the client container: the PFN that the REST server computes at PIC-DISK for a MAGIC file. PIC-DISK's
+# lfn2pfn_algorithm is the policy package's `magic`: only a server that loaded the package answers it.
+LFN2PFN_SCRIPT = """
+import json, sys
+from rucio.client import Client
+from rucio_magic_ext.layout import scope_of_name
+
+name = json.load(sys.stdin)
+did = f"{scope_of_name(name)}:{name}"
+print(json.dumps(Client().lfns2pfns("PIC-DISK", [did], operation="read", scheme="root")[did]))
 """
 
 
@@ -100,21 +115,30 @@ def _storage_path(pfn: str) -> str:
     return "/" + urlsplit(pfn).path.lstrip("/")
 
 
-def _replicas(stack: Compose, names: list[str]) -> dict[str, Any]:
+def _replicas(stack: Stack, names: list[str]) -> dict[str, Any]:
     report = stack.python_json("client", REPLICAS_SCRIPT, names)
     assert isinstance(report, dict)
     return report
 
 
-def test_server_is_rucio_41_with_the_magic_policy_package(stack: Compose) -> None:
+def test_server_is_rucio_41_under_httpd_with_the_magic_policy_package(stack: Stack, night: Night) -> None:
+    from rucio_magic_ext.layout import path as magic_path
+    from rucio_magic_ext.naming import parse
+
     pinged = stack.exec("rucio", "curl", "-fsS", "http://localhost/ping").stdout
     assert json.loads(pinged)["version"].startswith("41."), pinged
+    processes = stack.exec("rucio", "ps", "-eo", "comm").stdout.split()
+    assert "apache2" in processes, processes
     policy = stack.python_json("rucio", "import json; from rucio.common.config import config_get; "
                                         "print(json.dumps(config_get('policy', 'package')))")
     assert policy == "rucio_magic_ext.policy"
+    name = sorted(night.files)[0]
+    pfn = stack.python_json("client", LFN2PFN_SCRIPT, name)
+    assert isinstance(pfn, str)
+    assert _storage_path(pfn) == f"{PIC_ROOT}/{magic_path(parse(name))}", pfn
 
 
-def test_site_bootstrap_is_in_place_and_idempotent(stack: Compose) -> None:
+def test_site_bootstrap_is_in_place_and_idempotent(stack: Stack) -> None:
     # init.sh bootstrapped the site at start-up; the same description again changes nothing.
     result = stack.exec("client", "rucio-magic", "bootstrap", "--site", "/etc/rucio-magic/site.cfg")
     assert "nothing changed" in result.stdout, result.stdout + result.stderr
@@ -122,25 +146,53 @@ def test_site_bootstrap_is_in_place_and_idempotent(stack: Compose) -> None:
     assert "ORM-ONSITE" in rses and "PIC-DISK" in rses, rses
 
 
-def test_night_is_replicated_to_pic_and_deleted_at_orm(stack: Compose, night: Night) -> None:
+def _started_at(stack: Stack, service: str) -> str:
+    return stack.podman("inspect", "--format", "{{.State.StartedAt}}", stack.container(service)).stdout.strip()
+
+
+def _kill_and_start(stack: Stack, service: str) -> None:
+    """SIGKILL the service's container, as a crash would, and see it run again (its restart policy, or a start)."""
+    before = _started_at(stack, service)
+    stack.podman("kill", "--signal", "KILL", stack.container(service))
+    deadline = time.monotonic() + RESTART_TIMEOUT
+    while _started_at(stack, service) == before or stack.states()[service][0] != "running":
+        if stack.states()[service][0] == "exited":
+            stack.podman("start", stack.container(service))
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{service} did not run again within {RESTART_TIMEOUT} s")
+        time.sleep(1)
+
+
+def test_night_is_replicated_to_pic_and_deleted_at_orm(stack: Stack, night: Night) -> None:
     from rucio_magic_ext.layout import path as magic_path
     from rucio_magic_ext.naming import parse
 
     # The telescopes write the night into the observatory storage (as the xrootd user, like the server).
-    stack.exec("xrd1", "install", "-d", "-o", "xrootd", "-g", "xrootd", ORM_ROOT)
-    stack.run("cp", f"{night.root}/.", f"xrd1:{ORM_ROOT}/")
+    stack.podman("cp", f"{night.root}/.", f"{stack.container('xrd1')}:{ORM_ROOT}/")
     stack.exec("xrd1", "chown", "-R", "xrootd:xrootd", ORM_ROOT)
 
     names = sorted(night.files)
     deadline = time.monotonic() + FLOW_TIMEOUT
     report: dict[str, Any] = {}
+    scanner_killed = server_restarted = False
     while True:
         report = _replicas(stack, names)
         expected = {name for name, entry in report.items() if entry is not None}
+        known = {name for name in expected if report[name]["states"]}
         done = {name for name in expected
                 if report[name]["states"].get("PIC-DISK") == "AVAILABLE" and "ORM-ONSITE" not in report[name]["states"]}
         if expected and done == expected:
             break
+        # Mid-night: the scanner dies once it has registered part of the night, then the REST server restarts
+        # once copies have begun; the night goes on from where each left it.
+        if known and not scanner_killed:
+            _kill_and_start(stack, "magic-scanner")
+            scanner_killed = True
+        elif scanner_killed and not server_restarted and any(
+                report[name]["states"].get("PIC-DISK") for name in known):
+            stack.podman("restart", stack.container("rucio"))
+            stack.wait_ping(RESTART_TIMEOUT)
+            server_restarted = True
         if time.monotonic() > deadline:
             registered = sum(1 for name in expected if report[name]["states"])
             at_pic = sum(1 for name in expected if report[name]["states"].get("PIC-DISK") == "AVAILABLE")
@@ -151,6 +203,7 @@ def test_night_is_replicated_to_pic_and_deleted_at_orm(stack: Compose, night: Ni
         time.sleep(POLL_SECONDS)
 
     assert expected == set(names), f"not MAGIC names: {sorted(set(names) - expected)}"
+    assert scanner_killed and server_restarted, "the night ended before the scanner was killed or the server restarted"
 
     # Rucio recorded the bytes and checksums that were written.
     for name in expected:
