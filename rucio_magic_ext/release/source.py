@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rucio_magic_ext import rucio_db
+from rucio_magic_ext.checksum import ADLER32
 from rucio_magic_ext.common import DID
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.release.verify import SourceReading
@@ -25,13 +26,8 @@ from rucio_magic_ext.storage import Storage, storage_for_pfn
 def adler32_of(storage: Storage, pfn: str) -> tuple[str, str]:
     """A file's adler32 and how it was proven: answered by the storage's server (no byte read here) where it
     computes one, else computed here over the bytes read back."""
-    detail = getattr(storage, "checksum_detail", None)
-    if detail is None:
-        return storage.checksum(pfn, ("adler32",))["adler32"], "read back here"
-    proven = detail(pfn, ("adler32",))
-    if proven.storage_side:
-        return proven.values["adler32"], f"by the {storage.scheme}:// server"
-    return proven.values["adler32"], f"read back here, {proven.bytes_read} bytes"
+    proven = storage.checksum_detail(pfn, (ADLER32,))
+    return proven.values[ADLER32], proven.how(ADLER32)
 
 
 def read_sources(rse: str, rows: Sequence[LedgerFile]) -> dict[DID, SourceReading]:

@@ -7,6 +7,7 @@ from rucio_magic_ext.storage.base import (
     Folder,
     OutsideRoot,
     ProvenChecksums,
+    Refused,
     Storage,
     StorageUnavailable,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "Folder",
     "OutsideRoot",
     "ProvenChecksums",
+    "Refused",
     "Storage",
     "StorageUnavailable",
     "get_storage",

@@ -1,9 +1,12 @@
 """What the scanner and the transfer tool need from a storage, whatever its protocol.
 
-One implementation per URL scheme (posix first; root:// and davs:// later). The interface is
-deliberately close to fsspec's (`find`/`info`/`checksum`/`open`/`copy`/`mv`/`rm`), so an
-fsspec-backed implementation (fsspec-xrootd for root://, an HTTP one for davs://) can be a thin
-adapter. Locations are given either as the storage's URL (a Rucio PFN) or as its native path.
+One implementation per URL scheme: posix (`file`), `root` (XRootD) and `davs` (WebDAV). As fsspec writes walk
+and find once over a backend's `ls`, `Storage` holds what every storage does the same way: the folder walks
+(`list`, `folders`, `files` over one folder's listing), the checksum with its proof (`checksum_detail`: what
+the storage keeps, the rest streamed here), the streamed copy with its checks and its clean-up. A backend
+supplies the primitives: a folder's listing, a stat, the checksums it keeps, a stream to read, a new file
+to write, rename and remove. Locations are given either as the storage's URL (a Rucio PFN) or as its
+native path.
 
 A storage may be given a root, the prefix of the RSE protocol it serves (as a URL or a native path). Every
 location then goes through ``path_of``, which normalises it and raises :class:`OutsideRoot` unless it is
@@ -14,13 +17,16 @@ read or written. Without a root (scanner, carrier, tests) locations are only nor
 from __future__ import annotations
 
 import errno
+import io
+import logging
 import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
-from rucio_magic_ext.checksum import ADLER32
+from rucio_magic_ext.checksum import ADLER32, StreamingChecksum, read_blocks, read_file_blocks, wanted_algorithms
+from rucio_magic_ext.common import LoggerFunction
 
 #: Called with the number of bytes copied so far; may raise to abort the copy.
 ProgressCallback = Callable[[int], None]
@@ -83,6 +89,13 @@ class Folder:
 
 
 @dataclass(frozen=True)
+class Refused(Entry):
+    """An entry of a folder that is not taken, listed so that the one who watches can say why."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class CopyResult:
     """Size and checksums of the bytes read from the source during a copy, and how the bytes travelled."""
 
@@ -123,11 +136,41 @@ class ProvenChecksums:
     bytes_read: int = 0
     #: What the storage answered when it did not give an algorithm asked for (for the logs).
     notes: tuple[str, ...] = field(default=())
+    #: The URL scheme of the storage that answered, to name its server.
+    scheme: str = ""
 
     @property
     def storage_side(self) -> bool:
         """True when no byte of the file was read here."""
         return not self.streamed
+
+    def how(self, algorithm: str) -> str:
+        """How one value was proven, as logs and ledger events say it."""
+        if algorithm in self.by_storage:
+            return f"by the {self.scheme}:// server"
+        return f"computed here from {self.bytes_read} bytes"
+
+    def ways(self) -> str:
+        """How every value was proven: ``adler32 by the root:// server, md5 computed here from 1024 bytes``."""
+        return ", ".join(f"{name} {self.how(name)}" for name in sorted(self.values))
+
+
+def copied_blocks(
+    reader: BinaryIO, digest: StreamingChecksum, progress: ProgressCallback | None
+) -> Iterator[memoryview]:
+    """The reader's blocks for a copy to write; each one written is then counted in `digest` and reported."""
+    for block in read_blocks(reader):
+        yield block
+        digest.update(block)
+        if progress is not None:
+            progress(digest.size)
+
+
+def stream_size(reader: BinaryIO) -> int:
+    """The size of what an open stream reads, the stream left at its start."""
+    size = reader.seek(0, io.SEEK_END)
+    reader.seek(0)
+    return size
 
 
 class Storage(ABC):
@@ -138,13 +181,14 @@ class Storage(ABC):
 
     #: URL scheme served, as in Rucio protocol definitions ('file', 'root', 'davs').
     scheme: ClassVar[str]
-    #: True when checksum() is computed by the storage itself, without streaming the bytes here.
+    #: True when the storage computes checksums itself, without streaming the bytes here.
     storage_side_checksum: ClassVar[bool] = False
     #: Native path that every location must be at or under; None: not confined.
     root: str | None = None
 
-    def __init__(self, root: str | None = None) -> None:
+    def __init__(self, root: str | None = None, logger: LoggerFunction = logging.log) -> None:
         """`root`: the RSE protocol's prefix, as a URL of this scheme or a native path; None: not confined."""
+        self.logger = logger
         if root is not None:
             native = self.native_path(root)
             if ".." in native.split("/") or not native.startswith("/"):
@@ -155,35 +199,153 @@ class Storage(ABC):
         """Native path of a URL (or of a path already native), normalised; OutsideRoot if it leaves the root."""
         return confine(self.native_path(location), self.root, location)
 
+    def _locate(self, location: str) -> tuple[Any, str]:
+        """Where a location is (its server; None on a local file system) and its confined native path."""
+        return None, self.path_of(location)
+
+    # -- what a backend supplies ----------------------------------------------------------------------------
+
     @abstractmethod
     def native_path(self, location: str) -> str:
         """The path a URL names on this storage (a native path as it is), not yet normalised nor confined."""
 
     @abstractmethod
-    def list(self, prefix: str) -> Iterator[Entry]:
-        """Every file under `prefix`, recursively, produced lazily (no full listing in memory)."""
+    def _listing(self, where: Any, folder: str, files: bool = True) -> tuple[list[Entry], list[Folder]]:
+        """The files (a Refused for an entry not taken) and the folders directly in `folder` (a confined native
+        path on `where`), each in path order; FileNotFoundError when it is gone. Without `files`, the files
+        may be left out (only the folders are wanted)."""
 
     @abstractmethod
-    def folders(self, prefix: str) -> Iterator[Folder]:
-        """Every directory under `prefix` (itself included), recursively, lazily, without listing files."""
-
-    @abstractmethod
-    def files(self, folder: str) -> list[Entry]:
-        """The files directly in `folder` (not below it); empty when the folder is gone."""
+    def _folder(self, where: Any, path: str) -> Folder:
+        """A folder (a confined native path on `where`) with its mtime; FileNotFoundError when it is gone."""
 
     @abstractmethod
     def stat(self, location: str) -> Entry:
         """Size and modification time of one file."""
 
-    @abstractmethod
-    def checksum(self, location: str, algorithms: Iterable[str] = (ADLER32,)) -> dict[str, str]:
-        """Checksums in Rucio's format, keyed by algorithm name."""
+    def _stored_checksums(self, location: str, algorithms: tuple[str, ...]) -> tuple[dict[str, str], tuple[str, ...]]:
+        """The checksums the storage computes itself, of those asked, and what it said of the others."""
+        return {}, ()
 
     @abstractmethod
     def open_read(self, location: str) -> BinaryIO:
-        """A binary stream of the file's bytes, supporting `readinto`."""
+        """A binary stream of the file's bytes, supporting `readinto` and `seek`."""
 
     @abstractmethod
+    def _write(self, reader: BinaryIO, destination: str, digest: StreamingChecksum,
+               progress: ProgressCallback | None) -> None:
+        """Write the reader's bytes (`copied_blocks`) into a new file `destination`, its folders made, durably;
+        FileExistsError, before anything is written, when the name is taken."""
+
+    @abstractmethod
+    def rename(self, source: str, destination: str) -> None:
+        """Atomically give `source` the name `destination`, replacing it if it exists."""
+
+    @abstractmethod
+    def remove(self, location: str) -> bool:
+        """Delete one file; False when it was already absent."""
+
+    # -- the walks ------------------------------------------------------------------------------------------
+
+    def list(self, prefix: str) -> Iterator[Entry]:
+        """Every file under `prefix`, recursively, produced lazily (no full listing in memory); an entry refused
+        (see Refused) is no file, a folder that cannot be read is logged and passed over."""
+        where, top = self._locate(prefix)
+        pending = [top]
+        while pending:
+            directory = pending.pop()
+            try:
+                files, folders = self._listing(where, directory)
+            except FileNotFoundError:
+                if directory == top:
+                    raise
+                continue  # removed while the tree was being walked
+            except PermissionError as error:
+                self.logger(logging.WARNING, "Cannot list %s: %s", directory, error)
+                continue
+            yield from (entry for entry in files if not isinstance(entry, Refused))
+            pending.extend(folder.path for folder in reversed(folders))
+
+    def folders(self, prefix: str) -> Iterator[Folder]:
+        """Every folder under `prefix` (itself included), recursively, lazily, without listing files.
+
+        A folder's mtime is read before it is listed, so a name created in between shows as a change later.
+        One whose subfolders cannot be read is still given (listing its files then fails where the caller can
+        record it); one that cannot even be stat'ed comes with a NaN mtime, which equals no mtime a ledger
+        keeps, so that it is looked at (and its error met) every time. A storage that does not answer is raised.
+        """
+        where, top = self._locate(prefix)
+        try:
+            pending = [self._folder(where, top)]
+        except FileNotFoundError:
+            return
+        while pending:
+            folder = pending.pop()
+            try:
+                subfolders = self._listing(where, folder.path, files=False)[1]
+            except FileNotFoundError:
+                continue  # removed while the tree was being walked
+            except StorageUnavailable:
+                raise
+            except OSError as error:
+                self.logger(logging.WARNING, "Cannot list %s: %s", folder.path, error)
+                subfolders = []
+            yield folder
+            pending.extend(reversed(subfolders))
+
+    def files(self, folder: str) -> list[Entry]:
+        """The files directly in `folder` (not below it), a Refused for each entry not taken and why; empty when
+        the folder is gone."""
+        where, path = self._locate(folder)
+        try:
+            return self._listing(where, path)[0]
+        except FileNotFoundError:
+            return []
+
+    # -- checksums ------------------------------------------------------------------------------------------
+
+    def checksum(self, location: str, algorithms: Iterable[str] = (ADLER32,)) -> dict[str, str]:
+        """Checksums in Rucio's format, keyed by algorithm name."""
+        return self.checksum_detail(location, algorithms).values
+
+    def checksum_detail(
+        self, location: str, algorithms: Iterable[str] = (ADLER32,), stream: bool = True
+    ) -> ProvenChecksums:
+        """Checksums, and whether the storage computed each (no byte read here) or they were streamed.
+
+        The storage is asked first; an algorithm it does not answer is computed here over the file's bytes, in
+        one pass for all of them, unless `stream` is False (then it is left out).
+        """
+        wanted = wanted_algorithms(algorithms)
+        values, notes = self._stored_checksums(location, wanted)
+        by_storage = frozenset(values)
+        remaining = [name for name in wanted if name not in values]
+        if not remaining or not stream:
+            return ProvenChecksums(values, by_storage, notes=notes, scheme=self.scheme)
+        if notes:
+            self.logger(logging.DEBUG, "Streaming %s for %s: %s", remaining, location, "; ".join(notes))
+        digest = StreamingChecksum(remaining)
+        with self.open_read(location) as reader:
+            for block in read_file_blocks(reader, stream_size(reader)):
+                digest.update(block)
+        values.update(digest.hexdigests())
+        return ProvenChecksums({name: values[name] for name in wanted}, by_storage, frozenset(remaining),
+                               digest.size, notes, self.scheme)
+
+    def _verify(self, location: str, expected: dict[str, str], what: str, size: int | None = None,
+                stream: bool = True) -> None:
+        """Raise ChecksumMismatch (or OSError on a size mismatch) unless the file holds these bytes; without
+        `stream` only the checksums the storage keeps are compared, and no byte is read here."""
+        if size is not None:
+            found = self.stat(location).size
+            if found != size:
+                raise OSError(errno.EIO, f"{what} size mismatch: {found} != {size} bytes", self.path_of(location))
+        found = self.checksum_detail(location, tuple(expected), stream=stream).values
+        if any(found[name] != expected[name] for name in found):
+            raise ChecksumMismatch(self.path_of(location), {name: expected[name] for name in found}, found, what)
+
+    # -- copies ---------------------------------------------------------------------------------------------
+
     def copy(
         self,
         source: str,
@@ -195,25 +357,42 @@ class Storage(ABC):
         """Copy `source` to a new file `destination` (which must not exist), durably.
 
         Both locations are on storages of this scheme: `source` on `source_storage` (confined to its own
-        root), this storage when None. On any failure the partial destination is removed before the
-        error propagates.
+        root), this storage when None. On any failure the partial destination is removed before the error
+        propagates; a FileExistsError leaves the file found there, someone else's, as it is.
         """
+        if self._exists(destination):
+            raise FileExistsError(errno.EEXIST, "the copy's destination exists", self.path_of(destination))
+        try:
+            return self._copy(source_storage or self, source, destination, wanted_algorithms(algorithms), progress)
+        except FileExistsError:
+            raise
+        except BaseException:
+            self._remove_quietly(destination)
+            raise
 
-    @abstractmethod
-    def rename(self, source: str, destination: str) -> None:
-        """Atomically give `source` the name `destination`, replacing it if it exists."""
+    def _copy(self, origin: Storage, source: str, destination: str, wanted: tuple[str, ...],
+              progress: ProgressCallback | None) -> CopyResult:
+        """Stream the bytes through here, then hold them against every checksum kept at no cost: the source's
+        catches bytes that rotted after they were checksummed, the destination's bytes that did not arrive.
+        A destination that computes its own is asked for them (its server reads the copy); any other is
+        only stat'ed, its bytes read back by whoever proves the copy."""
+        digest = StreamingChecksum(wanted)
+        with origin.open_read(source) as reader:
+            self._write(reader, destination, digest, progress)
+        streamed = digest.hexdigests()
+        origin._verify(source, streamed, "SOURCE (stored checksum against the bytes read)", stream=False)
+        self._verify(destination, streamed, "DESTINATION (streamed copy)", digest.size, self.storage_side_checksum)
+        return CopyResult(digest.size, streamed)
 
-    @abstractmethod
-    def remove(self, location: str) -> bool:
-        """Delete one file; False when it was already absent."""
+    def _exists(self, location: str) -> bool:
+        try:
+            self.stat(location)
+        except FileNotFoundError:
+            return False
+        return True
 
-
-def check_source(origin: Storage, source: str, wanted: tuple[str, ...], streamed: dict[str, str]) -> None:
-    """Compare the bytes read with the checksum the source's storage keeps (when it keeps one, at no cost):
-    a mismatch means the source changed or rotted after it was checksummed."""
-    detail = getattr(origin, "checksum_detail", None)
-    if detail is None or not origin.storage_side_checksum:
-        return
-    stored = detail(source, wanted, stream=False).values
-    if any(stored[name] != streamed[name] for name in stored):
-        raise ChecksumMismatch(source, stored, streamed, "SOURCE (stored checksum against the bytes read)")
+    def _remove_quietly(self, location: str) -> None:
+        try:
+            self.remove(location)
+        except Exception as error:  # the original failure matters more
+            self.logger(logging.WARNING, "Could not remove the partial copy %s: %s", location, error)

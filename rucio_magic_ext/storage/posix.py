@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import math
 import os
 import stat as stat_module
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-from rucio_magic_ext.checksum import ADLER32, StreamingChecksum, checksum_file, read_blocks
-from rucio_magic_ext.common import LoggerFunction
-from rucio_magic_ext.storage.base import CopyResult, Entry, Folder, ProgressCallback, Storage
+from rucio_magic_ext.checksum import StreamingChecksum
+from rucio_magic_ext.storage.base import Entry, Folder, ProgressCallback, Refused, Storage, copied_blocks
 
 KINDS = {
     stat_module.S_IFIFO: "a FIFO (named pipe)",
@@ -37,13 +33,6 @@ class NotARegularFile(OSError):
         self.what = what
 
 
-@dataclass(frozen=True)
-class Refused(Entry):
-    """An entry of a folder that is not taken, listed so that the one who watches can say why."""
-
-    reason: str = ""
-
-
 def kind_of(mode: int) -> str:
     return KINDS.get(stat_module.S_IFMT(mode), f"a file of type {stat_module.S_IFMT(mode):o}")
 
@@ -58,11 +47,6 @@ class PosixStorage(Storage):
     """
 
     scheme = "file"
-    storage_side_checksum = False
-
-    def __init__(self, logger: LoggerFunction = logging.log, root: str | None = None) -> None:
-        self.logger = logger
-        super().__init__(root)
 
     def native_path(self, location: str) -> str:
         if "://" in location:
@@ -77,83 +61,34 @@ class PosixStorage(Storage):
             raise ValueError(f"posix locations must be absolute: {location}")
         return location
 
-    def list(self, prefix: str) -> Iterator[Entry]:
-        root = self.path_of(prefix)
-        pending = [root]
-        while pending:
-            directory = pending.pop()
-            try:
-                with os.scandir(directory) as iterator:
-                    children = sorted(iterator, key=lambda child: child.name)
-            except FileNotFoundError:
-                if directory == root:
-                    raise
-                continue  # removed while the tree was being walked
-            except PermissionError as error:
-                self.logger(logging.WARNING, "Cannot list %s: %s", directory, error)
-                continue
-            subdirectories = []
-            for child in children:
+    def _listing(self, where: None, folder: str, files: bool = True) -> tuple[list[Entry], list[Folder]]:
+        """Regular files as :class:`Entry`, every other entry that is not a folder (FIFO, socket, device, a symlink
+        leading out of the root or nowhere) as :class:`Refused` with the reason; a link to a folder is neither.
+        Without `files`, no file is stat'ed."""
+        found: list[Entry] = []
+        folders: list[Folder] = []
+        with os.scandir(folder) as iterator:
+            for child in sorted(iterator, key=lambda child: child.name):
                 try:
                     if child.is_dir(follow_symlinks=False):
-                        subdirectories.append(child.path)
-                        continue
-                    info = child.stat()
-                except FileNotFoundError:
-                    continue  # removed, or a dangling link
-                if stat_module.S_ISREG(info.st_mode):
-                    yield Entry(child.path, info.st_size, info.st_mtime)
-            pending.extend(reversed(subdirectories))
-
-    def folders(self, prefix: str) -> Iterator[Folder]:
-        """Every folder below ``prefix``. One whose subfolders cannot be read is still given (listing its files
-        then fails where the caller can record it); one that cannot even be stat'ed comes with a NaN mtime,
-        which equals no mtime a ledger keeps, so that it is looked at (and its error met) every time."""
-        pending = [self.path_of(prefix)]
-        while pending:
-            directory = pending.pop()
-            try:
-                mtime = os.stat(directory).st_mtime
-            except FileNotFoundError:
-                continue  # removed while the tree was being walked
-            except OSError as error:
-                self.logger(logging.WARNING, "Cannot stat %s: %s", directory, error)
-                yield Folder(directory, math.nan)
-                continue
-            try:
-                with os.scandir(directory) as iterator:
-                    subdirectories = sorted(
-                        (child.path for child in iterator if child.is_dir(follow_symlinks=False)), reverse=True
-                    )
-            except FileNotFoundError:
-                continue  # removed while the tree was being walked
-            except OSError as error:
-                self.logger(logging.WARNING, "Cannot list %s: %s", directory, error)
-                subdirectories = []
-            yield Folder(directory, mtime)
-            pending.extend(subdirectories)
-
-    def files(self, folder: str) -> list[Entry]:
-        """Regular files of the folder as :class:`Entry`, and every other entry that is not a folder (FIFO,
-        socket, device, a symlink leading out of the root or nowhere) as :class:`Refused`, with the reason."""
-        found: list[Entry] = []
-        try:
-            with os.scandir(self.path_of(folder)) as iterator:
-                for child in iterator:
-                    try:
-                        entry = self._entry(child)
-                    except FileNotFoundError:
-                        continue  # removed meanwhile
-                    if entry is not None:
+                        folders.append(self._folder(where, child.path))
+                    elif files and (entry := self._entry(child)) is not None:
                         found.append(entry)
+                except FileNotFoundError:
+                    continue  # removed meanwhile
+        return found, folders
+
+    def _folder(self, where: None, path: str) -> Folder:
+        try:
+            return Folder(path, os.stat(path).st_mtime)
         except FileNotFoundError:
-            return []
-        return sorted(found, key=lambda entry: entry.path)
+            raise
+        except OSError as error:
+            self.logger(logging.WARNING, "Cannot stat %s: %s", path, error)
+            return Folder(path, math.nan)
 
     def _entry(self, child: os.DirEntry[str]) -> Entry | None:
         info = child.stat(follow_symlinks=False)
-        if stat_module.S_ISDIR(info.st_mode):
-            return None  # a folder: folders() walks it
         if stat_module.S_ISLNK(info.st_mode):
             target = os.path.realpath(child.path)
             why = self._link_refused(child.path, target)
@@ -193,10 +128,6 @@ class PosixStorage(Storage):
             raise NotARegularFile(path, kind_of(info.st_mode))
         return Entry(path, info.st_size, info.st_mtime)
 
-    def checksum(self, location: str, algorithms: Iterable[str] = (ADLER32,)) -> dict[str, str]:
-        self.stat(location)  # a FIFO or device is refused before it is opened
-        return checksum_file(self.path_of(location), algorithms)
-
     def open_read(self, location: str) -> BinaryIO:
         """The file's bytes; a FIFO, device or link out of the root is refused (O_NONBLOCK: opening never waits)."""
         path = self.path_of(location)
@@ -212,35 +143,18 @@ class PosixStorage(Storage):
             raise
         return open(fd, "rb", buffering=0, closefd=True)
 
-    def copy(
-        self,
-        source: str,
-        destination: str,
-        algorithms: Iterable[str] = (ADLER32,),
-        progress: ProgressCallback | None = None,
-        source_storage: Storage | None = None,
-    ) -> CopyResult:
-        target_path = self.path_of(destination)
-        digest = StreamingChecksum(algorithms)
-        with (source_storage or self).open_read(source) as reader:
-            os.makedirs(os.path.dirname(target_path), exist_ok=True)
-            fd = os.open(target_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-            try:
-                with open(fd, "wb", buffering=0, closefd=True) as writer:
-                    for block in read_blocks(reader):
-                        _write_all(writer, block)
-                        digest.update(block)
-                        if progress is not None:
-                            progress(digest.size)
-                    os.fsync(fd)
-                    # The bytes are on disk: drop them from the page cache, so that a checksum
-                    # taken afterwards reads what the storage holds, not what was written.
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(target_path)
-                raise
-        return CopyResult(digest.size, digest.hexdigests())
+    def _write(self, reader: BinaryIO, destination: str, digest: StreamingChecksum,
+               progress: ProgressCallback | None) -> None:
+        path = self.path_of(destination)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        with open(fd, "wb", buffering=0, closefd=True) as writer:
+            for block in copied_blocks(reader, digest, progress):
+                _write_all(writer, block)
+            os.fsync(fd)
+            # The bytes are on disk: drop them from the page cache, so that a checksum
+            # taken afterwards reads what the storage holds, not what was written.
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
     def rename(self, source: str, destination: str) -> None:
         target_path = self.path_of(destination)

@@ -1,4 +1,5 @@
-"""What storages behind a server share (root://, davs://): which server a location is on, and keeping to it.
+"""What storages behind a server share (root://, davs://): which server a location is on, and keeping to it;
+a stat, a listing and a rename over the server's own answers.
 
 A location is a URL of one server, or a native path on it. The server is the endpoint given, else the
 root's when the root is a URL, else that of the first URL seen. With a root, every location must be on
@@ -7,25 +8,60 @@ that server and under that path: a URL on another server is outside the root, wh
 
 from __future__ import annotations
 
+import errno
 import io
+import logging
 from abc import abstractmethod
+from collections.abc import Collection
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
-from rucio_magic_ext.storage.base import OutsideRoot, Storage
+from rucio_magic_ext.common import LoggerFunction
+from rucio_magic_ext.storage.base import Entry, Folder, OutsideRoot, Storage
+
+
+def split_server_url(url: str, schemes: Collection[str], what: str) -> tuple[SplitResult, str]:
+    """A URL of one of `schemes` split, with its host as a URL writes it; ValueError for any other."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise ValueError(f"not a {what} location ({', '.join(f'{scheme}://' for scheme in schemes)}): {url}")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        # Rucio joins prefix and path as they are: '?' or '#' in a name would cut the path short.
+        raise ValueError(f"'?' and '#' have no meaning in a {what} location: {url}")
+    if not parts.hostname:
+        raise ValueError(f"a {what} location needs a host: {url}")
+    return parts, f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
 
 
 class ServerStorage(Storage):
     #: What makes a bare endpoint (``root://host:port``) a URL that ``split_url`` parses.
     endpoint_suffix = "/"
+    storage_side_checksum = True
 
-    def __init__(self, endpoint: str | None = None, root: str | None = None) -> None:
+    def __init__(self, endpoint: str | None = None, root: str | None = None, logger: LoggerFunction = logging.log
+                 ) -> None:
         self.endpoint: str | None = None
         if endpoint is not None:
             self.endpoint = self.split_url(endpoint.rstrip("/") + self.endpoint_suffix)[0]
         elif root is not None and "://" in root:
             self.endpoint = self.split_url(root)[0]
         self._confined_endpoint = self.endpoint if root is not None else None
-        super().__init__(root)
+        super().__init__(root, logger)
+
+    # -- what a server's backend supplies -------------------------------------------------------------------
+
+    @abstractmethod
+    def _stat(self, endpoint: str, path: str) -> Entry | Folder:
+        """What is at a path: a file or a folder; FileNotFoundError when nothing is."""
+
+    @abstractmethod
+    def _children(self, endpoint: str, folder: str) -> list[Entry | Folder]:
+        """The files and folders directly in a folder, in path order (entries that are neither left out);
+        FileNotFoundError when it is gone, NotADirectoryError when it is a file."""
+
+    @abstractmethod
+    def _move(self, endpoint: str, path: str, target: str) -> None:
+        """Rename `path` to `target` on the server, replacing it."""
 
     @staticmethod
     @abstractmethod
@@ -67,12 +103,35 @@ class ServerStorage(Storage):
             raise ValueError(f"no server known for {location}: give a {self.scheme}:// URL or an endpoint")
         return endpoint, self.path_of(location)
 
+    def stat(self, location: str) -> Entry:
+        found = self._stat(*self._locate(location))
+        if isinstance(found, Folder):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", found.path)
+        return found
+
+    def _folder(self, where: str, path: str) -> Folder:
+        found = self._stat(where, path)
+        return Folder(found.path, found.mtime)
+
+    def _listing(self, where: str, folder: str, files: bool = True) -> tuple[list[Entry], list[Folder]]:
+        children = self._children(where, folder)
+        return ([child for child in children if isinstance(child, Entry)],
+                [child for child in children if isinstance(child, Folder)])
+
+    def rename(self, source: str, destination: str) -> None:
+        endpoint, path = self._locate(source)
+        target_endpoint, target = self._locate(destination)
+        if target_endpoint != endpoint:
+            raise ValueError(f"a rename stays on one server: {source} -> {destination}")
+        self._move(endpoint, path, target)
+
 
 class PositionalReader(io.RawIOBase):
     """A file on a server as a raw stream: each `readinto` is one read at the current offset."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str) -> None:
         super().__init__()
+        self._path = path
         self._position = 0
 
     @abstractmethod

@@ -6,7 +6,7 @@ asks the server for its checksum (RFC 3230 `Digest` header, so no byte of the fi
 `GET` with byte ranges reads, `PUT` writes, `MOVE` renames, `DELETE` removes, `MKCOL` makes folders.
 
 Where the server answers no digest, or another algorithm, the bytes are streamed and the checksum computed
-here; `checksum_detail` says which way each value was obtained (see xroot.ProvenChecksums). A copy streams
+here; `checksum_detail` (Storage's) says which way each value was obtained. A copy streams
 through this process (HTTP third-party copy wants TLS and delegated credentials) and is then checked against
 the destination's own digest; the source's stored digest is compared with the bytes read.
 
@@ -24,28 +24,24 @@ import errno
 import logging
 import re
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
-from rucio_magic_ext.checksum import ADLER32, MD5, StreamingChecksum, normalise_checksum, read_blocks, wanted_algorithms
+from rucio_magic_ext.checksum import MD5, StreamingChecksum, normalise_checksum, read_blocks
 from rucio_magic_ext.common import LoggerFunction
 from rucio_magic_ext.storage.base import (
-    ChecksumMismatch,
-    CopyResult,
     Entry,
     Folder,
     ProgressCallback,
-    ProvenChecksums,
-    Storage,
     StorageUnavailable,
-    check_source,
+    copied_blocks,
+    stream_size,
 )
-from rucio_magic_ext.storage.server import PositionalReader, ServerStorage
+from rucio_magic_ext.storage.server import PositionalReader, ServerStorage, split_server_url
 
 #: URL schemes served, and the transport each one means.
 TRANSPORTS = {"davs": "https", "https": "https", "dav": "http", "http": "http"}
@@ -61,26 +57,10 @@ _ENCODED = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
 _UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 
 
-@dataclass(frozen=True)
-class _Node:
-    path: str
-    is_dir: bool
-    size: int
-    mtime: float
-
-
 def split_dav_url(url: str) -> tuple[str, str]:
     """`davs://host[:port]/path` as its transport endpoint `https://host:port` and its absolute path."""
-    parts = urlsplit(url)
-    transport = TRANSPORTS.get(parts.scheme)
-    if transport is None:
-        raise ValueError(f"not a WebDAV location (davs://, https://, http://): {url}")
-    if parts.query or parts.fragment or "?" in url or "#" in url:
-        # Rucio joins prefix and path as they are: '?' or '#' in a name would cut the path short.
-        raise ValueError(f"'?' and '#' have no meaning in a WebDAV location: {url}")
-    if not parts.hostname:
-        raise ValueError(f"a WebDAV location needs a host: {url}")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    parts, host = split_server_url(url, TRANSPORTS, "WebDAV")
+    transport = TRANSPORTS[parts.scheme]
     port = parts.port or DEFAULT_PORTS[transport]
     return f"{transport}://{host}:{port}", "/" + unquote(parts.path).lstrip("/")
 
@@ -113,11 +93,8 @@ class _RangeReader(PositionalReader):
     """A remote file as a raw stream: each `readinto` is one ranged GET at the current offset."""
 
     def __init__(self, storage: WebDAVStorage, url: str, path: str, size: int) -> None:
-        super().__init__()
-        self._storage = storage
-        self._url = url
-        self._path = path
-        self._length = size
+        super().__init__(path)
+        self._storage, self._url, self._length = storage, url, size
 
     def _size(self) -> int:
         return self._length
@@ -162,12 +139,9 @@ class _Body:
 
     def __iter__(self) -> Iterator[memoryview]:
         try:
-            for block in read_blocks(self.reader):
-                self.digest.update(block)
-                if self.digest.size > self.size:
+            for block in copied_blocks(self.reader, self.digest, self.progress):
+                if self.digest.size + len(block) > self.size:
                     raise OSError(errno.EIO, f"the source grew past {self.size} bytes while being copied")
-                if self.progress is not None:
-                    self.progress(self.digest.size)
                 yield block
             if self.digest.size != self.size:
                 raise OSError(errno.EIO, f"the source gave {self.digest.size} bytes of {self.size}")
@@ -186,29 +160,26 @@ class WebDAVStorage(ServerStorage):
     """
 
     scheme = "davs"
-    storage_side_checksum = True
 
     def __init__(
         self,
         endpoint: str | None = None,
         root: str | None = None,
-        logger: LoggerFunction = logging.log,
-        timeout: float = 60,
-        checksum_timeout: float = 1800,
         verify: bool | str = True,
         cert: str | None = None,
         token: str | None = None,
+        logger: LoggerFunction = logging.log,
+        timeout: float = 60,
+        checksum_timeout: float = 1800,
     ) -> None:
-        self.logger = logger
-        self.timeout = timeout
-        self.checksum_timeout = checksum_timeout
         self.session = requests.Session()
         self.session.verify = verify
         if cert is not None:
             self.session.cert = cert
         if token is not None:
             self.session.headers["Authorization"] = f"Bearer {token}"
-        super().__init__(endpoint, root)
+        self.timeout, self.checksum_timeout = timeout, checksum_timeout
+        super().__init__(endpoint, root, logger)
 
     # -- locations --------------------------------------------------------------------------------------
 
@@ -237,7 +208,7 @@ class WebDAVStorage(ServerStorage):
             raise PermissionError(errno.EACCES, f"{method} answered {response.status_code} {response.reason}", path)
         return response
 
-    def _propfind(self, endpoint: str, path: str, depth: int) -> list[_Node]:
+    def _propfind(self, endpoint: str, path: str, depth: int) -> list[Entry | Folder]:
         """The node itself first, then (depth 1) its children; FileNotFoundError when absent."""
         url = _url(endpoint, path)
         headers = {"Depth": str(depth), "Content-Type": "application/xml; charset=utf-8"}
@@ -258,82 +229,16 @@ class WebDAVStorage(ServerStorage):
             raise OSError(errno.EIO, "PROPFIND answer does not describe the path asked for", path)
         return itself[:1] + children
 
-    # -- listing ----------------------------------------------------------------------------------------
+    # -- what the walks, checksums and copies of Storage ask --------------------------------------------------
 
-    def list(self, prefix: str) -> Iterator[Entry]:
-        endpoint, top = self._locate(prefix)
-        pending = [top]
-        while pending:
-            directory = pending.pop()
-            try:
-                nodes = self._propfind(endpoint, directory, 1)
-            except FileNotFoundError:
-                if directory == top:
-                    raise
-                continue  # removed while the tree was being walked
-            except PermissionError as error:
-                self.logger(logging.WARNING, "Cannot list %s: %s", directory, error)
-                continue
-            if not nodes[0].is_dir:
-                raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
-            subdirectories = []
-            for node in nodes[1:]:
-                if node.is_dir:
-                    subdirectories.append(node.path)
-                else:
-                    yield Entry(node.path, node.size, node.mtime)
-            pending.extend(reversed(subdirectories))
-
-    def folders(self, prefix: str) -> Iterator[Folder]:
-        endpoint, top = self._locate(prefix)
-        try:
-            itself = self._propfind(endpoint, top, 0)[0]
-        except FileNotFoundError:
-            return
-        # A folder's mtime is read before it is listed, so a name created in between shows as a change later.
-        pending = [(top, itself.mtime)]
-        while pending:
-            directory, mtime = pending.pop()
-            try:
-                nodes = self._propfind(endpoint, directory, 1)
-            except FileNotFoundError:
-                continue  # removed while the tree was being walked
-            except PermissionError as error:
-                self.logger(logging.WARNING, "Cannot list %s: %s", directory, error)
-                continue
-            if not nodes[0].is_dir:
-                continue
-            yield Folder(directory, mtime)
-            pending.extend(sorted(((node.path, node.mtime) for node in nodes[1:] if node.is_dir), reverse=True))
-
-    def files(self, folder: str) -> list[Entry]:
-        endpoint, directory = self._locate(folder)
-        try:
-            nodes = self._propfind(endpoint, directory, 1)
-        except FileNotFoundError:
-            return []
-        if not nodes[0].is_dir:
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
-        return [Entry(node.path, node.size, node.mtime) for node in nodes[1:] if not node.is_dir]
-
-    # -- one file ---------------------------------------------------------------------------------------
-
-    def _stat(self, endpoint: str, path: str) -> _Node:
+    def _stat(self, endpoint: str, path: str) -> Entry | Folder:
         return self._propfind(endpoint, path, 0)[0]
 
-    def stat(self, location: str) -> Entry:
-        endpoint, path = self._locate(location)
-        node = self._stat(endpoint, path)
-        if node.is_dir:
-            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
-        return Entry(path, node.size, node.mtime)
-
-    def _exists(self, endpoint: str, path: str) -> bool:
-        try:
-            self._stat(endpoint, path)
-        except FileNotFoundError:
-            return False
-        return True
+    def _children(self, endpoint: str, folder: str) -> list[Entry | Folder]:
+        itself, *children = self._propfind(endpoint, folder, 1)
+        if not isinstance(itself, Folder):
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", folder)
+        return children
 
     def _digests(self, endpoint: str, path: str, algorithms: tuple[str, ...]) -> tuple[dict[str, str], str]:
         """The digests the server answers to HEAD with Want-Digest, and what it said (for the logs)."""
@@ -350,47 +255,21 @@ class WebDAVStorage(ServerStorage):
             return {}, "no Digest header"
         return _parse_digest(header), f"Digest: {header}"
 
-    def checksum(self, location: str, algorithms: Iterable[str] = (ADLER32,)) -> dict[str, str]:
-        return self.checksum_detail(location, algorithms).values
-
-    def checksum_detail(
-        self, location: str, algorithms: Iterable[str] = (ADLER32,), stream: bool = True
-    ) -> ProvenChecksums:
-        """Checksums, and whether the server computed each (its Digest header) or they were streamed here.
-
-        An algorithm the server does not answer is computed over the file's bytes, in one pass for all of
-        them, unless `stream` is False (then it is left out).
-        """
-        wanted = wanted_algorithms(algorithms)
+    def _stored_checksums(self, location: str, algorithms: tuple[str, ...]) -> tuple[dict[str, str], tuple[str, ...]]:
         endpoint, path = self._locate(location)
-        answered, said = self._digests(endpoint, path, wanted)
-        values = {name: answered[name] for name in wanted if name in answered}
+        answered, said = self._digests(endpoint, path, algorithms)
+        values = {name: answered[name] for name in algorithms if name in answered}
         # Servers answer the algorithms they know: ask again one by one for those left out.
-        for name in wanted:
-            if name not in values and len(wanted) > 1:
+        for name in algorithms:
+            if name not in values and len(algorithms) > 1:
                 single, _ = self._digests(endpoint, path, (name,))
                 if name in single:
                     values[name] = single[name]
-        by_storage = frozenset(values)
-        remaining = [name for name in wanted if name not in values]
-        notes = tuple(f"{endpoint} gave no {name} ({said})" for name in remaining)
-        if not remaining or not stream:
-            return ProvenChecksums(values, by_storage, notes=notes)
-        self.logger(logging.DEBUG, "Streaming %s for %s: %s", remaining, path, "; ".join(notes))
-        digest = StreamingChecksum(remaining)
-        with self.open_read(location) as reader:
-            for block in read_blocks(reader):
-                digest.update(block)
-        values.update(digest.hexdigests())
-        return ProvenChecksums({name: values[name] for name in wanted}, by_storage, frozenset(remaining),
-                               digest.size, notes)
+        return values, tuple(f"{endpoint} gave no {name} ({said})" for name in algorithms if name not in values)
 
     def open_read(self, location: str) -> BinaryIO:
-        endpoint, path = self._locate(location)
-        node = self._stat(endpoint, path)
-        if node.is_dir:
-            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
-        return _RangeReader(self, _url(endpoint, path), path, node.size)  # type: ignore[return-value]
+        entry = self.stat(location)
+        return _RangeReader(self, self.url_of(location), entry.path, entry.size)  # type: ignore[return-value]
 
     # -- changes ----------------------------------------------------------------------------------------
 
@@ -404,7 +283,7 @@ class WebDAVStorage(ServerStorage):
                 missing.append(path)
                 path = path.rsplit("/", 1)[0] or "/"
                 continue
-            if not node.is_dir:
+            if not isinstance(node, Folder):
                 raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
             break
         for folder in reversed(missing):
@@ -412,63 +291,25 @@ class WebDAVStorage(ServerStorage):
                 if response.status_code not in (200, 201, 405):  # 405: made meanwhile
                     raise OSError(errno.EIO, f"MKCOL answered {response.status_code} {response.reason}", folder)
 
-    def copy(
-        self,
-        source: str,
-        destination: str,
-        algorithms: Iterable[str] = (ADLER32,),
-        progress: ProgressCallback | None = None,
-        source_storage: Storage | None = None,
-    ) -> CopyResult:
-        """Stream `source` into a PUT to `destination`, then compare the destination's digest with the bytes."""
-        origin = source_storage or self
-        wanted = wanted_algorithms(algorithms)
+    def _write(self, reader: BinaryIO, destination: str, digest: StreamingChecksum,
+               progress: ProgressCallback | None) -> None:
+        """A PUT of the reader's bytes: `PUT` replaces a file on most servers, so `copy` checked that none is there."""
         endpoint, path = self._locate(destination)
-        if self._exists(endpoint, path):
-            raise FileExistsError(errno.EEXIST, "the copy's destination exists", path)
-        size = origin.stat(source).size
-        digest = StreamingChecksum(wanted)
-        with origin.open_read(source) as reader:
-            self._makedirs(endpoint, path.rsplit("/", 1)[0] or "/")
-            try:
-                body = _Body(reader, size, digest, progress)
-                try:
-                    response = self._request("PUT", _url(endpoint, path), path, data=body if size else b"")
-                except _BodyAborted:
-                    raise body.error from None  # type: ignore[misc]
-                with response:
-                    if response.status_code not in (200, 201, 204):
-                        raise OSError(errno.EIO, f"PUT answered {response.status_code} {response.reason}", path)
-                if not size:
-                    for block in read_blocks(reader):  # an empty file: the source must still be empty
-                        digest.update(block)
-                streamed = digest.hexdigests()
-                check_source(origin, source, wanted, streamed)
-                self._verify(endpoint, path, digest.size, streamed, "DESTINATION (streamed copy)")
-            except BaseException:
-                self._remove_quietly(endpoint, path)
-                raise
-        return CopyResult(digest.size, streamed)
-
-    def _verify(self, endpoint: str, path: str, size: int, expected: dict[str, str], what: str) -> None:
-        found = self._stat(endpoint, path).size
-        if found != size:
-            raise OSError(errno.EIO, f"{what} size mismatch: {found} != {size} bytes", path)
-        proven = self.checksum_detail(_url(endpoint, path), tuple(expected))
-        if proven.values != expected:
-            raise ChecksumMismatch(path, expected, proven.values, what)
-
-    def _remove_quietly(self, endpoint: str, path: str) -> None:
+        size = stream_size(reader)
+        self._makedirs(endpoint, path.rsplit("/", 1)[0] or "/")
+        body = _Body(reader, size, digest, progress)
         try:
-            self._request("DELETE", _url(endpoint, path), path).close()
-        except Exception as error:  # the original failure matters more
-            self.logger(logging.WARNING, "Could not remove the partial copy %s: %s", path, error)
+            response = self._request("PUT", _url(endpoint, path), path, data=body if size else b"")
+        except _BodyAborted:
+            raise body.error from None  # type: ignore[misc]
+        with response:
+            if response.status_code not in (200, 201, 204):
+                raise OSError(errno.EIO, f"PUT answered {response.status_code} {response.reason}", path)
+        if not size:
+            for block in read_blocks(reader):  # an empty file: the source must still be empty
+                digest.update(block)
 
-    def rename(self, source: str, destination: str) -> None:
-        endpoint, path = self._locate(source)
-        target_endpoint, target = self._locate(destination)
-        if target_endpoint != endpoint:
-            raise ValueError(f"a rename stays on one server: {source} -> {destination}")
+    def _move(self, endpoint: str, path: str, target: str) -> None:
         headers = {"Destination": _url(endpoint, target), "Overwrite": "T"}
         for attempt in range(2):
             with self._request("MOVE", _url(endpoint, path), path, headers=headers) as response:
@@ -495,7 +336,7 @@ def _url(endpoint: str, path: str) -> str:
     return endpoint + quote(path, safe=_SAFE)
 
 
-def _node(item: ElementTree.Element) -> _Node | None:
+def _node(item: ElementTree.Element) -> Entry | Folder | None:
     """One PROPFIND response as a node; None when its properties were not found."""
     href = item.findtext(f"{_DAV}href")
     if href is None:
@@ -518,7 +359,9 @@ def _node(item: ElementTree.Element) -> _Node | None:
         mtime = parsedate_to_datetime(modified).timestamp() if modified else 0.0
     except (TypeError, ValueError):
         mtime = 0.0
-    return _Node(_href_path(href), is_dir, int(length) if length.isdigit() else 0, mtime)
+    if is_dir:
+        return Folder(_href_path(href), mtime)
+    return Entry(_href_path(href), int(length) if length.isdigit() else 0, mtime)
 
 
 __all__ = ["TRANSPORTS", "WebDAVStorage", "split_dav_url"]

@@ -13,7 +13,7 @@ mtimes 136 ms (fsspec-xrootd 156 ms); 100 stats 14 ms (52 ms); 100 checksum quer
 Checksums are the server's (`xrootd.chksum adler32`): a checksum query costs no bytes on the network
 and, once the server has computed it, is answered from the file's extended attributes. Where the server
 answers another algorithm or none, the bytes are streamed and the checksum computed here; `checksum_detail`
-says which way each value was obtained. A server keeps the checksum it computed while the file's mtime
+(Storage's) says which way each value was obtained. A server keeps the checksum it computed while the file's mtime
 is unchanged, so a copy compares the source's stored checksum with the destination's fresh one: a source
 whose bytes rotted after they were checksummed is caught at the copy.
 
@@ -30,11 +30,9 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit
 
-from rucio_magic_ext.checksum import ADLER32, StreamingChecksum, normalise_checksum, read_blocks, wanted_algorithms
+from rucio_magic_ext.checksum import StreamingChecksum, normalise_checksum
 from rucio_magic_ext.common import LoggerFunction
 from rucio_magic_ext.storage.base import (
     ChecksumMismatch,
@@ -45,9 +43,9 @@ from rucio_magic_ext.storage.base import (
     ProvenChecksums,
     Storage,
     StorageUnavailable,
-    check_source,
+    copied_blocks,
 )
-from rucio_magic_ext.storage.server import PositionalReader, ServerStorage
+from rucio_magic_ext.storage.server import PositionalReader, ServerStorage, split_server_url
 
 try:
     from XRootD import client as xrd_client
@@ -84,15 +82,7 @@ if xrd_client is not None:
 
 def split_root_url(url: str) -> tuple[str, str]:
     """`root://host[:port]//path` as its endpoint `root://host:port` and its absolute path."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("root", "xroot"):
-        raise ValueError(f"not a root:// location: {url}")
-    if parts.query or parts.fragment or "?" in url or "#" in url:
-        # Rucio joins prefix and path as they are: '?' or '#' in a name would cut the path short.
-        raise ValueError(f"'?' and '#' have no meaning in a root:// location: {url}")
-    if not parts.hostname:
-        raise ValueError(f"a root:// location needs a host: {url}")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    parts, host = split_server_url(url, ("root", "xroot"), "root://")
     return f"root://{host}:{parts.port or DEFAULT_PORT}", "/" + parts.path.lstrip("/")
 
 
@@ -130,11 +120,8 @@ class _XRootDReader(PositionalReader):
     """An open XRootD file as a raw stream: each `readinto` is one read request at the current offset."""
 
     def __init__(self, handle: Any, endpoint: str, path: str, timeout: int) -> None:
-        super().__init__()
-        self._handle = handle
-        self._endpoint = endpoint
-        self._path = path
-        self._timeout = timeout
+        super().__init__(path)
+        self._handle, self._endpoint, self._timeout = handle, endpoint, timeout
 
     def _read_at(self, offset: int, view: memoryview) -> int:
         status, data = self._handle.read(offset, len(view), self._timeout)
@@ -193,7 +180,6 @@ class XRootDStorage(ServerStorage):
     """
 
     scheme = "root"
-    storage_side_checksum = True
 
     def __init__(
         self,
@@ -206,13 +192,12 @@ class XRootDStorage(ServerStorage):
     ) -> None:
         if xrd_client is None:
             raise ImportError("root:// storage needs XRootD's Python client: pip install xrootd")
-        self.logger = logger
         self.timeout = timeout
         self.checksum_timeout = checksum_timeout
         self.tpc = tpc
         self._filesystems: dict[str, Any] = {}
         self._tpc_refused: set[str] = set()
-        super().__init__(endpoint, root)
+        super().__init__(endpoint, root, logger)
 
     # -- locations --------------------------------------------------------------------------------------
 
@@ -229,86 +214,18 @@ class XRootDStorage(ServerStorage):
             filesystem = self._filesystems[endpoint] = xrd_client.FileSystem(endpoint)
         return filesystem
 
-    # -- listing ----------------------------------------------------------------------------------------
+    # -- what the walks, checksums and copies of Storage ask --------------------------------------------------
 
-    def _dirlist(self, endpoint: str, directory: str) -> list[tuple[str, Any]]:
-        status, listing = self._fs(endpoint).dirlist(directory, DirListFlags.STAT, timeout=self.timeout)
-        _raise_for(status, endpoint, directory)
-        return sorted((item.name, item.statinfo) for item in listing if item.statinfo is not None)
-
-    def list(self, prefix: str) -> Iterator[Entry]:
-        endpoint, top = self._locate(prefix)
-        pending = [top]
-        while pending:
-            directory = pending.pop()
-            try:
-                children = self._dirlist(endpoint, directory)
-            except FileNotFoundError:
-                if directory == top:
-                    raise
-                continue  # removed while the tree was being walked
-            except PermissionError as error:
-                self.logger(logging.WARNING, "Cannot list %s: %s", directory, error)
-                continue
-            subdirectories = []
-            for name, info in children:
-                path = _join(directory, name)
-                if info.flags & StatInfoFlags.IS_DIR:
-                    subdirectories.append(path)
-                elif not info.flags & StatInfoFlags.OTHER:
-                    yield Entry(path, info.size, float(info.modtime))
-            pending.extend(reversed(subdirectories))
-
-    def folders(self, prefix: str) -> Iterator[Folder]:
-        endpoint, top = self._locate(prefix)
-        try:
-            info = self._stat(endpoint, top)
-        except FileNotFoundError:
-            return
-        # A folder's mtime is read before it is listed, so a name created in between shows as a change later.
-        pending = [(top, float(info.modtime))]
-        while pending:
-            directory, mtime = pending.pop()
-            try:
-                children = self._dirlist(endpoint, directory)
-            except FileNotFoundError:
-                continue  # removed while the tree was being walked
-            except PermissionError as error:
-                self.logger(logging.WARNING, "Cannot list %s: %s", directory, error)
-                continue
-            yield Folder(directory, mtime)
-            pending.extend(sorted(((_join(directory, name), float(info.modtime)) for name, info in children
-                                   if info.flags & StatInfoFlags.IS_DIR), reverse=True))
-
-    def files(self, folder: str) -> list[Entry]:
-        endpoint, directory = self._locate(folder)
-        try:
-            children = self._dirlist(endpoint, directory)
-        except FileNotFoundError:
-            return []
-        return [Entry(_join(directory, name), info.size, float(info.modtime)) for name, info in children
-                if not info.flags & (StatInfoFlags.IS_DIR | StatInfoFlags.OTHER)]
-
-    # -- one file ---------------------------------------------------------------------------------------
-
-    def _stat(self, endpoint: str, path: str) -> Any:
+    def _stat(self, endpoint: str, path: str) -> Entry | Folder:
         status, info = self._fs(endpoint).stat(path, timeout=self.timeout)
         _raise_for(status, endpoint, path)
-        return info
+        return _found(path, info)
 
-    def stat(self, location: str) -> Entry:
-        endpoint, path = self._locate(location)
-        info = self._stat(endpoint, path)
-        if info.flags & StatInfoFlags.IS_DIR:
-            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
-        return Entry(path, info.size, float(info.modtime))
-
-    def _exists(self, endpoint: str, path: str) -> bool:
-        try:
-            self._stat(endpoint, path)
-        except FileNotFoundError:
-            return False
-        return True
+    def _children(self, endpoint: str, folder: str) -> list[Entry | Folder]:
+        status, listing = self._fs(endpoint).dirlist(folder, DirListFlags.STAT, timeout=self.timeout)
+        _raise_for(status, endpoint, folder)
+        return [_found(_join(folder, item.name), item.statinfo) for item in sorted(listing, key=lambda item: item.name)
+                if item.statinfo is not None and not item.statinfo.flags & StatInfoFlags.OTHER]
 
     def _query_checksum(self, endpoint: str, path: str, algorithm: str) -> tuple[str, str] | None:
         """(algorithm, value) as the server answers for `algorithm`; None when it computes no checksum."""
@@ -327,39 +244,17 @@ class XRootDStorage(ServerStorage):
                 break
         return answer
 
-    def checksum(self, location: str, algorithms: Iterable[str] = (ADLER32,)) -> dict[str, str]:
-        return self.checksum_detail(location, algorithms).values
-
-    def checksum_detail(
-        self, location: str, algorithms: Iterable[str] = (ADLER32,), stream: bool = True
-    ) -> ProvenChecksums:
-        """Checksums, and whether the server computed each (no byte read here) or they were streamed.
-
-        The server is asked first; an algorithm it does not answer is computed here over the file's bytes,
-        in one pass for all of them, unless `stream` is False (then it is left out).
-        """
-        wanted = wanted_algorithms(algorithms)
+    def _stored_checksums(self, location: str, algorithms: tuple[str, ...]) -> tuple[dict[str, str], tuple[str, ...]]:
         endpoint, path = self._locate(location)
         values: dict[str, str] = {}
         notes = []
-        for algorithm in wanted:
+        for algorithm in algorithms:
             answer = self._query_checksum(endpoint, path, algorithm)
             if answer is not None and answer[0] == algorithm:
                 values[algorithm] = normalise_checksum(algorithm, answer[1])
             else:
                 notes.append(f"{endpoint} gave no {algorithm} (answers {answer[0] if answer else 'no checksum'})")
-        by_storage = frozenset(values)
-        remaining = [algorithm for algorithm in wanted if algorithm not in values]
-        if not remaining or not stream:
-            return ProvenChecksums(values, by_storage, notes=tuple(notes))
-        self.logger(logging.DEBUG, "Streaming %s for %s: %s", remaining, path, "; ".join(notes))
-        digest = StreamingChecksum(remaining)
-        with self.open_read(location) as reader:
-            for block in read_blocks(reader):
-                digest.update(block)
-        values.update(digest.hexdigests())
-        return ProvenChecksums({name: values[name] for name in wanted}, by_storage, frozenset(remaining),
-                               digest.size, tuple(notes))
+        return values, tuple(notes)
 
     def open_read(self, location: str) -> BinaryIO:
         endpoint, path = self._locate(location)
@@ -370,97 +265,62 @@ class XRootDStorage(ServerStorage):
 
     # -- changes ----------------------------------------------------------------------------------------
 
-    def copy(
-        self,
-        source: str,
-        destination: str,
-        algorithms: Iterable[str] = (ADLER32,),
-        progress: ProgressCallback | None = None,
-        source_storage: Storage | None = None,
-    ) -> CopyResult:
-        """Copy server to server where both ends are root:// and the destination allows, else stream.
+    def _copy(self, origin: Storage, source: str, destination: str, wanted: tuple[str, ...],
+              progress: ProgressCallback | None) -> CopyResult:
+        """Server to server where both ends are root:// and the destination allows, else streamed.
 
-        Either way the destination's checksum is then asked of its server and compared: with the source's
-        stored checksum after a third-party copy, with the bytes read here after a streamed one.
+        After a third-party copy the destination's checksum, asked of its server, is compared with the source's
+        stored one (a source whose bytes rotted after they were checksummed is caught here).
         """
-        origin = source_storage or self
-        wanted = wanted_algorithms(algorithms)
-        endpoint, path = self._locate(destination)
-        if self._exists(endpoint, path):
-            raise FileExistsError(errno.EEXIST, "the copy's destination exists", path)
+        endpoint, _ = self._locate(destination)
         if isinstance(origin, XRootDStorage) and self.tpc and endpoint not in self._tpc_refused:
             try:
-                return self._third_party_copy(origin, source, endpoint, path, wanted, progress)
+                return self._third_party_copy(origin, source, destination, wanted, progress)
             except _TpcRefused as refusal:
                 self._tpc_refused.add(endpoint)
                 self.logger(logging.WARNING, "%s refuses third-party copies (%s): streaming instead", endpoint, refusal)
-        return self._streamed_copy(origin, source, endpoint, path, wanted, progress)
+        return super()._copy(origin, source, destination, wanted, progress)
 
     def _third_party_copy(
         self,
         origin: XRootDStorage,
         source: str,
-        endpoint: str,
-        path: str,
+        destination: str,
         wanted: tuple[str, ...],
         progress: ProgressCallback | None,
     ) -> CopyResult:
+        endpoint, path = self._locate(destination)
         size = origin.stat(source).size
         stored = origin.checksum_detail(source, wanted)
         handler = _CopyHandler(progress)
         process = xrd_client.CopyProcess()
         process.add_job(origin.url_of(source), f"{endpoint}/{path}", thirdparty="only", force=False, mkdir=True)
-        try:
-            _raise_for(process.prepare(), endpoint, path)
-            status, results = process.run(handler)
-            job = results[0]["status"] if results else status
-            if handler.error is not None:
-                raise handler.error
-            if job.code == _ERROR_RESPONSE and job.errno == _KXR_ITEM_EXISTS:
-                raise FileExistsError(errno.EEXIST, job.message.strip(), path)
-            if job.code == _ERROR_RESPONSE and job.errno == _KXR_UNSUPPORTED and "tpc" in job.message.lower():
-                self._remove_quietly(endpoint, path)  # the refusing destination leaves an empty file
-                raise _TpcRefused(job.message.strip())
-            _raise_for(job, endpoint, path)
-            self._verify(endpoint, path, size, stored.values, "DESTINATION (third-party copy)")
-        except (FileExistsError, _TpcRefused):
-            raise
-        except BaseException:
-            self._remove_quietly(endpoint, path)
-            raise
+        _raise_for(process.prepare(), endpoint, path)
+        status, results = process.run(handler)
+        job = results[0]["status"] if results else status
+        if handler.error is not None:
+            raise handler.error
+        if job.code == _ERROR_RESPONSE and job.errno == _KXR_ITEM_EXISTS:
+            raise FileExistsError(errno.EEXIST, job.message.strip(), path)
+        if job.code == _ERROR_RESPONSE and job.errno == _KXR_UNSUPPORTED and "tpc" in job.message.lower():
+            self._remove_quietly(destination)  # the refusing destination leaves an empty file
+            raise _TpcRefused(job.message.strip())
+        _raise_for(job, endpoint, path)
+        self._verify(destination, stored.values, "DESTINATION (third-party copy)", size)
         return CopyResult(size, stored.values, "third-party copy")
 
-    def _streamed_copy(
-        self,
-        origin: Storage,
-        source: str,
-        endpoint: str,
-        path: str,
-        wanted: tuple[str, ...],
-        progress: ProgressCallback | None,
-    ) -> CopyResult:
-        digest = StreamingChecksum(wanted)
-        with origin.open_read(source) as reader:
-            handle = self._create(endpoint, path)  # FileExistsError here: someone else's file, left alone
-            try:
-                try:
-                    for block in read_blocks(reader):
-                        status, _ = handle.write(bytes(block), digest.size, timeout=self.timeout)
-                        _raise_for(status, endpoint, path)
-                        digest.update(block)
-                        if progress is not None:
-                            progress(digest.size)
-                    _raise_for(handle.sync(timeout=self.timeout)[0], endpoint, path)
-                finally:
-                    status, _ = handle.close(timeout=self.timeout)
+    def _write(self, reader: BinaryIO, destination: str, digest: StreamingChecksum,
+               progress: ProgressCallback | None) -> None:
+        endpoint, path = self._locate(destination)
+        handle = self._create(endpoint, path)
+        try:
+            for block in copied_blocks(reader, digest, progress):
+                status, _ = handle.write(bytes(block), digest.size, timeout=self.timeout)
                 _raise_for(status, endpoint, path)
-                streamed = digest.hexdigests()
-                check_source(origin, source, wanted, streamed)
-                self._verify(endpoint, path, digest.size, streamed, "DESTINATION (streamed copy)")
-            except BaseException:
-                self._remove_quietly(endpoint, path)
-                raise
-        return CopyResult(digest.size, streamed)
+            _raise_for(handle.sync(timeout=self.timeout)[0], endpoint, path)
+        finally:
+            status, _ = handle.close(timeout=self.timeout)
+        _raise_for(status, endpoint, path)
 
     def _create(self, endpoint: str, path: str) -> Any:
         """A new file open for writing; a name still held by a closing writer is waited for a few seconds.
@@ -477,26 +337,7 @@ class XRootDStorage(ServerStorage):
                 return handle
             time.sleep(0.2)
 
-    def _verify(self, endpoint: str, path: str, size: int, expected: dict[str, str], what: str) -> None:
-        """Raise ChecksumMismatch (or OSError on a size mismatch) unless the server holds these bytes."""
-        found = self._stat(endpoint, path).size
-        if found != size:
-            raise OSError(errno.EIO, f"{what} size mismatch: {found} != {size} bytes", path)
-        proven = self.checksum_detail(f"{endpoint}/{path}", tuple(expected))
-        if proven.values != expected:
-            raise ChecksumMismatch(path, expected, proven.values, what)
-
-    def _remove_quietly(self, endpoint: str, path: str) -> None:
-        try:
-            self._fs(endpoint).rm(path, timeout=self.timeout)
-        except Exception as error:  # the original failure matters more
-            self.logger(logging.WARNING, "Could not remove the partial copy %s: %s", path, error)
-
-    def rename(self, source: str, destination: str) -> None:
-        endpoint, path = self._locate(source)
-        target_endpoint, target = self._locate(destination)
-        if target_endpoint != endpoint:
-            raise ValueError(f"a rename stays on one server: {source} -> {destination}")
+    def _move(self, endpoint: str, path: str, target: str) -> None:
         status, _ = self._fs(endpoint).mv(path, target, timeout=self.timeout)
         _raise_for(status, endpoint, path)
 
@@ -507,6 +348,12 @@ class XRootDStorage(ServerStorage):
             return False
         _raise_for(status, endpoint, path)
         return True
+
+
+def _found(path: str, info: Any) -> Entry | Folder:
+    if info.flags & StatInfoFlags.IS_DIR:
+        return Folder(path, float(info.modtime))
+    return Entry(path, info.size, float(info.modtime))
 
 
 def _join(directory: str, name: str) -> str:

@@ -77,13 +77,8 @@ def _checksums(storage: Storage, location: str, algorithms: tuple[str, ...]) -> 
     """The checksums of a file and how they were obtained."""
     if not algorithms:
         return {}, "size only"
-    detail = getattr(storage, "checksum_detail", None)
-    if detail is None:
-        return storage.checksum(location, algorithms), f"{', '.join(algorithms)} computed here from the bytes"
-    proven = detail(location, algorithms)
-    ways = [f"{name} by the {storage.scheme}:// server" for name in sorted(proven.by_storage)]
-    ways += [f"{name} computed here from {proven.bytes_read} bytes" for name in sorted(proven.streamed)]
-    return proven.values, ", ".join(ways)
+    proven = storage.checksum_detail(location, algorithms)
+    return proven.values, proven.ways()
 
 
 def confined_storage(url: str, root: str | None, what: str) -> Storage:
