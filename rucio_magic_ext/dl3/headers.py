@@ -3,12 +3,12 @@
 At registration the headers become the file's DID metadata, so a file that is not whole, fails its own
 checksums, lacks what an analysis needs or contradicts its name is refused (``Dl3Refused``) instead.
 
-The HDUs are walked by hand: each header is read block by block (2,880 bytes) up to its END card and parsed
-by astropy, and its data size, computed from the mandatory keywords as the FITS standard defines it, is
-seeked over. So only the header blocks are read, a short file is caught with the exact byte counts, and
-checksums are summed over the bytes as stored. An HDU with CHECKSUM or DATASUM cards is the exception: its
-data must be read to verify them. A ``.fits.gz`` file cannot be read by range: it is decompressed as one
-stream, its data read through rather than seeked over, and its gzip CRC checked at the end.
+astropy reads the FITS: each header with ``Header.fromfile`` from a stream over the storage's ranged reads,
+the size of its data with ``Header.data_size``, the CHECKSUM and DATASUM cards with ``verify_checksum`` and
+``verify_datasum`` (what ``fits.open(..., checksum=True)`` and gammapy call). Only the header blocks are read,
+the data seeked over, so a short file is caught with the exact byte counts; only an HDU with checksum cards
+has its data read, to verify them. A ``.fits.gz`` file cannot be read by range: it is decompressed whole
+first, its gzip CRC checked.
 
 Times: TSTART and TSTOP are counted from MJDREF in days of 86,400 s of TIMESYS, as MAGIC's DL3 writer
 counts them (the real run's ALT_PNT agrees to 0.0004 deg this way, to 0.011 deg when UTC leap seconds are
@@ -18,13 +18,14 @@ counted, which astropy and gammapy do, 3 s earlier in 2013).
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import zlib
 from datetime import date, timedelta
+from itertools import chain
 from typing import BinaryIO, Literal
 
 import astropy.units as u
-import numpy as np
 from astropy.coordinates import angular_separation
 from astropy.io import fits
 from astropy.time import Time
@@ -36,7 +37,6 @@ __all__ = ["Dl3Refused", "Kind", "describe"]
 Kind = Literal["not_fits", "truncated", "checksum", "missing", "mislabelled"]
 
 BLOCK = 2880
-CARD = 80
 MAX_HEADER_BLOCKS = 200  # a GADF header is a few blocks; a corrupt one without END must not read the whole file
 WOBBLE_TOLERANCE_DEG = 0.1
 TIME_SCALES = frozenset({"utc", "tt", "tai", "tdb", "tcg", "tcb"})  # UT1 would need IERS tables
@@ -90,176 +90,137 @@ class _Hdu:
         return f"HDU {self.index} ({self.extname or 'no EXTNAME'})"
 
 
-class _Reader:
-    """Reads a FITS byte stream: by range on a plain file (data seeked over), straight through a gzip one."""
+class _Stream:
+    """The file by range, as astropy reads it: each read one ranged read at the position, the data seeked over."""
 
-    def __init__(self, stream: BinaryIO, size: int, gzipped: bool) -> None:
-        stream.seek(0)
-        self.gzipped = gzipped
-        self.stream: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream  # type: ignore[assignment]
-        self.end: int | None = None if gzipped else size
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self.stream = stream
+        self.end = size
         self.position = 0
-
-    def at_end(self) -> bool:
-        return self.end is not None and self.position >= self.end
+        self.short = False  # the last read met the end of the stream
 
     def read(self, count: int) -> bytes:
         """Up to ``count`` bytes (fewer only at the end of the stream)."""
-        if self.end is not None:
-            self.stream.seek(self.position)
-        pieces = []
-        wanted = count
-        try:
-            while wanted > 0:
-                piece = self.stream.read(wanted)
-                if not piece:
-                    break
-                pieces.append(piece)
-                wanted -= len(piece)
-        except EOFError as error:  # gzip only: the compressed stream was cut
-            raise Dl3Refused("truncated", f"the gzip stream ends before its end marker ({error})") from None
-        except (gzip.BadGzipFile, zlib.error) as error:
-            kind: Kind = "checksum" if "CRC" in str(error) else "not_fits"
-            raise Dl3Refused(kind, f"not a whole gzip stream: {error}") from None
-        data = b"".join(pieces)
+        self.stream.seek(self.position)
+        data = b""
+        while len(data) < count and (piece := self.stream.read(count - len(data))):
+            data += piece
         self.position += len(data)
+        self.short = len(data) < count
         return data
 
     def skip(self, count: int) -> int:
-        """Move ``count`` bytes on; return how many of them the file holds. Only a gzip stream reads them."""
-        if self.end is None:
-            present = 0
-            while present < count:
-                piece = self.read(min(count - present, 1 << 20))
-                if not piece:
-                    break
-                present += len(piece)
-            return present
+        """Move ``count`` bytes on; return how many of them the file holds."""
         present = max(0, min(count, self.end - self.position))
         self.position += count
         return present
 
 
-def _padded(count: int) -> int:
-    return -(-count // BLOCK) * BLOCK
+class _Blocks:
+    """One header's blocks as ``Header.fromfile`` reads them: the first read already, MAX_HEADER_BLOCKS at most."""
+
+    def __init__(self, first: bytes, stream: _Stream) -> None:
+        self.coming = chain([first], (stream.read(BLOCK) for _ in range(MAX_HEADER_BLOCKS - 1)))
+
+    def read(self, count: int) -> bytes:
+        return next(self.coming, b"")
 
 
-def _header_bytes(reader: _Reader, index: int) -> bytes | None:
-    """The raw header blocks of HDU ``index`` up to its END card; None at a clean end after the last HDU."""
-    if index and reader.at_end():
-        return None
-    start = reader.position
-    blocks = [reader.read(BLOCK)]
-    if not blocks[0]:
+def _opened(stream: BinaryIO, size: int, gzipped: bool) -> _Stream:
+    """The file to read by range; a ``.fits.gz`` cannot be, so it is decompressed whole (its CRC checked) first."""
+    if not gzipped:
+        return _Stream(stream, size)
+    stream.seek(0)
+    try:
+        data = gzip.GzipFile(fileobj=stream, mode="rb").read()
+    except EOFError as error:  # the compressed stream was cut
+        raise Dl3Refused("truncated", f"the gzip stream ends before its end marker ({error})") from None
+    except (gzip.BadGzipFile, zlib.error) as error:
+        kind: Kind = "checksum" if "CRC" in str(error) else "not_fits"
+        raise Dl3Refused(kind, f"not a whole gzip stream: {error}") from None
+    return _Stream(io.BytesIO(data), len(data))
+
+
+def _first_block(stream: _Stream, index: int) -> bytes:
+    """The first block of HDU ``index``'s header, which must open it."""
+    start = stream.position
+    first = stream.read(BLOCK)
+    if not first:
         if index == 0:
             raise Dl3Refused("not_fits", "the file is empty")
-        if reader.gzipped:
-            return None
-        raise Dl3Refused("truncated", f"the file has {reader.end} bytes but the stream ends at byte {start}")
+        raise Dl3Refused("truncated", f"the file has {stream.end} bytes but the stream ends at byte {start}")
     expected = b"SIMPLE  =" if index == 0 else b"XTENSION="
-    if not blocks[0].startswith(expected):
+    if not first.startswith(expected):
         where = "the file does not start" if index == 0 else f"the bytes from {start}, after the last HDU, do not start"
-        hint = " (it is gzip-compressed)" if blocks[0].startswith(b"\x1f\x8b") else ""
-        raise Dl3Refused("not_fits", f"{where} with {expected.decode()}{hint}: {blocks[0][:20]!r}")
-    while len(blocks[-1]) == BLOCK and not _has_end(blocks[-1]):
-        if len(blocks) == MAX_HEADER_BLOCKS:
-            raise Dl3Refused("not_fits", f"HDU {index}: no END card in its first {MAX_HEADER_BLOCKS} header blocks")
-        blocks.append(reader.read(BLOCK))
-    if len(blocks[-1]) < BLOCK:
-        present = sum(len(block) for block in blocks)
-        raise Dl3Refused("truncated", f"HDU {index}: its header from byte {start} is cut after {present} bytes")
-    return b"".join(blocks)
+        hint = " (it is gzip-compressed)" if first.startswith(b"\x1f\x8b") else ""
+        raise Dl3Refused("not_fits", f"{where} with {expected.decode()}{hint}: {first[:20]!r}")
+    return first
 
 
-def _has_end(block: bytes) -> bool:
-    cards = (block[offset : offset + CARD] for offset in range(0, len(block), CARD))
-    return any(card[:3] == b"END" and not card[3:].strip() for card in cards)
-
-
-def _parse(raw: bytes, index: int) -> tuple[fits.Header, int]:
-    """The header and the bytes of data it declares; a malformed one is not FITS."""
+def _header(stream: _Stream, index: int) -> fits.Header | None:
+    """HDU ``index``'s header, parsed by astropy; None at the end after the last HDU."""
+    if index and stream.position >= stream.end:
+        return None
+    start = stream.position
+    blocks = _Blocks(_first_block(stream, index), stream)
     try:
-        header = fits.Header.fromstring(raw.decode("ascii"))
-        if index == 0 and header.get("SIMPLE") is not True:
-            raise ValueError(f"SIMPLE = {header.get('SIMPLE')!r}, not T")
-        if not 0 <= _mandatory(header, "NAXIS") <= 999 or _mandatory(header, "BITPIX") not in (8, 16, 32, 64, -32, -64):
-            raise ValueError(f"NAXIS = {header['NAXIS']}, BITPIX = {header['BITPIX']} are not FITS values")
-        return header, _data_size(header, index)
+        return fits.Header.fromfile(blocks)
     except Exception as error:  # astropy raises many kinds on a malformed header: all mean not FITS
+        if stream.short:
+            cut = f"its header from byte {start} is cut after {stream.position - start} bytes"
+            raise Dl3Refused("truncated", f"HDU {index}: {cut}") from None
         raise Dl3Refused("not_fits", f"HDU {index}: the header is not valid FITS: {error}") from None
 
 
-def _mandatory(header: fits.Header, key: str, default: int | None = None) -> int:
-    value = header.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{key} = {value!r} is not an integer")
-    return value
+def _data_size(hdu: _Hdu) -> tuple[int, int]:
+    """The bytes of data the header declares, without and with their padding; a malformed header is not FITS."""
+    try:
+        if hdu.index == 0 and hdu.header.get("SIMPLE") is not True:
+            raise ValueError(f"SIMPLE = {hdu.header.get('SIMPLE')!r}, not T")
+        size, padded = hdu.header.data_size, hdu.header.data_size_padded
+        if size < 0:
+            raise ValueError(f"it declares {size} bytes of data")
+        return size, padded
+    except Exception as error:  # astropy raises many kinds on a malformed header: all mean not FITS
+        raise Dl3Refused("not_fits", f"{hdu}: the header is not valid FITS: {error}") from None
 
 
-def _data_size(header: fits.Header, index: int) -> int:
-    """Bytes of data the header declares (FITS 4.0, 4.4.1): |BITPIX| x GCOUNT x (PCOUNT + NAXIS1 x ... x NAXISn)."""
-    axes = [_mandatory(header, f"NAXIS{axis}") for axis in range(1, _mandatory(header, "NAXIS") + 1)]
-    if any(length < 0 for length in axes):
-        raise ValueError(f"negative axis length in {axes}")
-    if not axes:
-        return 0
-    if index == 0 and header.get("GROUPS") is True and axes[0] == 0:  # random groups
-        axes = axes[1:]
-    gcount, pcount = _mandatory(header, "GCOUNT", 1), _mandatory(header, "PCOUNT", 0)
-    return abs(_mandatory(header, "BITPIX")) * gcount * (pcount + math.prod(axes)) // 8
-
-
-def _sum32(data: bytes) -> int:
-    """The FITS checksum sum: 32-bit big-endian words added in ones' complement (end-around carry)."""
-    if len(data) % 4:
-        data += bytes(4 - len(data) % 4)
-    return _fold(int(np.frombuffer(data, dtype=">u4").sum(dtype=np.uint64)))
-
-
-def _fold(total: int) -> int:
-    while total >> 32:
-        total = (total & 0xFFFFFFFF) + (total >> 32)
-    return total
-
-
-def _verify_checksums(hdu: _Hdu, raw_header: bytes, data: bytes) -> None:
-    datasum = _sum32(data)
+def _verify_checksums(hdu: _Hdu, data: bytes) -> None:
+    """CHECKSUM and DATASUM verified by astropy, over the header as it writes it back (as ``fits.open(...,
+    checksum=True)`` does) and the data as stored."""
+    checked = fits.HDUList.fromstring(hdu.header.tostring().encode("ascii") + data)[0]
     declared = hdu.header.get("DATASUM")
-    if declared is not None:
-        try:
-            matches = int(str(declared).strip()) == datasum
-        except ValueError:
-            raise Dl3Refused("checksum", f"{hdu}: DATASUM {declared!r} is not a number") from None
-        if not matches:
-            raise Dl3Refused("checksum", f"{hdu}: DATASUM says {declared} but its data sum to {datasum}")
-    if "CHECKSUM" in hdu.header:
-        total = _fold(_sum32(raw_header) + datasum)
-        if total != 0xFFFFFFFF:
-            raise Dl3Refused(
-                "checksum", f"{hdu}: CHECKSUM {hdu.header['CHECKSUM']!r} does not match: the HDU sums to {total:#010x}"
-            )
+    try:
+        datasum_holds = checked.verify_datasum()
+    except ValueError:
+        raise Dl3Refused("checksum", f"{hdu}: DATASUM {declared!r} is not a number") from None
+    if not datasum_holds:
+        raise Dl3Refused("checksum", f"{hdu}: DATASUM says {declared} but its data sum to {checked.add_datasum()}")
+    if not checked.verify_checksum():
+        checked.add_checksum(checked.header.comments["CHECKSUM"], override_datasum=True)
+        stated, computed = hdu.header["CHECKSUM"], checked.header["CHECKSUM"]
+        if computed != stated:  # else only astropy's verify_checksum, which sums no data without DATASUM, failed
+            raise Dl3Refused("checksum", f"{hdu}: CHECKSUM says {stated!r} but the HDU as stored gives {computed!r}")
 
 
-def _walk(reader: _Reader) -> list[_Hdu]:
-    """Every HDU's header in file order, the data checked to be there (and summed where checksums say)."""
+def _walk(stream: _Stream) -> list[_Hdu]:
+    """Every HDU's header in file order, the data checked to be there (and verified where checksums say)."""
     hdus: list[_Hdu] = []
-    while True:
-        raw = _header_bytes(reader, len(hdus))
-        if raw is None:
-            return hdus
-        header, size = _parse(raw, len(hdus))
+    while (header := _header(stream, len(hdus))) is not None:
         hdu = _Hdu(len(hdus), header)
-        start = reader.position
-        summed = "CHECKSUM" in hdu.header or "DATASUM" in hdu.header
-        data = reader.read(_padded(size)) if summed else b""
-        present = len(data) if summed else reader.skip(_padded(size))
+        size, padded = _data_size(hdu)
+        start = stream.position
+        summed = "CHECKSUM" in header or "DATASUM" in header
+        data = stream.read(padded) if summed else b""
+        present = len(data) if summed else stream.skip(padded)
         if present < size:
             raise Dl3Refused(
                 "truncated", f"{hdu}: declares {size} bytes of data from byte {start}, only {present} are present"
             )
         if summed:
-            _verify_checksums(hdu, raw, data)  # missing zero padding adds nothing to the sums
+            _verify_checksums(hdu, data.ljust(padded, b"\0"))  # missing zero padding adds nothing to the sums
         hdus.append(hdu)
+    return hdus
 
 
 def _unusable(key: str, value: object, wanted: str) -> Dl3Refused:
@@ -391,13 +352,13 @@ def _positions(events: fits.Header) -> dict[str, str | int | float]:
 def describe(stream: BinaryIO, size: int, record: MagicName, night: date | None = None) -> dict[str, str | int | float]:
     """Metadata of a DL3 file from its FITS headers, checked against its name. Raises Dl3Refused.
 
-    ``size`` is the file's size on storage (a ``.fits.gz`` is checked against its decompressed stream's end
-    instead); ``night`` is the folder's night, for a name without one. Reads the header blocks only, but
-    also the data of an HDU with checksum cards, and the whole of a gzip file.
+    ``size`` is the file's size on storage (a ``.fits.gz`` is checked against its decompressed size instead);
+    ``night`` is the folder's night, for a name without one. Reads the header blocks only, but also the data
+    of an HDU with checksum cards, and the whole of a gzip file.
     """
     if size == 0:
         raise Dl3Refused("not_fits", "the file is empty")
-    hdus = _walk(_Reader(stream, size, record.compression == "gz"))
+    hdus = _walk(_opened(stream, size, record.compression == "gz"))
     events = _require(hdus).header
     start, stop, mjdref = _times(events)
     meta: dict[str, str | int | float] = {

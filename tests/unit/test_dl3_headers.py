@@ -179,6 +179,41 @@ def test_a_flipped_header_byte_fails_the_checksum(tmp_path: Path) -> None:
     assert "GTI" in str(error) and "CHECKSUM" in str(error)
 
 
+def test_a_checksum_refusal_names_both_values(tmp_path: Path) -> None:
+    path = variant(tmp_path, unchanged, checksum=True)
+    with fits.open(path) as hdus:
+        events_data, gti_header = hdus.fileinfo(1)["datLoc"], hdus.fileinfo(2)["hdrLoc"]
+        datasum, checksum = hdus["EVENTS"].header["DATASUM"], hdus["GTI"].header["CHECKSUM"]
+    flip(path, events_data + 1000)
+    said = str(refused(path))
+    assert f"says {datasum} but its data sum to " in said and said.split()[-1] != datasum
+    flip(path, events_data + 1000)
+    flip(path, gti_header + 79)
+    said = str(refused(path))
+    assert f"CHECKSUM says {checksum!r} but the HDU as stored gives '" in said
+
+
+def test_a_checksum_without_datasum_covers_the_data(tmp_path: Path) -> None:
+    """astropy's verify_checksum counts no data where DATASUM is absent: such a card is summed over the data too."""
+
+    def checksum_only(hdus: fits.HDUList) -> None:
+        for hdu in hdus:
+            hdu.add_checksum(when="HDU checksum")
+            del hdu.header["DATASUM"]
+            hdu.add_checksum(when="HDU checksum", override_datasum=True)
+
+    path = tmp_path / NAME
+    with fits.open(REAL) as hdus:
+        checksum_only(hdus)
+        hdus.writeto(path, checksum=False)
+    assert run(path) == EXPECTED
+    with fits.open(path) as hdus:
+        events_data = hdus.fileinfo(1)["datLoc"]
+    flip(path, events_data + 1000)
+    error = refused(path)
+    assert error.kind == "checksum" and "EVENTS" in str(error) and "CHECKSUM" in str(error)
+
+
 # --- not FITS, not whole --------------------------------------------------------------------------
 
 
@@ -214,6 +249,17 @@ def test_a_file_cut_in_a_header_is_truncated(tmp_path: Path) -> None:
     path = tmp_path / NAME
     path.write_bytes(REAL.read_bytes()[:4000])
     assert refused(path).kind == "truncated"
+
+
+def test_a_header_without_end_stops_after_its_block_limit(tmp_path: Path) -> None:
+    primary = REAL.read_bytes()[:2880].replace(b"END" + b" " * 77, b" " * 80)
+    path = tmp_path / NAME
+    path.write_bytes(primary + b"COMMENT".ljust(80) * 36 * 400)  # 400 blocks of comments, no END
+    raw = CountingReader(path)
+    with raw, pytest.raises(Dl3Refused) as caught:
+        describe(raw, path.stat().st_size, parse(NAME))
+    assert caught.value.kind == "not_fits" and "END" in str(caught.value)
+    assert raw.bytes_read == 200 * 2880 < path.stat().st_size
 
 
 def test_a_storage_size_beyond_the_stream_is_truncated() -> None:
