@@ -173,12 +173,12 @@ def _pending(states: Counter[FileState]) -> str:
 def summarise(plan: list[PlannedFile], rows: dict[str, LedgerFile]) -> None:
     """The night per data level, and the time each stage took, as ``rucio-magic report`` computes them."""
     table = Table(title=f"MAGIC night: observatory ({ORM}) -> data centre ({PIC})")
-    for column in ("level", "files", "size", *(name for name, _ in MILESTONES), "refused"):
-        table.add_column(column, justify="left" if column == "level" else "right")
+    for column in ("night", "level", "files", "size", *(name for name, _ in MILESTONES), "refused"):
+        table.add_column(column, justify="left" if column in ("night", "level") else "right")
     for level in sorted({planned.record.level.value for planned in plan}):
-        for entry in nights(file_row(row) for row in rows.values() if row.level == level):  # one: a night, an RSE
+        for entry in nights(file_row(row) for row in rows.values() if row.level == level):  # a night, an RSE
             reached = (str(entry.reached[name]) for name, _ in MILESTONES)
-            table.add_row(level, str(entry.files), _mb(entry.bytes), *reached, str(entry.refused))
+            table.add_row(_night(entry.night), level, str(entry.files), _mb(entry.bytes), *reached, str(entry.refused))
     console.print(table)
 
     for row in rows.values():
@@ -186,13 +186,18 @@ def summarise(plan: list[PlannedFile], rows: dict[str, LedgerFile]) -> None:
             console.print(f"{row.state.value.lower()}: {row.path}: {row.last_error}")
 
     stages = Table(title="time per stage, per file (from the ledger)")
-    for column in ("stage", "median s", "slowest s"):
-        stages.add_column(column, justify="left" if column == "stage" else "right")
+    for column in ("night", "stage", "median s", "slowest s"):
+        stages.add_column(column, justify="left" if column in ("night", "stage") else "right")
     for whole in nights(file_row(row) for row in rows.values()):
         for name, latency in whole.latencies.items():
             if latency is not None:
-                stages.add_row(name, f"{latency.median:.1f}", f"{latency.slowest:.1f}")
+                stages.add_row(_night(whole.night), name, f"{latency.median:.1f}", f"{latency.slowest:.1f}")
     console.print(stages)
+
+
+def _night(night: date | None) -> str:
+    """A file's night as MAGIC names it (its sunrise date); files no night can be read from are apart."""
+    return night.isoformat() if night else "no night"
 
 
 def write_report(ledger: Ledger, state: Path, night: date, began: datetime) -> None:
