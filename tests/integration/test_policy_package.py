@@ -12,37 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scenery import client_for
 
 pytestmark = pytest.mark.integration
 
 CALIBRATED = "20210314_M1_05095172.001_Y_CrabNebula-W0.40+035.root"
 
 
-def _client_for(rucio_client: Any, account: str, attributes: dict[str, str] | None = None) -> Any:
-    """A REST client logged in as a new account (userpass), with the given account attributes."""
-    from rucio.client import Client
-
-    password = uuid.uuid4().hex
-    rucio_client.add_account(account, "USER", f"{account}@example.org")
-    rucio_client.add_identity(
-        account, identity=account, authtype="USERPASS", email=f"{account}@example.org", password=password
-    )
-    for key, value in (attributes or {}).items():
-        rucio_client.add_account_attribute(account, key, value)
-    return Client(account=account, auth_type="userpass", creds={"username": account, "password": password})
-
-
 @pytest.fixture(scope="module")
 def outsider(rucio_stack: Any, rucio_client: Any) -> Any:
     """An account of another experiment sharing the instance (CTA at PIC), with a scope of its own."""
-    client = _client_for(rucio_client, "cta_user")
+    client = client_for(rucio_client, "cta_user")
     rucio_client.add_scope("cta_user", "cta_user_scope")
     return client
 
 
 @pytest.fixture(scope="module")
 def writer(rucio_stack: Any, rucio_client: Any) -> Any:
-    client = _client_for(rucio_client, "magic_operator", {"magic": "writer"})
+    client = client_for(rucio_client, "magic_operator", {"magic": "writer"})
     for rse in ("ORM-ONSITE", "PIC-DISK", "PIC-ANALYSIS"):
         rucio_client.set_local_account_limit("magic_operator", rse, -1)
     return client
@@ -593,10 +580,10 @@ TABLE: dict[str, tuple[Callable[[World, Any, str], Attempts], frozenset[str]]] =
 @pytest.fixture(scope="module")
 def world(rucio_stack: Any, rucio_client: Any, writer: Any, outsider: Any) -> World:
     clients = {
-        "admin": _client_for(rucio_client, ACCOUNTS["admin"], {"admin": "true"}),
+        "admin": client_for(rucio_client, ACCOUNTS["admin"], {"admin": "true"}),
         "writer": writer,
         "service": _login(rucio_client, ACCOUNTS["service"]),
-        "reader": _client_for(rucio_client, ACCOUNTS["reader"], {"magic": "reader"}),
+        "reader": client_for(rucio_client, ACCOUNTS["reader"], {"magic": "reader"}),
         "other": outsider,
     }
     for account in ACCOUNTS.values():

@@ -5,7 +5,6 @@ the bytes at the observatory."""
 
 from __future__ import annotations
 
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -37,22 +36,24 @@ POLICY = load_policy(Path(__file__).parent / "replication-policy.toml")
 FLOW_ACCOUNT = "magic_scanner"
 
 
+def with_quota(rucio_client: Any, account: str, attributes: dict[str, str]) -> Any:
+    """A REST client of a new account, with quota at both ends as the project's own writers get."""
+    client = client_for(rucio_client, account, attributes)
+    for rse in (ORM, PIC):
+        rucio_client.set_local_account_limit(account, rse, -1)
+    return client
+
+
 @pytest.fixture(scope="module")
 def writer(rucio_stack: Any, rucio_client: Any) -> Any:
-    """An ordinary MAGIC writer, with quota at both ends as the project's own writers get."""
-    client = client_for(rucio_client, "magic_trust_writer", {"magic": "writer"})
-    for rse in (ORM, PIC):
-        rucio_client.set_local_account_limit("magic_trust_writer", rse, -1)
-    return client
+    """An ordinary MAGIC writer."""
+    return with_quota(rucio_client, "magic_trust_writer", {"magic": "writer"})
 
 
 @pytest.fixture(scope="module")
 def operator(rucio_stack: Any, rucio_client: Any) -> Any:
     """An operator: may do everything, and copies what it sees."""
-    client = client_for(rucio_client, "magic_trust_operator", {"admin": "True"})
-    for rse in (ORM, PIC):
-        rucio_client.set_local_account_limit("magic_trust_operator", rse, -1)
-    return client
+    return with_quota(rucio_client, "magic_trust_operator", {"admin": "True"})
 
 
 def comment_of(planned: Any) -> str:
@@ -76,8 +77,7 @@ def notes_of(plan: list) -> list[str]:
 def expire_now(rucio_client: Any, rucio_stack: Any, rule_ids: list[str]) -> None:
     """Rules gone, as an admin removes them through Rucio's API and the judge-cleaner finishes the job."""
     for rule_id in rule_ids:
-        rucio_client.update_replication_rule(rule_id, {"lifetime": 1})
-    time.sleep(2)
+        rucio_client.update_replication_rule(rule_id, {"lifetime": -1})  # expired a second ago
     rucio_stack.run_once("judge-cleaner")
 
 
@@ -117,8 +117,7 @@ def test_a_run_dataset_made_first_by_another_account_holds_only_its_own_files(
     assert not list(rucio_client.list_content(taken.scope, taken.dataset))
 
     # The way out: an admin removes the collection (Rucio's undertaker), and the held files go on.
-    rucio_client.set_metadata(taken.scope, taken.dataset, "lifetime", 1)
-    time.sleep(2)
+    rucio_client.set_metadata(taken.scope, taken.dataset, "lifetime", -1)  # expired a second ago
     rucio_stack.run_once("undertaker", fast=False)
     assert cli.main(["retry", *[p.path for p in victims], "--why", "the foreign run dataset was removed"]) == 0
     flow(lambda: all_in(victims, FileState.DELETED))
