@@ -578,11 +578,68 @@ def _add_dids(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | N
     return verdict
 
 
+def _shared_paths(context: _Context, rse_id: Any, files: list[dict[str, Any]], what: str) -> PermissionResult | None:
+    """At a non-deterministic RSE a replica's path is one file on disk: a new replica may not name a path that
+    another DID's replica names (the reaper deleting one would delete both), nor may two new ones. Checked for
+    every account, admins and the flow included, as Rucio stores the path (the PFN parsed by the RSE's protocol),
+    compared once normalised (``a//b`` and ``a/./b`` are one file)."""
+    named = [(file, str(file["pfn"])) for file in files if file.get("pfn")]
+    if not named or not _is_uuid(rse_id):
+        return None
+    from rucio.core.rse import get_rse
+    from rucio.rse import rsemanager
+
+    if get_rse(rse_id, session=context.session)["deterministic"]:
+        return None
+    settings = rsemanager.get_rse_info(rse_id=rse_id, session=context.session)
+    paths: dict[str, tuple[str, str]] = {}
+    for file, pfn in named:
+        protocol = rsemanager.create_protocol(settings, "write", scheme=pfn.split(":")[0])
+        parsed = protocol.parse_pfns([pfn])[pfn]
+        path = _normal(f"{parsed['path']}{parsed['name']}")
+        did = (_external(file.get("scope")), str(file.get("name")))
+        if paths.setdefault(path, did) != did:
+            return _result(False, f"{what}: {paths[path][0]}:{paths[path][1]} and {did[0]}:{did[1]} name one path")
+    for path, did in paths.items():
+        for other in _replicas_at_path(context, rse_id, path):
+            if other != did:
+                return _result(
+                    False,
+                    f"{what}: path {path} at {settings['rse']} is already the replica of {other[0]}:{other[1]}; "
+                    f"a second DID there would let the reaper delete its bytes",
+                )
+    return None
+
+
+def _normal(path: str) -> str:
+    import posixpath
+
+    return posixpath.normpath("/" + path).lstrip("/")
+
+
+def _replicas_at_path(context: _Context, rse_id: Any, path: str) -> list[tuple[str, str]]:
+    """The DIDs whose replica at the RSE is stored at ``path``, however its stored form is written."""
+    from rucio.db.sqla.models import RSEFileAssociation as Replica
+    from sqlalchemy import select
+
+    tail = path.rsplit("/", 1)[-1]
+    escaped = tail.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    query = select(Replica.scope, Replica.name, Replica.path).where(
+        Replica.rse_id == rse_id, Replica.path.like(f"%{escaped}", escape="!")
+    )
+    found = context.session.execute(query)
+    return [(scope.external, name) for scope, name, stored in found if stored and _normal(stored) == path]
+
+
 def _add_replicas(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | None:
     """Rucio names the RSE here, not the files (new ones go to add_dids). At the observatory only the flow and
     admins register, in every scope: a replica under a MAGIC file's path is that file for the reaper."""
     rse_id = kwargs.get("rse_id")
-    refusal = context.observatory([rse_id], "registering replicas")
+    files = _dicts(kwargs.get("files")) or _dicts(_request_body().get("files"))
+    refusal = _first(
+        context.observatory([rse_id], "registering replicas"),
+        _shared_paths(context, rse_id, files, "registering replicas"),
+    )
     if refusal is not None:
         return refusal
     verdict = context.judge([did.get("scope") for did in _dicts(kwargs.get("dids"))], "adding replicas")
@@ -600,8 +657,10 @@ def _attachment_accounts(attachment: dict[str, Any]) -> list[Any]:
 
 def _guard_attachment(context: _Context, attachment: dict[str, Any], where: str) -> PermissionResult | None:
     owned = [account for account in _attachment_accounts(attachment) if _names_flow(context, account)]
+    rse_id = attachment.get("rse_id")
     return _first(
-        context.observatory([attachment.get("rse_id")], f"attaching to {where} with replicas"),
+        context.observatory([rse_id], f"attaching to {where} with replicas"),
+        _shared_paths(context, rse_id, _dicts(attachment.get("dids")), f"attaching to {where} with replicas"),
         *(context.owner(account, f"files attached to {where}") for account in owned),
     )
 

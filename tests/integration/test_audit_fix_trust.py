@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 
 import pytest
-from scenery import ORM, PIC, adler32_of, ledger, orm_root, placement, rows_of
+from scenery import ORM, PIC, adler32_of, ledger, orm_root, placement, register_beside_the_api, rows_of
 from sqlalchemy import update
 
 from rucio_magic_ext import cli, layout
@@ -89,8 +89,7 @@ def test_the_orphan_carrier_fix_frees_only_sources_whose_copies_rucio_proves(
     (cal_replica,) = rucio_client.list_replicas([{"scope": cal_scope, "name": cal_name}], rse_expression=ORM)
     (cal_pfn,) = cal_replica["pfns"]
     rucio_client.add_scope("root", COMMISSIONING)
-    rucio_client.add_replicas(ORM, [{"scope": COMMISSIONING, "name": "orm-fix-1.root", "pfn": cal_pfn,
-                                     "bytes": rows[cal.path].size, "adler32": registered[cal.path]}])  # fmt: skip
+    register_beside_the_api(ORM, COMMISSIONING, "orm-fix-1.root", rows[cal.path].size, registered[cal.path], cal_pfn)
 
     code, out = audit(capsys, "--fix", "--max-fraction", "1")
     assert code == 1, out

@@ -310,6 +310,15 @@ def row_replicas_on_magic_rse(world: World, client: Any, account: str) -> Attemp
     return [lambda: client.add_replicas("ORM-ONSITE", [replica])]
 
 
+def row_second_did_on_a_path(world: World, client: Any, account: str) -> Attempts:
+    """A path at the observatory that a MAGIC file's replica names, given to another DID: refused to everyone."""
+    taken = world.file(rses=("ORM-ONSITE",))
+    pfn = f"file://localhost:0{world.orm_path(taken)}"
+    name = world.unique("file") + ".root"
+    other = {"scope": "magic_cal", "name": name, "bytes": 4, "adler32": "0bfc01a6", "pfn": pfn}
+    return [lambda: client.add_replicas("ORM-ONSITE", [other])]
+
+
 def row_attach_at_observatory(world: World, client: Any, account: str) -> Attempts:
     dataset = world.dataset()
     name = world.unique("file") + ".root"
@@ -505,6 +514,10 @@ def row_foreign_scope(world: World, client: Any, account: str) -> Attempts:
 # Row of README.md's table -> (attempts, allowed roles). Each attempt runs on its own; all are allowed or all refused.
 TABLE: dict[str, tuple[Callable[[World, Any, str], Attempts], frozenset[str]]] = {
     "Add DIDs, attach files, set metadata, close, in MAGIC scopes": (row_magic_data, frozenset(ROLES[:3])),
+    "Register a replica at a path of a non-deterministic RSE that another DID's replica names": (
+        row_second_did_on_a_path,
+        frozenset(),
+    ),
     "Register replicas on an RSE with `magic=true` (ORM-ONSITE)": (
         row_replicas_on_magic_rse,
         frozenset({"admin", "service"}),

@@ -10,6 +10,7 @@ commissioning scope's own name for the file, another experiment's replica regist
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -19,13 +20,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rucio.common.exception import AccessDenied
 
 from rucio_magic_ext import cli, layout, rucio_db
 from rucio_magic_ext.common import DID
 from rucio_magic_ext.ledger import FileState
 from rucio_magic_ext.naming import Level
 from rucio_magic_ext.retire import catalogue
-from tests.integration.scenery import ORM, PIC, adler32_of, client_for, orm_root, rows_of
+from tests.integration.scenery import (
+    ORM,
+    PIC,
+    adler32_of,
+    client_for,
+    orm_root,
+    register_beside_the_api,
+    rows_of,
+)
 from tools.devstack.stack import SITE_CFG
 from tools.make_night import PlannedFile, plan_night, write_night
 
@@ -268,8 +278,11 @@ def test_a_commissioning_scope_naming_an_observatory_file_is_retired_without_the
     registered = rows_of([planned])[planned.path].adler32
     size = source.stat().st_size
     rucio_client.add_scope("root", scope)
-    rucio_client.add_replicas(ORM, [{"scope": scope, "name": name, "bytes": size, "adler32": registered,
-                                     "pfn": source_pfn(rucio_client, magic)}])  # fmt: skip
+    pfn = source_pfn(rucio_client, magic)
+    on_path = {"scope": scope, "name": name, "bytes": size, "adler32": registered, "pfn": pfn}
+    with pytest.raises(AccessDenied, match=re.escape(f"already the replica of {magic[0]}:{magic[1]}")):
+        rucio_client.add_replicas(ORM, [on_path])  # the REST API refuses a second DID on the path, even to root
+    register_beside_the_api(ORM, scope, name, size, registered, on_path["pfn"])
     rucio_client.add_replicas(PIC, [{"scope": scope, "name": name, "bytes": size, "adler32": registered}])
     rucio_client.add_dataset(scope, "orm-tests")
     rucio_client.attach_dids(scope, "orm-tests", [{"scope": scope, "name": name}])
@@ -307,8 +320,7 @@ def test_another_experiments_scope_on_a_magic_files_path_is_retired_without_the_
     rucio_client.add_scope("lst_operator", scope)
     for rse in (PIC, DISK):
         rucio_client.set_local_account_limit("lst_operator", rse, -1)
-    rucio_client.add_replicas(ORM, [{"scope": scope, "name": shared, "bytes": size, "adler32": registered,
-                                     "pfn": source_pfn(rucio_client, magic)}])  # fmt: skip
+    register_beside_the_api(ORM, scope, shared, size, registered, source_pfn(rucio_client, magic))
     rucio_client.add_replicas(PIC, [{"scope": scope, "name": shared, "bytes": size, "adler32": registered}])
     data = os.urandom(900)
     own_path = rucio_stack.settings.storage_dir / "retire-src" / "lst" / own

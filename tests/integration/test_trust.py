@@ -21,6 +21,7 @@ from scenery import (
     events_of,
     orm_root,
     placement,
+    register_beside_the_api,
     rows_of,
     write_observed_night,
 )
@@ -230,7 +231,9 @@ def test_a_registered_file_whose_path_another_did_comes_to_name_is_not_released(
     rucio_client.add_scope("magic_trust_operator", "trust_late_decoys")
     pfn = f"file://localhost{source}"
     decoy = f"decoy_{victim.name.replace('+', 'p')}"
-    operator.add_replica(ORM, "trust_late_decoys", decoy, source.stat().st_size, "00000001", pfn)
+    with pytest.raises(AccessDenied, match="is already the replica of"):  # the REST API refuses it, even to admins
+        operator.add_replica(ORM, "trust_late_decoys", decoy, source.stat().st_size, "00000001", pfn)
+    register_beside_the_api(ORM, "trust_late_decoys", decoy, source.stat().st_size, "00000001", pfn)
 
     others = [p for p in plan if p is not victim]
     flow(lambda: all_in(others, FileState.DELETED))
