@@ -35,12 +35,10 @@ from typing import Any, BinaryIO
 from rucio_magic_ext.checksum import StreamingChecksum, normalise_checksum
 from rucio_magic_ext.common import LoggerFunction
 from rucio_magic_ext.storage.base import (
-    ChecksumMismatch,
     CopyResult,
     Entry,
     Folder,
     ProgressCallback,
-    ProvenChecksums,
     Storage,
     StorageUnavailable,
     copied_blocks,
@@ -360,9 +358,4 @@ def _join(directory: str, name: str) -> str:
     return f"{directory.rstrip('/')}/{name}"
 
 
-__all__ = [
-    "ChecksumMismatch",
-    "ProvenChecksums",
-    "StorageUnavailable",
-    "XRootDStorage",
-]
+__all__ = ["XRootDStorage", "split_root_url"]
