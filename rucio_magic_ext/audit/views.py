@@ -76,7 +76,12 @@ class Place:
         are one file on storage), or the protocol's (lfn2pfn)."""
         if stored:
             return posixpath.normpath("/" + stored).lstrip("/")
-        (pfn,) = self.protocol.lfns2pfns({"scope": scope, "name": name}).values()
+        from rucio.common.exception import RucioException
+
+        try:
+            (pfn,) = self.protocol.lfns2pfns({"scope": scope, "name": name}).values()
+        except RucioException:  # a replica with no stored path at a non-deterministic RSE names no file
+            return f"(no path) {scope}:{name}"
         return pfn[len(self.root_url) :] if pfn.startswith(self.root_url) else pfn
 
 
