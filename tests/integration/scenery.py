@@ -148,3 +148,13 @@ def register_beside_the_api(rse: str, scope: str, name: str, size: int, adler32:
 
     replica = {"scope": InternalScope(scope), "name": name, "bytes": size, "adler32": adler32, "pfn": pfn}
     add_replicas(rse_id=get_rse_id(rse), files=[replica], account=InternalAccount("root"), ignore_availability=True)
+
+
+def assert_proven_at_pic(stack: Any, plan: list[PlannedFile]) -> None:
+    """Every file of the plan gone from the observatory, its copy at PIC-DISK on disk with the registered bytes."""
+    rows = rows_of(plan)
+    for planned in plan:
+        copy = stack.settings.storage_dir / "pic-disk" / placement(planned).path
+        assert copy.exists(), f"no copy of {planned.path} at PIC-DISK"
+        assert (copy.stat().st_size, adler32_of(copy)) == (rows[planned.path].size, rows[planned.path].adler32)
+        assert not (orm_root(stack) / planned.path).exists(), f"{planned.path} still at the observatory"

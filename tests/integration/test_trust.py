@@ -16,6 +16,7 @@ from scenery import (
     PIC,
     all_in,
     assert_bytes_kept,
+    assert_proven_at_pic,
     client_for,
     dids_of,
     events_of,
@@ -110,6 +111,7 @@ def test_a_run_dataset_made_first_by_another_account_holds_only_its_own_files(
         maker = "magic_trust_operator"
 
     flow(lambda: all_in(others, FileState.DELETED))
+    assert_proven_at_pic(rucio_stack, others)
     assert_bytes_kept(rucio_stack, victims)
     for row in rows_of(victims).values():
         assert row.state is FileState.CHECKSUMMED
@@ -122,8 +124,7 @@ def test_a_run_dataset_made_first_by_another_account_holds_only_its_own_files(
     rucio_stack.run_once("undertaker", fast=False)
     assert cli.main(["retry", *[p.path for p in victims], "--why", "the foreign run dataset was removed"]) == 0
     flow(lambda: all_in(victims, FileState.DELETED))
-    for planned in victims:
-        assert not (orm_root(rucio_stack) / planned.path).exists()
+    assert_proven_at_pic(rucio_stack, victims)
     assert copied_to_pic(rucio_client, victims)
     rules = rucio_client.list_did_rules(taken.scope, taken.dataset)
     assert {(r["account"], r["comments"]) for r in rules} == {(FLOW_ACCOUNT, comment_of(victims[0]))}
@@ -148,6 +149,7 @@ def test_a_rule_with_the_policy_comment_beside_the_flows_stands_in_for_nothing(
 
     others = [p for p in plan if p not in victims]
     flow(lambda: all_in(others, FileState.DELETED))  # what holds the run concerns it alone
+    assert_proven_at_pic(rucio_stack, others)
     assert_bytes_kept(rucio_stack, victims)
     assert {row.state for row in rows_of(victims).values()} <= {FileState.PROTECTED, FileState.REPLICATED}
     assert copied_to_pic(rucio_client, victims)  # the copies are there: they are not the flow's to count
@@ -168,6 +170,7 @@ def test_a_run_dataset_given_a_lifetime_after_registration_holds_its_files(
 
     others = [p for p in plan if p not in victims]
     flow(lambda: all_in(others, FileState.DELETED))
+    assert_proven_at_pic(rucio_stack, others)
     assert_bytes_kept(rucio_stack, victims)
     assert {row.state for row in rows_of(victims).values()} <= {FileState.PROTECTED, FileState.REPLICATED}
     notes = notes_of(victims)
@@ -190,6 +193,7 @@ def test_an_observatory_path_already_another_dids_replica_is_held(
 
     others = [p for p in plan if p is not victim]
     flow(lambda: all_in(others, FileState.DELETED))
+    assert_proven_at_pic(rucio_stack, others)
     assert_bytes_kept(rucio_stack, [victim])
     row = rows_of([victim])[victim.path]
     assert row.state is FileState.CHECKSUMMED
@@ -214,7 +218,7 @@ def test_a_run_dataset_and_night_container_closed_by_a_writer_keep_no_late_file_
 
     write_night([late], orm_root(rucio_stack), stamp_times=True)
     flow(lambda: all_in(plan, FileState.DELETED))
-    assert copied_to_pic(rucio_client, plan)
+    assert_proven_at_pic(rucio_stack, plan)
     assert late.name in {child["name"] for child in rucio_client.list_content(run.scope, run.dataset)}
 
 
@@ -237,6 +241,7 @@ def test_a_registered_file_whose_path_another_did_comes_to_name_is_not_released(
 
     others = [p for p in plan if p is not victim]
     flow(lambda: all_in(others, FileState.DELETED))
+    assert_proven_at_pic(rucio_stack, others)
     assert_bytes_kept(rucio_stack, [victim])
     assert rows_of([victim])[victim.path].state in (FileState.PROTECTED, FileState.REPLICATED)
     notes = notes_of([victim])
