@@ -2,7 +2,8 @@
 
 Both daemons, the census and the site bootstrap reach Rucio through here: sessions, RSE settings, the
 DID clause of a bulk query, collections and rules created only when missing, rule states, replicas, and
-Rucio's cache of site settings kept for one transaction (``site_settings_kept``).
+Rucio's cache of site settings kept for one transaction. What reaches past Rucio's core API (tables written
+directly, cache regions) is named in ``rucio_internals``.
 Functions that take a ``session`` join the caller's transaction; the others open their own.
 """
 
@@ -11,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,14 +21,19 @@ from typing import Any, TypeVar, cast
 
 from dogpile.cache import make_region
 from dogpile.cache.api import NO_VALUE
-from dogpile.cache.proxy import ProxyBackend
 from rucio.common.types import InternalAccount, InternalScope
 from rucio.db.sqla.constants import DatabaseOperationType, DIDType
 from rucio.db.sqla.session import db_session
-from sqlalchemy import and_, delete, event, or_, select
+from sqlalchemy import event, or_, select
 from sqlalchemy.orm import Session
 
 from rucio_magic_ext.common import DID, chunks
+from rucio_magic_ext.rucio_internals import (
+    did_clause,
+    drop_re_evaluations,
+    metadata_plugin_takes,
+    site_settings_kept,
+)
 
 REGION = make_region().configure("dogpile.cache.memory", expiration_time=600)
 LOCKED_ATTEMPTS = 6
@@ -108,11 +112,6 @@ def pfn(rse: str, did: DID, path: str | None, operation: str = "read") -> str | 
 # -- DIDs -------------------------------------------------------------------------------------------------
 
 
-def did_clause(table: Any, dids: Iterable[DID]) -> Any:
-    """``(scope, name) IN dids`` for any Rucio table with scope and name columns."""
-    return or_(*(and_(table.scope == InternalScope(scope), table.name == name) for scope, name in dids))
-
-
 def existing_dids(dids: Sequence[DID], session: Session) -> set[DID]:
     from rucio.db.sqla import models
 
@@ -152,9 +151,7 @@ def makers(dids: Sequence[DID], session: Session) -> dict[DID, Maker]:
 def json_metadata_kept(session: Session) -> bool:
     """Whether a configured metadata plugin takes keys beyond Rucio's DID columns (``source``) on this database:
     Rucio's JSON plugin refuses SQLite, the project's ``PortableJSONDidMeta`` takes them everywhere."""
-    from rucio.core.did_meta_plugins import METADATA_PLUGIN_MODULES
-
-    return any(plugin.manages_key("source", session=session) for plugin in METADATA_PLUGIN_MODULES)
+    return metadata_plugin_takes("source", session)
 
 
 def ensure_collections(wanted: Mapping[DID, DIDType], account: InternalAccount, session: Session) -> None:
@@ -238,7 +235,6 @@ def detach(collection: DID, files: Sequence[DID], account: InternalAccount) -> N
     """Take files out of a collection, its rules' locks on them removed at once (as the judge-evaluator would)."""
     from rucio.core.did import detach_dids
     from rucio.core.rule import re_evaluate_did
-    from rucio.db.sqla import models
     from rucio.db.sqla.constants import DIDReEvaluation
 
     if not files:
@@ -247,10 +243,7 @@ def detach(collection: DID, files: Sequence[DID], account: InternalAccount) -> N
     with writing() as session:
         detach_dids(scope, name, [{"scope": InternalScope(s), "name": n} for s, n in files], session=session)
         re_evaluate_did(scope, name, DIDReEvaluation.DETACH, session=session)
-        table = models.UpdatedDID
-        session.execute(
-            delete(table).where(did_clause(table, [collection]), table.rule_evaluation_action == DIDReEvaluation.DETACH)
-        )
+        drop_re_evaluations([collection], "DETACH", session)
 
 
 def content(scope: str, name: str, session: Session | None = None) -> set[DID]:
@@ -472,18 +465,12 @@ def evaluate_attachments(collections: Iterable[DID], session: Session) -> None:
     transaction, as Rucio's judge-evaluator would later: a file attached to a carrier is held from the
     moment its attachment commits."""
     from rucio.core.rule import re_evaluate_did
-    from rucio.db.sqla import models
     from rucio.db.sqla.constants import DIDReEvaluation
 
     collections = list(collections)
     for scope, name in collections:
         re_evaluate_did(InternalScope(scope), name, DIDReEvaluation.ATTACH, session=session)
-    # Done here: the judge-evaluator need not do it again (and contend with the next batch for the rules).
-    table = models.UpdatedDID
-    for chunk in chunks(collections):
-        session.execute(
-            delete(table).where(did_clause(table, chunk), table.rule_evaluation_action == DIDReEvaluation.ATTACH)
-        )
+    drop_re_evaluations(collections, "ATTACH", session)
 
 
 # -- replicas ---------------------------------------------------------------------------------------------
@@ -702,121 +689,3 @@ def declare_bad_replicas(rse: str, dids: Sequence[DID], reason: str, account: st
     with writing() as session:
         refused = declare_bad_file_replicas(replicas, reason, InternalAccount(account), force=True, session=session)
     return [entry for entries in refused.values() for entry in entries]
-
-
-# -- Rucio's cache of site settings, kept for one transaction ------------------------------------------------
-
-#: Rucio's caches of what a site sets up and seldom changes: RSE attributes and names, the config table, naming
-#: conventions, RSE expressions. Each new lock asks for two RSE attributes, each message for a config value.
-SITE_REGIONS = (
-    "rucio.core.rse",
-    "rucio.core.config",
-    "rucio.core.naming_convention",
-    "rucio.core.rse_expression_parser",
-)
-
-
-class _Kept(ProxyBackend):
-    """Reads through to a Rucio cache region's backend (memcached, or none at all); in a thread inside
-    ``site_settings_kept`` it also keeps what was read or written, until the block ends."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.local = threading.local()
-
-    def _kept(self) -> dict[Any, Any] | None:
-        return getattr(self.local, "kept", None)
-
-    def _read(self, key: Any, read: Any) -> Any:
-        kept = self._kept()
-        if kept is None:
-            return read(key)
-        if key in kept:
-            return kept[key]
-        value = read(key)
-        if value is not NO_VALUE:
-            kept[key] = value
-        return value
-
-    def _write(self, key: Any, value: Any, write: Any) -> None:
-        write(key, value)
-        kept = self._kept()
-        if kept is not None:
-            kept[key] = value
-
-    def _forget(self, key: Any) -> None:
-        kept = self._kept()
-        if kept is not None:
-            kept.pop(key, None)
-            kept.pop(("serialized", key), None)
-
-    def get(self, key: Any) -> Any:
-        return self._read(key, self.proxied.get)
-
-    def get_serialized(self, key: Any) -> Any:
-        return self._read(("serialized", key), lambda _: self.proxied.get_serialized(key))
-
-    def get_multi(self, keys: Sequence[Any]) -> Any:
-        return [self.get(key) for key in keys]
-
-    def get_serialized_multi(self, keys: Sequence[Any]) -> Any:
-        return [self.get_serialized(key) for key in keys]
-
-    def set(self, key: Any, value: Any) -> None:
-        self._write(key, value, self.proxied.set)
-
-    def set_serialized(self, key: Any, value: Any) -> None:
-        self._forget(key)
-        self._write(("serialized", key), value, lambda _, v: self.proxied.set_serialized(key, v))
-
-    def set_multi(self, mapping: Mapping[Any, Any]) -> None:
-        for key, value in mapping.items():
-            self.set(key, value)
-
-    def set_serialized_multi(self, mapping: Mapping[Any, Any]) -> None:
-        for key, value in mapping.items():
-            self.set_serialized(key, value)
-
-    def delete(self, key: Any) -> None:
-        self._forget(key)
-        self.proxied.delete(key)
-
-    def delete_multi(self, keys: Sequence[Any]) -> None:
-        for key in keys:
-            self.delete(key)
-
-
-_INSTALL = threading.Lock()
-
-
-def _kept_backends() -> list[_Kept]:
-    """The proxies in front of ``SITE_REGIONS``, put there once per process."""
-    with _INSTALL:
-        proxies = []
-        for module in SITE_REGIONS:
-            region = importlib.import_module(module).REGION
-            if not isinstance(region.backend, _Kept):
-                region.wrap(_Kept())
-            proxies.append(region.backend)
-        return proxies
-
-
-@contextlib.contextmanager
-def site_settings_kept() -> Iterator[None]:
-    """Within the block, in this thread, Rucio asks its database (or memcached) for a site setting once.
-
-    Rucio looks up two RSE attributes for each lock it makes and a config value for each message: without
-    memcached each is a query, and each query first flushes the objects pending in the session, so a batch's
-    locks are written one statement at a time. Rucio keeps these settings in memcached for 15 minutes; keeping
-    them for the seconds of one transaction is less. What the block writes or deletes goes to Rucio's cache as
-    before.
-    """
-    proxies = _kept_backends()
-    outer = [proxy._kept() for proxy in proxies]
-    for proxy, kept in zip(proxies, outer):
-        proxy.local.kept = {} if kept is None else kept
-    try:
-        yield
-    finally:
-        for proxy, kept in zip(proxies, outer):
-            proxy.local.kept = kept

@@ -15,7 +15,7 @@ from typing import Any
 from rucio.common.types import InternalAccount, InternalScope
 from rucio.db.sqla.constants import DIDType
 
-from rucio_magic_ext import rucio_db
+from rucio_magic_ext import rucio_db, rucio_internals
 from rucio_magic_ext.carrier.model import CARRIER_SCOPE
 from rucio_magic_ext.common import DID, LoggerFunction, chunks
 from rucio_magic_ext.scanner import did_metadata
@@ -79,7 +79,7 @@ class Catalogue:
         from rucio.core.did import attach_dids_to_dids, set_dids_metadata_bulk
         from rucio.core.replica import add_replicas
 
-        with rucio_db.site_settings_kept(), rucio_db.writing() as session:
+        with rucio_internals.site_settings_kept(), rucio_db.writing() as session:
             existing = rucio_db.replica_paths(self.rse, [(f.scope, f.name) for f in files], session)
             conflicts = self.refusals(files, existing, session)
             new = [f for f in files if (f.scope, f.name) not in existing and (f.scope, f.name) not in conflicts]

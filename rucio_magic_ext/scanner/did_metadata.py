@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rucio.common.types import InternalScope
-from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
+
+from rucio_magic_ext import rucio_internals
 
 # Keys Rucio keeps in DID columns (its DID-column plugin manages them), and our values' types for them.
 DID_COLUMN_KEYS = frozenset({"project", "datatype", "run_number"})
@@ -34,37 +34,10 @@ DIRECT_PLUGINS = frozenset({
 
 def can_write_directly(session: Session) -> bool:
     """One of ``DIRECT_PLUGINS`` on PostgreSQL: the only set-ups whose rows this module writes."""
-    from rucio.core.did_meta_plugins import METADATA_PLUGIN_MODULES
-
-    plugins = tuple(f"{type(plugin).__module__}.{type(plugin).__qualname__}" for plugin in METADATA_PLUGIN_MODULES)
+    plugins = rucio_internals.metadata_plugins()
     return session.bind is not None and session.bind.dialect.name == "postgresql" and plugins in DIRECT_PLUGINS
 
 
 def describe_created(files: Sequence[Described], session: Session) -> None:
     """Set the metadata of files whose DIDs were created in this transaction (no metadata row exists yet)."""
-    from rucio.db.sqla import models
-
-    if not files:
-        return
-    dids = models.DataIdentifier.__table__
-    columns = sorted(DID_COLUMN_KEYS)
-    session.execute(
-        update(dids)
-        .where(dids.c.scope == bindparam("did_scope"), dids.c.name == bindparam("did_name"))
-        .values({column: bindparam(f"new_{column}") for column in columns}),
-        [
-            {
-                "did_scope": InternalScope(scope),
-                "did_name": name,
-                **{f"new_{column}": meta.get(column) for column in columns},
-            }
-            for scope, name, meta in files
-        ],
-    )
-    rows = [
-        {"scope": InternalScope(scope), "name": name, "meta": extra}
-        for scope, name, meta in files
-        if (extra := {key: value for key, value in meta.items() if key not in DID_COLUMN_KEYS})
-    ]
-    if rows:
-        session.execute(insert(models.DidMeta.__table__), rows)
+    rucio_internals.write_new_did_metadata(files, DID_COLUMN_KEYS, session)

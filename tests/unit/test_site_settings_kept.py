@@ -8,8 +8,8 @@ import threading
 from dogpile.cache import make_region
 from dogpile.cache.api import NO_VALUE
 
-from rucio_magic_ext import rucio_db
-from rucio_magic_ext.rucio_db import _Kept, site_settings_kept
+from rucio_magic_ext import rucio_internals
+from rucio_magic_ext.rucio_internals import _Kept, site_settings_kept
 
 
 def _region(backend: str = "dogpile.cache.null") -> object:
@@ -72,9 +72,9 @@ def test_another_thread_is_not_kept() -> None:
 def test_the_block_keeps_rucios_site_settings_and_restores_them() -> None:
     from rucio.core import rse
 
-    proxies = rucio_db._kept_backends()
-    assert isinstance(rse.REGION.backend, _Kept) and len(proxies) == len(rucio_db.SITE_REGIONS)
-    assert rucio_db._kept_backends() == proxies  # put in front once
+    proxies = rucio_internals._kept_backends()
+    assert isinstance(rse.REGION.backend, _Kept) and len(proxies) == len(rucio_internals.SITE_REGIONS)
+    assert rucio_internals._kept_backends() == proxies  # put in front once
     with site_settings_kept():
         rse.REGION.set("magic-test-key", "kept")
         assert rse.REGION.get("magic-test-key") == "kept"
