@@ -6,8 +6,10 @@
 #    put the user certificate where rucio.cfg expects it, and make an X.509 proxy for the XRootD client.
 # 2. rucio.cfg: when RUCIO_OVERRIDE_CONFIGS is set, /opt/rucio/etc/rucio.cfg is written afresh from the
 #    image's default configuration, those files and the RUCIO_CFG_* variables (Rucio's merge_rucio_configs.py).
-# 3. RUCIO_MAGIC_WAIT_FOR: space-separated host:port addresses to wait for (TCP) before going on, at most
-#    RUCIO_MAGIC_WAIT_SECONDS (default 300), e.g. the database, so that a daemon started with it does not fail.
+# 3. RUCIO_MAGIC_WAIT_FOR: what to wait for before going on, at most RUCIO_MAGIC_WAIT_SECONDS (default 300),
+#    space-separated: host:port (answers TCP, e.g. the database) or config:SECTION:OPTION (the option is in Rucio's
+#    configuration table, as a bootstrap's last step sets it), so that daemons started with the stack neither fail
+#    nor restart in a loop.
 # 4. Then the given command, or without one the base image's own entrypoint (httpd for rucio-server,
 #    the daemon named by RUCIO_DAEMON for rucio-daemons).
 set -e
@@ -67,16 +69,33 @@ if [ -n "${RUCIO_MAGIC_WAIT_FOR:-}" ]; then
     python3 - ${RUCIO_MAGIC_WAIT_FOR} <<'WAIT'
 import os, socket, sys, time
 deadline = time.monotonic() + float(os.environ.get("RUCIO_MAGIC_WAIT_SECONDS", "300"))
-for address in sys.argv[1:]:
-    host, _, port = address.rpartition(":")
+
+
+def wait(what, ready):
     while True:
         try:
-            socket.create_connection((host, int(port)), timeout=3).close()
-            break
-        except OSError as error:
-            if time.monotonic() > deadline:
-                sys.exit(f"rucio-magic-entrypoint: {address} does not answer: {error}")
-            time.sleep(1)
+            if ready():
+                return
+            error = "not yet"
+        except Exception as exc:  # the database may not answer yet, or lack the tables
+            error = exc
+        if time.monotonic() > deadline:
+            sys.exit(f"rucio-magic-entrypoint: {what}: {error}")
+        time.sleep(2)
+
+
+def config_set(section, option):
+    from rucio.core.config import has_option
+    return has_option(section, option, use_cache=False)
+
+
+for item in sys.argv[1:]:
+    if item.startswith("config:"):
+        section, _, option = item[len("config:"):].partition(":")
+        wait(f"[{section}] {option} not in Rucio's configuration table", lambda: config_set(section, option))
+    else:
+        host, _, port = item.rpartition(":")
+        wait(f"{item} does not answer", lambda: socket.create_connection((host, int(port)), timeout=3).close() or True)
 WAIT
 fi
 

@@ -18,21 +18,26 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.docker
 
 MANIFEST = Path(__file__).resolve().parents[2] / "etc" / "k8s" / "magic-daemons.yaml"
+#: Pod name (podman names a Deployment's pod <name>-pod-0) -> the daemon its container runs.
 DAEMONS = {"rucio-magic-scanner-pod-0": "magic-scanner", "rucio-magic-carrier-pod-0": "magic-carrier"}
 #: How long each daemon must keep running, past its start, to count as started.
 STEADY_SECONDS = 30
 
 
 def _pod_containers(stack: Stack) -> dict[str, tuple[str, int]]:
-    """Container name -> (state, restarts) of the played pods' containers (their infra containers left out)."""
-    rows = stack.podman("ps", "-a", "--filter", "label=app-group=rucio-daemons", "--format",
-                        "{{.Names}} {{.State}} {{.Restarts}}").stdout.split("\n")
+    """Container name -> (state, restarts) of the played pods' containers (their infra containers carry no label)."""
+    names = stack.podman("ps", "-a", "--filter", "label=app-group=rucio-daemons", "--format", "{{.Names}}").stdout
     found = {}
-    for row in rows:
-        parts = row.split()
-        if len(parts) == 3 and parts[2].isdigit():
-            found[parts[0]] = (parts[1], int(parts[2]))
+    for name in names.split():
+        inspected = stack.podman("inspect", "--format", "{{.State.Status}} {{.RestartCount}}", name).stdout
+        state, restarts = inspected.split()
+        found[name] = (state, int(restarts))
     return found
+
+
+def _logs(stack: Stack, container: str) -> str:
+    result = stack.podman("logs", container, check=False)
+    return result.stdout + result.stderr
 
 
 def test_magic_daemons_start_under_podman_kube_play(stack: Stack) -> None:
@@ -44,8 +49,7 @@ def test_magic_daemons_start_under_podman_kube_play(stack: Stack) -> None:
         for pod, daemon in DAEMONS.items():
             mine = {name: state for name, state in containers.items() if name.startswith(pod)}
             assert mine, f"{pod}: no container ({containers})"
-            logs = "".join(stack.podman("logs", name, check=False).stdout + stack.podman("logs", name, check=False)
-                           .stderr for name in mine)
+            logs = "".join(_logs(stack, name) for name in mine)
             assert f"starting daemon with: {daemon}" in logs, logs[-2000:]
             assert all(state == ("running", 0) for state in mine.values()), f"{pod}: {mine}\n{logs[-3000:]}"
             assert "Traceback" not in logs, logs[-3000:]

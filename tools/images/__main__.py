@@ -1,6 +1,6 @@
 """Build the container images of the MAGIC stack with podman, from Debian's packages and PyPI's wheels.
 
-    python3 tools/images build            # every image, each step skipped when its image exists
+    python3 tools/images build            # every image (the base and the wheels once, the rest from cache)
     python3 tools/images build --fresh    # remove them first, then build (what a fresh machine does)
     python3 tools/images list             # the images and whether they exist
     python3 tools/images remove           # remove them (and the wheel folder)

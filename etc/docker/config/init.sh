@@ -2,7 +2,8 @@
 # One-shot setup of the container stack (service "init"), safe to run again:
 #   1. Rucio's schema, base VO and root account (Rucio's tools/bootstrap.py), unless already there;
 #   2. the MAGIC ledger's tables, in Rucio's database;
-#   3. the MAGIC site (RSEs, protocols, attributes, distances, accounts, limits, scopes).
+#   3. the MAGIC site (RSEs, protocols, attributes, distances, accounts, limits, scopes);
+#   4. [magic-stack] bootstrapped in Rucio's configuration table, which the daemons wait for (RUCIO_MAGIC_WAIT_FOR).
 set -e
 
 ROOT_EXISTS='
@@ -27,3 +28,6 @@ upgrade(make_engine(url, schema), schema)
 
 echo "init: MAGIC site"
 rucio-magic bootstrap --site "${MAGIC_SITE:-/etc/rucio-magic/site.cfg}"
+
+echo "init: done"
+python3 -c 'from rucio.core.config import set as config_set; config_set("magic-stack", "bootstrapped", "True")'

@@ -54,8 +54,6 @@ ServerRoot /etc/apache2
 PidFile /run/apache2/httpd.pid
 LoadModule mpm_event_module $modules/mod_mpm_event.so
 LoadModule authz_core_module $modules/mod_authz_core.so
-LoadModule unixd_module $modules/mod_unixd.so
-LoadModule log_config_module $modules/mod_log_config.so
 LoadModule headers_module $modules/mod_headers.so
 LoadModule unique_id_module $modules/mod_unique_id.so
 LoadModule rewrite_module $modules/mod_rewrite.so
