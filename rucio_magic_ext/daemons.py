@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rucio_magic_ext.common import RefusedToStart
+from rucio_magic_ext.failures import DatabaseUnavailable, Outage
 
 GRACEFUL_STOP = threading.Event()
 
@@ -32,48 +33,36 @@ class DaemonSpec:
     epilog: str = ""
 
 
-_CONNECTION_WORDS = (
-    "connection refused",
-    "could not connect",
-    "connection failed",
-    "server closed the connection",
-    "terminating connection",
-    "connection is closed",
-    "connection timed out",
-    "no connection to the server",
-    "the database system is shutting down",
-    "the database system is starting up",
-    "ssl syscall error",
-    "consuming input failed",
-)
-
-
-def outage_of(error: BaseException) -> str | None:
-    """``"database"`` or ``"storage"`` when the error says that a whole service does not answer, None when it is
-    the fault of one entry. An outage stops a cycle cleanly and marks no file; one entry's fault is its own."""
-    from sqlalchemy import exc
-
-    from rucio_magic_ext.storage import StorageUnavailable
-
+def outage_of(error: BaseException) -> Outage | None:
+    """The outage behind an error, told by type: an Outage raised where it was seen, or the database driver's
+    word that the database cannot be reached; None when the error is one entry's own fault."""
     seen: set[int] = set()
     link: BaseException | None = error
     while link is not None and id(link) not in seen:
         seen.add(id(link))
-        if isinstance(link, StorageUnavailable) or type(link).__name__ == "StorageOutage":
-            return "storage"
-        if isinstance(link, (exc.DisconnectionError, exc.InterfaceError)) or getattr(
-            link, "connection_invalidated", False
-        ):
-            return "database"
-        text = str(link).lower()
-        database_error = isinstance(link, exc.OperationalError) or type(link).__name__ in (
-            "OperationalError",
-            "DatabaseException",
-        )
-        if database_error and any(word in text for word in _CONNECTION_WORDS):
-            return "database"
+        if isinstance(link, Outage):
+            return link
+        if _unreachable(link):
+            return DatabaseUnavailable(_first_line(link))
         link = link.__cause__ or link.__context__
     return None
+
+
+def _unreachable(error: BaseException) -> bool:
+    """SQLAlchemy's own disconnect test; for PostgreSQL a driver error with no SQLSTATE (no server answered),
+    a failed connection (class 08) or a server going away (57P); for MySQL and Oracle, Rucio's own test."""
+    from rucio.db.sqla.session import retry_if_db_connection_error
+    from sqlalchemy import exc
+
+    if isinstance(error, (exc.DisconnectionError, exc.InterfaceError)):
+        return True
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if not isinstance(error, exc.OperationalError):
+        return False
+    if hasattr(error.orig, "sqlstate"):  # psycopg: an error the server sent has one
+        return error.orig.sqlstate is None or error.orig.sqlstate.startswith(("08", "57P"))
+    return not hasattr(error.orig, "sqlite_errorcode") and retry_if_db_connection_error(error)  # SQLite: no server
 
 
 def run_once(spec: DaemonSpec, worker: Any, heartbeat_handler: Any, **_kwargs: Any) -> bool:
@@ -89,14 +78,6 @@ def loop(spec: DaemonSpec, args: argparse.Namespace, once: bool, sleep_time: int
     serve(spec, spec.build(args), once, sleep_time, partition_wait_time)
 
 
-class ServiceDown(RuntimeError):
-    """A whole service (the database, the storage) did not answer: the daemon stopped without marking any file."""
-
-    def __init__(self, service: str, error: BaseException) -> None:
-        super().__init__(f"the {service} does not answer ({_first_line(error)}): nothing was marked; run again later")
-        self.service = service
-
-
 OUTAGE_WAIT_SECONDS = 10.0
 
 
@@ -106,7 +87,7 @@ def serve(spec: DaemonSpec, worker: Any, once: bool, sleep_time: int, partition_
     Rucio's loop renews its heartbeat outside of the cycle's error handling, so a database that goes away ends
     it with a traceback. Here the loop is started again, every ``OUTAGE_WAIT_SECONDS``, until the database
     answers; the outage is logged once when it starts and once when it ends. With ``once`` the daemon stops
-    instead, saying why (ServiceDown).
+    instead, and ``main`` says why.
     """
     from rucio.daemons.common import run_daemon
 
@@ -124,15 +105,15 @@ def serve(spec: DaemonSpec, worker: Any, once: bool, sleep_time: int, partition_
             )
             return
         except Exception as error:
-            service = outage_of(error)
-            if service is None:
+            outage = outage_of(error)
+            if outage is None:
                 raise
             if once:
-                raise ServiceDown(service, error) from error
+                raise
             if not down:
-                logging.error("rucio-%s: the %s does not answer (%s): waiting for it", spec.name, service,
+                logging.error("rucio-%s: the %s does not answer (%s): waiting for it", spec.name, outage.service,
                               _first_line(error))  # fmt: skip
-            down["service"] = service
+            down["service"] = outage.service
             wait = 0
             GRACEFUL_STOP.wait(OUTAGE_WAIT_SECONDS)
 
@@ -201,12 +182,10 @@ def main(spec: DaemonSpec, argv: list[str] | None = None) -> None:
     except RefusedToStart as refused:
         logging.critical("rucio-%s: %s", spec.name, refused)
         sys.exit(2)
-    except ServiceDown as down:
-        logging.critical("rucio-%s: %s", spec.name, down)
-        sys.exit(75)  # EX_TEMPFAIL: try again later
     except Exception as error:
-        service = outage_of(error)
-        if service is None:
+        outage = outage_of(error)
+        if outage is None:
             raise
-        logging.critical("rucio-%s: cannot start: %s", spec.name, ServiceDown(service, error))
-        sys.exit(75)
+        logging.critical("rucio-%s: the %s does not answer (%s): nothing was marked; run again later", spec.name,
+                         outage.service, _first_line(error))  # fmt: skip
+        sys.exit(75)  # EX_TEMPFAIL: try again later

@@ -97,16 +97,18 @@ def rse_name(rse_id: str, session: Session | None = None) -> str:
 
 def pfn(rse: str, did: DID, path: str | None, operation: str = "read") -> str | None:
     """The URL of a replica as Rucio builds it (stored path on a non-deterministic RSE), or None when the
-    RSE has no protocol for the operation."""
+    RSE has no protocol for the operation or Rucio no path for the replica; any other error is raised."""
+    from rucio.common.exception import ReplicaUnAvailable, RSEProtocolNotSupported
     from rucio.rse import rsemanager
 
     lfn: dict[str, Any] = {"scope": did[0], "name": did[1]}
     if path:
         lfn["path"] = path
     try:
-        return next(iter(rsemanager.lfns2pfns(rse_settings(rse), [lfn], operation=operation).values()))
-    except Exception:
+        found = rsemanager.lfns2pfns(rse_settings(rse), [lfn], operation=operation)
+    except (RSEProtocolNotSupported, ReplicaUnAvailable):
         return None
+    return next(iter(found.values()), None)  # empty: Rucio found no path for it (ReplicaNotFound, logged)
 
 
 # -- DIDs -------------------------------------------------------------------------------------------------

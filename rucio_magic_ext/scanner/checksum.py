@@ -32,7 +32,7 @@ from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.dl3.headers import Dl3Refused
 from rucio_magic_ext.ledger import FileState, LostRace
 from rucio_magic_ext.ledger.models import LedgerFile
-from rucio_magic_ext.scanner.context import Context, StorageOutage
+from rucio_magic_ext.scanner.context import Context
 from rucio_magic_ext.scanner.headers import header_metadata
 from rucio_magic_ext.scanner.settle import mtime_age
 from rucio_magic_ext.storage.posix import NotARegularFile
@@ -112,14 +112,13 @@ def _judge(context: Context, row: LedgerFile, error: Exception) -> None:
         context.logger(logging.WARNING, "quarantined %s: DL3 refused: %s", row.path, error)
     elif isinstance(error, NotARegularFile):
         context.ledger.set_aside([row], FileState.REJECTED, ACTOR, error.what)
-        monitoring.odd_entry("symlink" if "link" in error.what else "not_regular")
+        monitoring.odd_entry("symlink" if error.link else "not_regular")
         context.logger(logging.WARNING, "rejected %s: %s", row.path, error.what)
     elif isinstance(error, FileNotFoundError):
-        if not context.storage_present():
-            raise StorageOutage(f"the storage root {context.root} is not there") from error
+        context.require_root()
         context.ledger.move([row], FileState.SEEN, ACTOR, "vanished during the checksum: back to settling")
         monitoring.odd_entry("vanished")
-    elif isinstance(error, StorageOutage) or daemons.outage_of(error):
+    elif daemons.outage_of(error):
         raise error
     else:
         why = str(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"

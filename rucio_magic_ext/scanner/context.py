@@ -16,11 +16,7 @@ from rucio_magic_ext.ledger.paths import from_text
 from rucio_magic_ext.replication import ReplicationPolicy
 from rucio_magic_ext.scanner.catalogue import Catalogue
 from rucio_magic_ext.scanner.config import ScannerConfig
-from rucio_magic_ext.storage import Storage
-
-
-class StorageOutage(RuntimeError):
-    """The RSE's root is not there (unmounted, renamed away) or does not answer: nothing on it can be judged."""
+from rucio_magic_ext.storage import Storage, StorageUnavailable
 
 
 @dataclass
@@ -60,6 +56,11 @@ class Context:
         except OSError:
             return False
         return first is not None and first.mtime == first.mtime  # a NaN mtime: the root cannot even be stat'ed
+
+    def require_root(self) -> None:
+        """A file not found says nothing of the file while the root is gone with it: that is an outage."""
+        if not self.storage_present():
+            raise StorageUnavailable(f"the storage root {self.root} is not there")
 
     def folder_present(self, path: str) -> bool:
         """Whether the folder of a ledger path is there (and the storage's root with it)."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from rucio_magic_ext import daemons, monitoring
 from rucio_magic_ext.scanner.census import refresh_gauges
 from rucio_magic_ext.scanner.checksum import checksum
-from rucio_magic_ext.scanner.context import Context, StorageOutage
+from rucio_magic_ext.scanner.context import Context
 from rucio_magic_ext.scanner.discover import discover
 from rucio_magic_ext.scanner.nights import close_nights
 from rucio_magic_ext.scanner.protect import protect
@@ -48,8 +48,10 @@ def run_cycle(context: Context, stages: tuple[tuple[str, Callable[[Context], int
             with monitoring.stage_timer(name):
                 moved[name] = stage(context)
             monitoring.stage_files(name, moved[name])
+            _recovered(context, "database")  # said by the first stage done, not at the end a stop may cut short
         except Exception as error:
-            service = "storage" if isinstance(error, StorageOutage) else daemons.outage_of(error)
+            outage = daemons.outage_of(error)
+            service = outage.service if outage else None
             if service == "database" and _database_answers(context) is not False:
                 service = None  # the ledger answers: this stage's own failure, not an outage
             if service is None:
@@ -61,8 +63,6 @@ def run_cycle(context: Context, stages: tuple[tuple[str, Callable[[Context], int
                 storage = False
                 continue
             break  # the database: nothing more can be done or recorded this cycle
-    else:
-        _recovered(context, "database")
     if storage:
         _recovered(context, "storage")
     return moved

@@ -28,7 +28,7 @@ from rucio_magic_ext.ledger.paths import bad_bytes, to_text
 from rucio_magic_ext.ledger.store import FolderMark
 from rucio_magic_ext.naming import MagicNameError, parse
 from rucio_magic_ext.scanner.context import Context
-from rucio_magic_ext.storage import Entry
+from rucio_magic_ext.storage import Entry, Refused
 
 ACTOR = "scanner.discover"
 MAX_NAME = 250  # Rucio's limit on a DID name
@@ -136,17 +136,17 @@ def _list_folder(context: Context, folder: str) -> int:
 
 def _describe_entry(original: str, path: str, entry: Entry) -> tuple[Seen, str | None]:
     refused = refusal(original)
-    reason = getattr(entry, "reason", None)  # the storage refused it: not a regular file, a link out of the root
-    if reason:
-        return Seen(path, entry.size, entry.mtime, name=posixpath.basename(path) if refused is None else None), reason
+    if isinstance(entry, Refused):  # the storage refused it: not a regular file, a link out of the root
+        name = posixpath.basename(path) if refused is None else None
+        return Seen(path, entry.size, entry.mtime, name=name), entry.reason
     if refused is not None:
         return Seen(path, entry.size, entry.mtime), refused[1]
     return describe(path, entry.size, entry.mtime)
 
 
 def _kind(entry: Entry, why: str) -> str:
-    if getattr(entry, "reason", None):
-        return "symlink" if "symbolic link" in why else "not_regular"
+    if isinstance(entry, Refused):
+        return "symlink" if entry.link else "not_regular"
     if "not UTF-8" in why:
         return "not_utf8"
     if "long" in why and str(MAX_NAME) in why:

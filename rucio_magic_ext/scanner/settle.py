@@ -25,7 +25,7 @@ from rucio_magic_ext.daemons import outage_of
 from rucio_magic_ext.ledger import FileState, LostRace
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.ledger.paths import from_text
-from rucio_magic_ext.scanner.context import Context, StorageOutage
+from rucio_magic_ext.scanner.context import Context
 from rucio_magic_ext.scanner.discover import describe, refusal
 from rucio_magic_ext.storage.base import Entry
 from rucio_magic_ext.storage.posix import NotARegularFile
@@ -102,7 +102,7 @@ def settle(context: Context, now: datetime | None = None) -> int:
         except LostRace:
             continue  # another worker moved it meanwhile
         except Exception as error:
-            if isinstance(error, StorageOutage) or outage_of(error):
+            if outage_of(error):
                 raise  # nothing is judged while the storage or the database is away
             _failed(context, row, error, "unreadable")
     if grew:
@@ -123,16 +123,14 @@ def _settle_one(
     try:
         entry: Entry | None = context.storage.stat(context.native(row.path))
     except FileNotFoundError:
-        if not context.storage_present():
-            raise StorageOutage(f"the storage root {context.root} is not there") from None
+        context.require_root()
         if not context.folder_present(row.path):
             _failed(context, row, OSError(f"its folder is not there (an unmount or a rename?): {row.path}"),
                     "folder_missing")  # fmt: skip
             return
         entry = None
     except NotARegularFile as refused:
-        kind = "symlink" if "link" in refused.what else "not_regular"
-        _set_aside(context, row, FileState.REJECTED, refused.what, kind)
+        _set_aside(context, row, FileState.REJECTED, refused.what, "symlink" if refused.link else "not_regular")
         return
     # The wait is counted from when the ledger first noted the future mtime: a change (GREW) starts it again.
     future_since = row.updated_at if (row.last_error or "").startswith(FUTURE) else None

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from rucio_magic_ext.checksum import ADLER32, StreamingChecksum, read_blocks, read_file_blocks, wanted_algorithms
 from rucio_magic_ext.common import LoggerFunction
+from rucio_magic_ext.failures import Outage
 
 #: Called with the number of bytes copied so far; may raise to abort the copy.
 ProgressCallback = Callable[[int], None]
@@ -93,6 +94,7 @@ class Refused(Entry):
     """An entry of a folder that is not taken, listed so that the one who watches can say why."""
 
     reason: str = ""
+    link: bool = False  # a symbolic link not followed, rather than a FIFO, socket or device
 
 
 @dataclass(frozen=True)
@@ -105,12 +107,11 @@ class CopyResult:
     method: str = "streamed"
 
 
-class StorageUnavailable(ConnectionError):
-    """The storage did not answer (refused, timed out, disconnected, overloaded): nothing is known of the file.
+class StorageUnavailable(Outage):
+    """The storage did not answer (refused, timed out, disconnected, overloaded) or its root is not there
+    (unmounted, renamed away): nothing is known of the file."""
 
-    An OSError, so callers that retry on storage errors retry; never a FileNotFoundError, so nobody
-    concludes that a file is gone because its server is down.
-    """
+    service = "storage"
 
 
 class ChecksumMismatch(OSError):

@@ -28,9 +28,10 @@ class NotARegularFile(OSError):
     Refused without being opened: reading a FIFO blocks until someone writes, a device never ends.
     """
 
-    def __init__(self, path: str, what: str) -> None:
+    def __init__(self, path: str, what: str, link: bool = False) -> None:
         super().__init__(errno.EINVAL, f"not a regular file: {what}", path)
         self.what = what
+        self.link = link  # a symbolic link not followed, rather than a FIFO, socket or device
 
 
 def kind_of(mode: int) -> str:
@@ -93,12 +94,12 @@ class PosixStorage(Storage):
             target = os.path.realpath(child.path)
             why = self._link_refused(child.path, target)
             if why:
-                return Refused(child.path, 0, info.st_mtime, why)
+                return Refused(child.path, 0, info.st_mtime, why, link=True)
             followed = os.stat(child.path)
             if stat_module.S_ISDIR(followed.st_mode):
                 return None  # a link to a folder below the root: not walked, not a file
             if not stat_module.S_ISREG(followed.st_mode):
-                return Refused(child.path, 0, info.st_mtime, f"a symbolic link to {kind_of(followed.st_mode)}")
+                return Refused(child.path, 0, info.st_mtime, f"a symbolic link to {kind_of(followed.st_mode)}", True)
             return Entry(child.path, followed.st_size, followed.st_mtime)
         if not stat_module.S_ISREG(info.st_mode):
             return Refused(child.path, 0, info.st_mtime, f"not a regular file: {kind_of(info.st_mode)}")
@@ -120,7 +121,7 @@ class PosixStorage(Storage):
         if stat_module.S_ISLNK(info.st_mode):
             why = self._link_refused(path, os.path.realpath(path))
             if why:
-                raise NotARegularFile(path, why)
+                raise NotARegularFile(path, why, link=True)
             info = os.stat(path)
         if stat_module.S_ISDIR(info.st_mode):
             raise IsADirectoryError(errno.EISDIR, "a directory where a file was expected", path)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from rucio_magic_ext.daemons import outage_of
@@ -72,14 +74,16 @@ def test_fifos_sockets_and_links_out_of_the_root_are_refused_unopened(folder: tu
     assert isinstance(listed["342"], Refused) and "socket" in listed["342"].reason
     assert isinstance(listed["343"], Refused) and "out of the storage root" in listed["343"].reason
     assert isinstance(listed["344"], Refused) and "dangling" in listed["344"].reason
+    assert listed["343"].link and listed["344"].link and not listed["341"].link  # type: ignore[attr-defined]
     assert type(listed["345"]) is Entry and listed["345"].size == 4
     started = time.monotonic()
     for call in (storage.stat, storage.open_read, storage.checksum):
         with pytest.raises(NotARegularFile, match="FIFO"):
             call(str(fifo))  # returns at once: a FIFO opened for reading would wait for a writer
     assert time.monotonic() - started < 5
-    with pytest.raises(NotARegularFile, match="out of the storage root"):
+    with pytest.raises(NotARegularFile, match="out of the storage root") as link:
         storage.open_read(str(where / NAME.replace("340.001", "343.001")))
+    assert link.value.link
     (where / "sub").mkdir()
     with pytest.raises(IsADirectoryError):
         storage.stat(str(where / "sub"))
@@ -115,10 +119,14 @@ def test_an_mtime_past_year_9999_is_a_future_mtime_not_a_crash(tmp_path: Path) -
     assert decision.settling is Settling.FUTURE and "beyond year 9999" in decision.reason
 
 
-def test_an_outage_is_told_apart_from_a_fault_of_one_entry() -> None:
-    refused = OperationalError("SELECT 1", {}, Exception('connection to server at "127.0.0.1", port 5 failed: '
-                                                          "Connection refused"))  # fmt: skip
-    assert outage_of(refused) == "database"
+def test_an_outage_is_told_apart_from_a_fault_of_one_entry(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: PostgreSQL's driver is refused, no server answers
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(OperationalError) as caught:
+        create_engine(f"postgresql+psycopg://magic@127.0.0.1:{port}/ledger").connect()
+    refused = caught.value
+    assert outage_of(refused).service == "database"  # type: ignore[union-attr]
     assert outage_of(RuntimeError("wrapped")) is None
     try:
         try:
@@ -126,10 +134,13 @@ def test_an_outage_is_told_apart_from_a_fault_of_one_entry() -> None:
         except OperationalError as inner:
             raise RuntimeError("register: carriers") from inner
     except RuntimeError as outer:
-        assert outage_of(outer) == "database"
-    assert outage_of(StorageUnavailable("xrootd: connection refused")) == "storage"
+        assert outage_of(outer).service == "database"  # type: ignore[union-attr]
+    assert outage_of(StorageUnavailable("xrootd: connection refused")).service == "storage"  # type: ignore[union-attr]
     assert outage_of(OperationalError("SELECT", {}, Exception("value too long for type character varying"))) is None
     assert outage_of(FileNotFoundError("gone")) is None and outage_of(IsADirectoryError("dir")) is None
+    with pytest.raises(OperationalError) as statement, create_engine(f"sqlite:///{tmp_path / 'x.db'}").connect() as db:
+        db.execute(text("SELECT * FROM nowhere"))  # the driver's OperationalError of one statement: no outage
+    assert outage_of(statement.value) is None
 
 
 @pytest.mark.parametrize("dialect", ["sqlite"])
