@@ -109,6 +109,12 @@ def _status(args: argparse.Namespace) -> int:
     from rucio_magic_ext.ledger import Ledger
 
     ledger = Ledger.from_url(args.ledger_url) if args.ledger_url else Ledger.from_config()
+    if not ledger.exists():
+        from rucio_magic_ext.common import utcnow
+
+        print(f"MAGIC flow at {utcnow():%Y-%m-%d %H:%M:%S} UTC\n\nno ledger yet: rucio-magic-scanner and "
+              "rucio-magic-carrier make it when they first start; nothing has been seen")  # fmt: skip
+        return 0
     taken = census.take(ledger, args.rse, rucio=not args.ledger_only)
     print(json.dumps(status.as_json(taken), indent=2) if args.json else status.render(taken, _timing()))
     return 0

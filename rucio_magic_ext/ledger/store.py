@@ -67,6 +67,12 @@ class Ledger:
     def upgrade(self) -> None:
         ledger_engine.upgrade(self.engine, self.schema)
 
+    def exists(self) -> bool:
+        """Whether the ledger's tables are there: the daemons make them when they first start."""
+        from sqlalchemy import inspect
+
+        return inspect(self.engine).has_table(LedgerFile.__tablename__, schema=self.schema)
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:

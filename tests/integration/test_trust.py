@@ -91,7 +91,7 @@ def test_a_run_dataset_made_first_by_another_account_holds_only_its_own_files(
     its own on it; an operator does the same with a lifetime and the policy's comment. The scanner registers
     nothing into it: that run's files wait at the observatory with the reason, the night's other runs leave;
     once an admin removes the collection, the held files go through too."""
-    night = date(2020, 5, 1) if who == "writer" else date(2020, 5, 2)
+    night = date(2021, 3, 1) if who == "writer" else date(2021, 3, 2)
     plan = write_observed_night(rucio_stack, night, seed=51 if who == "writer" else 52)
     victims = run_of(plan, plan[0])
     others = [p for p in plan if p not in victims]
@@ -136,7 +136,7 @@ def test_a_rule_with_the_policy_comment_beside_the_flows_stands_in_for_nothing(
     """An operator adds a rule with a policy entry's comment next to the flow's own, then the flow's rule is
     removed: the copies at PIC are still there under the operator's rule, but it is not the flow's, so the run's
     files stay at the observatory and the carrier says why."""
-    plan = write_observed_night(rucio_stack, date(2020, 5, 3), seed=53)
+    plan = write_observed_night(rucio_stack, date(2021, 3, 3), seed=53)
     flow(lambda: copied_to_pic(rucio_client, plan), without=("magic-carrier", "reaper"))
     victims = run_of(plan, plan[0])
     run = placement(victims[0])
@@ -162,7 +162,7 @@ def test_a_run_dataset_given_a_lifetime_after_registration_holds_its_files(
 ) -> None:
     """Rucio's undertaker would delete an expired run dataset with the flow's rules, and with them what keeps the
     copies at PIC: a run dataset set to expire is no longer one the flow counts on, and its files stay."""
-    plan = write_observed_night(rucio_stack, date(2020, 5, 4), seed=54)
+    plan = write_observed_night(rucio_stack, date(2021, 3, 4), seed=54)
     flow(lambda: copied_to_pic(rucio_client, plan), without=("magic-carrier", "reaper"))
     victims = run_of(plan, plan[0])
     run = placement(victims[0])
@@ -183,7 +183,7 @@ def test_an_observatory_path_already_another_dids_replica_is_held(
     """An operator registers a file of a commissioning scope at ORM-ONSITE on the path of a MAGIC file the
     scanner has not registered yet: one file on storage, two DIDs. The reaper deleting either would delete both,
     so the MAGIC file is held with the reason, its bytes kept, and the rest of the night goes on."""
-    plan = write_observed_night(rucio_stack, date(2020, 5, 5), seed=55)
+    plan = write_observed_night(rucio_stack, date(2021, 3, 5), seed=55)
     victim = plan[0]
     source = orm_root(rucio_stack) / victim.path
     rucio_client.add_scope("magic_trust_operator", "trust_commissioning")
@@ -206,7 +206,7 @@ def test_a_run_dataset_and_night_container_closed_by_a_writer_keep_no_late_file_
     """A writer closes the flow's run dataset and night container while the run is still being written. Rucio
     refuses to attach to a closed collection, and one refusal would roll back a whole registration batch: the
     flow reopens its own collections for the late file, and every file of the batch leaves La Palma proven."""
-    plan = plan_night(date(2020, 5, 6), runs=3, seed=56, scale=1e-5)
+    plan = plan_night(date(2021, 3, 6), runs=3, seed=56, scale=1e-5)
     late = max((run_of(plan, p) for p in plan), key=len)[-1]  # a run of several files, its last one late
     early = [p for p in plan if p is not late]
     write_night(early, orm_root(rucio_stack), stamp_times=True)
@@ -228,7 +228,7 @@ def test_a_registered_file_whose_path_another_did_comes_to_name_is_not_released(
     """After registration, an operator registers another DID at a MAGIC file's path at ORM-ONSITE. Releasing the
     MAGIC file would delete the other replica's bytes, and the reaper deleting the other would delete the MAGIC
     file's: the carrier holds that file alone, with the reason, and the rest of its batch leaves."""
-    plan = write_observed_night(rucio_stack, date(2020, 5, 7), seed=57)
+    plan = write_observed_night(rucio_stack, date(2021, 3, 7), seed=57)
     flow(lambda: copied_to_pic(rucio_client, plan), without=("magic-carrier", "reaper"))
     victim = plan[0]
     source = orm_root(rucio_stack) / victim.path

@@ -233,7 +233,8 @@ class Stack:
             log.write(result.stdout + result.stderr)
         if result.returncode != 0:
             raise StackError(f"site bootstrap failed (exit code {result.returncode}):\n{result.stderr[-3000:]}")
-        return [line for line in result.stdout.splitlines() if not line.startswith("site already bootstrapped")]
+        said = ("site already bootstrapped", "site: ")  # the files read, and nothing changed
+        return [line for line in result.stdout.splitlines() if not line.startswith(said)]
 
     def run_once(self, name: str, *args: str, fast: bool = True, timeout: float = 300) -> None:
         """Run one pass of daemon ``name`` to completion; raise if it fails. Output goes to its log file.
