@@ -311,15 +311,15 @@ class RuleRequest:
 RuleKey = tuple[str, str, str, str, int]  # scope, name, comment, RSE expression, copies
 
 
-def rules_by_comment(dids: Iterable[DID], session: Session) -> dict[tuple[str, str, str], str]:
-    """(scope, name, comment) -> rule id of every rule on ``dids``, whoever made it."""
+def rules_on(dids: Iterable[DID], session: Session) -> dict[str, bool]:
+    """Rule id -> whether it purges its replicas when it goes, of every rule on ``dids``, whoever made it."""
     from rucio.db.sqla import models
 
     table = models.ReplicationRule
     found = {}
     for chunk in chunks(sorted(set(dids))):
-        query = select(table.scope, table.name, table.comments, table.id).where(did_clause(table, chunk))
-        found.update({(s.external, n, comment or ""): rule_id for s, n, comment, rule_id in session.execute(query)})
+        query = select(table.id, table.purge_replicas).where(did_clause(table, chunk))
+        found.update({str(rule_id): bool(purges) for rule_id, purges in session.execute(query)})
     return found
 
 

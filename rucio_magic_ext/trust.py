@@ -9,6 +9,7 @@ their place is named, holds its own files, and never stands in for the flow's ow
 
 from __future__ import annotations
 
+import posixpath
 from datetime import datetime
 from typing import Protocol
 
@@ -63,6 +64,12 @@ def foreign_collection(maker: MakerFacts, account: str) -> str | None:
         when = f"{maker.expired_at:%Y-%m-%d %H:%M:%S}"
         return f"set to expire at {when} (Rucio's undertaker would delete it with every rule on it)"
     return None
+
+
+def normal_path(path: str) -> str:
+    """The one spelling of a path relative to an RSE's prefix: ``a//b``, ``a/./b`` and ``/a/b`` are the file
+    ``a/b`` on storage."""
+    return posixpath.normpath("/" + path).lstrip("/")
 
 
 def shared_path(path: str, owner: tuple[str, str], sharers: set[tuple[str, str]]) -> str | None:

@@ -302,10 +302,9 @@ class Fixer:
     def _remove(self, name: str, purge: bool) -> None:
         """Every rule of the carrier's dataset, then the dataset, in one transaction; what is gone is skipped."""
         with rucio_db.writing() as session:
-            rules = rucio_db.rules_by_comment([(CARRIER_SCOPE, name)], session)
-            for (_, _, comment), rule_id in rules.items():
-                source = comment == SOURCE_RULE_COMMENT
-                rucio_db.delete_rule(rule_id, purge_replicas=purge and source, session=session)
+            for rule_id, purges in rucio_db.rules_on([(CARRIER_SCOPE, name)], session).items():
+                # the source rule was made to purge its replicas; a rule is never judged by its comment
+                rucio_db.delete_rule(rule_id, purge_replicas=purge and purges, session=session)
             rucio_db.delete_dataset((CARRIER_SCOPE, name), InternalAccount(self.account), session)
         self.logger(logging.INFO, "orphan carrier %s removed from Rucio (purge %s)", name, purge)
 

@@ -40,6 +40,7 @@ from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
 from rucio_magic_ext.ledger.paths import from_text, to_text
 from rucio_magic_ext.naming import MagicName, MagicNameError, parse
 from rucio_magic_ext.storage import Storage, get_storage
+from rucio_magic_ext.trust import normal_path
 
 BATCH = 5000
 # Rucio's replica dumps write a replica's state as its one-letter value.
@@ -75,7 +76,7 @@ class Place:
         """The path of a DID's replica relative to the prefix: the stored one (normalised: ``a//b`` and ``a/./b``
         are one file on storage), or the protocol's (lfn2pfn)."""
         if stored:
-            return posixpath.normpath("/" + stored).lstrip("/")
+            return normal_path(stored)
         from rucio.common.exception import RucioException
 
         try:

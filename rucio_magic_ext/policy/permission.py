@@ -46,6 +46,7 @@ from rucio.common.exception import RucioException
 from rucio.common.types import InternalAccount, InternalScope
 
 from rucio_magic_ext.layout import SCOPES
+from rucio_magic_ext.trust import normal_path
 
 if TYPE_CHECKING:
     from rucio.core.permission import PermissionResult
@@ -581,54 +582,42 @@ def _add_dids(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | N
 def _shared_paths(context: _Context, rse_id: Any, files: list[dict[str, Any]], what: str) -> PermissionResult | None:
     """At a non-deterministic RSE a replica's path is one file on disk: a new replica may not name a path that
     another DID's replica names (the reaper deleting one would delete both), nor may two new ones. Checked for
-    every account, admins and the flow included, as Rucio stores the path (the PFN parsed by the RSE's protocol),
-    compared once normalised (``a//b`` and ``a/./b`` are one file)."""
+    every account, admins and the flow included, on the path as Rucio stores it (the PFN parsed by the RSE's
+    protocol). A path spelt otherwise than its one spelling (``a//b``, ``a/./b``) is refused: so every stored path
+    is spelt one way, and the flow's own look-ups by path (``rucio_db.replicas_on_paths``) see every replica."""
     named = [(file, str(file["pfn"])) for file in files if file.get("pfn")]
     if not named or not _is_uuid(rse_id):
         return None
     from rucio.core.rse import get_rse
     from rucio.rse import rsemanager
 
+    from rucio_magic_ext import rucio_db
+
     if get_rse(rse_id, session=context.session)["deterministic"]:
         return None
     settings = rsemanager.get_rse_info(rse_id=rse_id, session=context.session)
+    protocols: dict[str, Any] = {}
     paths: dict[str, tuple[str, str]] = {}
     for file, pfn in named:
-        protocol = rsemanager.create_protocol(settings, "write", scheme=pfn.split(":")[0])
+        scheme = pfn.split(":")[0]
+        protocol = protocols.setdefault(scheme, rsemanager.create_protocol(settings, "write", scheme=scheme))
         parsed = protocol.parse_pfns([pfn])[pfn]
-        path = _normal(f"{parsed['path']}{parsed['name']}")
+        stored = f"{parsed['path']}{parsed['name']}".lstrip("/")
+        if normal_path(stored) != stored:
+            return _result(False, f"{what}: {pfn} spells its path otherwise than {normal_path(stored)}")
         did = (_external(file.get("scope")), str(file.get("name")))
-        if paths.setdefault(path, did) != did:
-            return _result(False, f"{what}: {paths[path][0]}:{paths[path][1]} and {did[0]}:{did[1]} name one path")
+        if paths.setdefault(stored, did) != did:
+            return _result(False, f"{what}: {paths[stored][0]}:{paths[stored][1]} and {did[0]}:{did[1]} name one path")
+    sharers = rucio_db.replicas_on_paths(settings["rse"], list(paths), context.session)
     for path, did in paths.items():
-        for other in _replicas_at_path(context, rse_id, path):
-            if other != did:
-                return _result(
-                    False,
-                    f"{what}: path {path} at {settings['rse']} is already the replica of {other[0]}:{other[1]}; "
-                    f"a second DID there would let the reaper delete its bytes",
-                )
+        others = sorted(sharers.get(path, set()) - {did})
+        if others:
+            return _result(
+                False,
+                f"{what}: path {path} at {settings['rse']} is already the replica of {others[0][0]}:{others[0][1]}; "
+                f"a second DID there would let the reaper delete its bytes",
+            )
     return None
-
-
-def _normal(path: str) -> str:
-    import posixpath
-
-    return posixpath.normpath("/" + path).lstrip("/")
-
-
-def _replicas_at_path(context: _Context, rse_id: Any, path: str) -> list[tuple[str, str]]:
-    """The DIDs whose replica at the RSE is stored at ``path``, however its stored form is written."""
-    from rucio.db.sqla.models import RSEFileAssociation as Replica
-    from sqlalchemy import select
-
-    tail = path.rsplit("/", 1)[-1]
-    escaped = tail.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-    query = select(Replica.scope, Replica.name, Replica.path).where(
-        Replica.rse_id == rse_id, Replica.path.like(f"%{escaped}", escape="!")
-    )
-    found = context.session.execute(query)
-    return [(scope.external, name) for scope, name, stored in found if stored and _normal(stored) == path]
 
 
 def _add_replicas(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | None:

@@ -17,13 +17,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tools.devstack.waiting import wait_until
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BIN = Path(sys.executable).parent
@@ -101,12 +102,13 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def wait_for(what: str, check: object, timeout: float, env: dict[str, str]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(2)
+def wait_for(what: str, check: Callable[[], bool], timeout: float, env: dict[str, str]) -> None:
+    """``check`` true within ``timeout`` seconds, else the test fails with where the flow stands and the logs."""
+    try:
+        wait_until(check, timeout, what, every=2)
+        return
+    except TimeoutError:
+        pass
     status = subprocess.run(["rucio-magic", "status", "--ledger-only"], env=env, capture_output=True, text=True)
     logs = Path(env["MAGIC"], "etc", "log")
     tails = {p.name: p.read_text()[-1500:] for p in sorted(logs.glob("*.log"))}
