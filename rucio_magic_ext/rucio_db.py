@@ -132,7 +132,6 @@ class Maker:
 
     account: str
     expired_at: datetime | None
-    did_type: str  # DIDType name: FILE, DATASET, CONTAINER
 
 
 def makers(dids: Sequence[DID], session: Session) -> dict[DID, Maker]:
@@ -142,11 +141,9 @@ def makers(dids: Sequence[DID], session: Session) -> dict[DID, Maker]:
     table = models.DataIdentifier
     found: dict[DID, Maker] = {}
     for chunk in chunks(sorted(set(dids))):
-        query = select(table.scope, table.name, table.account, table.expired_at, table.did_type).where(
-            did_clause(table, chunk)
-        )
-        for scope, name, account, expired_at, did_type in session.execute(query):
-            found[(scope.external, name)] = Maker(account.external, expired_at, did_type.name)
+        query = select(table.scope, table.name, table.account, table.expired_at).where(did_clause(table, chunk))
+        for scope, name, account, expired_at in session.execute(query):
+            found[(scope.external, name)] = Maker(account.external, expired_at)
     return found
 
 
