@@ -62,7 +62,7 @@ def unavailable_reason() -> str | None:
         detail = "timed out" if info is None else (info.stderr.strip().splitlines() or ["no answer"])[-1]
         return f"no container engine answers `podman info`: {detail}"
     if compose_command() is None:
-        return "podman-compose is missing (.venv/bin/pip install podman-compose; .ci/run installs it)"
+        return "podman-compose is missing (it comes with the test extra: pip install -e '.[test]')"
     base = _probe("podman", "image", "exists", BASE_IMAGE)
     if shutil.which("mmdebstrap") is None and (base is None or base.returncode != 0):
         return "mmdebstrap is missing to make the base image (apt-get install mmdebstrap)"
