@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from rucio_magic_ext import layout, monitoring
@@ -24,6 +24,7 @@ from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.ledger.models import LedgerAuditCounts, LedgerCarrier, LedgerEvent, LedgerFile, LedgerFolder
 from rucio_magic_ext.ledger.states import DEAD_ENDS, UNSAFE, CarrierState, FileState
 from rucio_magic_ext.ledger.store import Ledger
+from rucio_magic_ext.release.verify import SOURCE_CHANGED, SOURCE_GONE
 
 MAGIC_SCOPES = (*layout.SCOPES, CARRIER_SCOPE)
 CARRIER_KIND = "CARRIER"  # rules on carrier batches, apart from the policy's rules on MAGIC data
@@ -131,7 +132,7 @@ class Census:
     replicas: dict[str, Count] = field(default_factory=dict)  # available MAGIC replicas per RSE
     stuck: list[StuckRule] = field(default_factory=list)
     held: dict[str, int] = field(default_factory=dict)  # files waiting on a retry after an error, per RSE
-    troubles: list[Trouble] = field(default_factory=list)  # newest first, at most TROUBLE_LIMIT
+    troubles: list[Trouble] = field(default_factory=list)  # held for a person, then newest; at most TROUBLE_LIMIT
     folders: list[FolderTrouble] = field(default_factory=list)
     audits: dict[str, Audit] = field(default_factory=dict)  # the last audit of each source RSE
     waiting: list[Waiting] = field(default_factory=list)  # what the files not yet deleted wait on
@@ -368,12 +369,14 @@ def recent_errors(session: Session, rse: str | None, since: datetime, limit: int
 
 
 def troubles(session: Session, rse: str | None, limit: int = TROUBLE_LIMIT) -> list[Trouble]:
-    """Files that carry an error now: held on a retry, or set aside (REJECTED, QUARANTINED), newest first."""
+    """Files that carry an error now: held on a retry, or set aside (REJECTED, QUARANTINED). Registered files whose
+    source holds other bytes, or none, come first (the flow never lets them go by itself), then the newest."""
     files = LedgerFile
+    for_a_person = or_(*(files.last_error.startswith(reason) for reason in (SOURCE_CHANGED, SOURCE_GONE)))
     query = (
         select(files)
         .where(files.last_error.is_not(None), files.state != FileState.DELETED, *([files.rse == rse] if rse else []))
-        .order_by(files.updated_at.desc(), files.id.desc())
+        .order_by(case((for_a_person, 0), else_=1), files.updated_at.desc(), files.id.desc())
         .limit(limit)
     )
     return [

@@ -151,7 +151,8 @@ def _troubles(census: Census) -> list[str]:
         lines.append(_indent(tabulate(rows, headers=["rse", "folder", "tries", "since", "next", "why"])))
     if census.troubles:
         held = sum(census.held.values())
-        lines += ["", f"files held or set aside ({held} waiting on a retry; newest {len(census.troubles)} shown)"]
+        lines += ["", f"files held or set aside ({held} waiting on a retry; {len(census.troubles)} shown: "
+                  "those held for a person first, then the newest)"]
         rows = [
             (t.rse, _short(t.path, PATH_WIDTH), t.state, t.attempts, f"{t.since:%m-%d %H:%M:%S}",
              _when(t.retry_after), _short(t.error))

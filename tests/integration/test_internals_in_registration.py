@@ -33,7 +33,7 @@ def test_a_registered_file_is_held_at_the_source_and_described_without_the_judge
     carriers = sorted({row.carrier for row in rows.values() if row.carrier})
     assert carriers, "the scanner gave the night no carrier"
     with rucio_db.reading() as session:
-        source_rules = set(rucio_db.rules_by_comment([(CARRIER_SCOPE, name) for name in carriers], session).values())
+        source_rules = set(rucio_db.rules_on([(CARRIER_SCOPE, name) for name in carriers], session))
         for planned in plan:
             scope = placement(planned).scope
             locks = get_replica_locks(InternalScope(scope), planned.name, session=session)

@@ -143,3 +143,22 @@ def test_status_ages_read_like_a_person_would_say_them() -> None:
     assert status._age(timedelta(hours=5)) == "5.0 h"
     assert status._age(timedelta(days=3)) == "3.0 d"
     assert status._size(4_800_000) == "4.8 MB"
+
+
+def test_files_held_for_a_person_lead_the_troubles_however_many_newer_ones_follow(ledger: Ledger) -> None:
+    from rucio_magic_ext.release.verify import SOURCE_CHANGED
+
+    ledger.add_seen(RSE, _seen(3 + census.TROUBLE_LIMIT), "test")
+    rows = sorted(ledger.known(RSE, [s.path for s in _seen(3 + census.TROUBLE_LIMIT)]).values(), key=lambda r: r.path)
+    _walk(ledger, rows[:3], FileState.VERIFIED)
+    held = f"{SOURCE_CHANGED}, held for a person: adler32 0a0b0c0d"
+    ledger.fail(rows[:3], held, "carrier.release", timedelta(days=1))
+    for row in rows[3:]:  # each newer than the held ones
+        ledger.fail([row], "mtime in the future", "scanner.settle", timedelta(minutes=5))
+
+    taken = census.take(ledger, RSE, rucio=False)
+    assert len(taken.troubles) == census.TROUBLE_LIMIT
+    assert {t.path for t in taken.troubles[:3]} == {row.path for row in rows[:3]}
+    assert all(t.error.startswith("mtime in the future") for t in taken.troubles[3:])
+    shown = status.render(taken)
+    assert all(row.path in shown for row in rows[:3]) and "held for a person first" in shown
