@@ -57,6 +57,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STACK_KEY] = stack
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n`` (tools/test runs two workers), each worker starts a stack of its own; a test module
+    stays on one worker so its module fixtures (often a whole night's flow) run once, and the container suite,
+    whose images and compose project are the session's, stays whole on one."""
+    for item in items:
+        module = item.path.relative_to(Path(__file__).parent)
+        group = module.parts[0] if module.parts[0] == "docker" else str(module)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(config.stash[STACK_KEY].state, ignore_errors=True)
 
