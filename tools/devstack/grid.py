@@ -46,6 +46,8 @@ FQAN = f"/{VO}/Role=NULL/Capability=NULL"
 AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
 FULL_SCOPE = "storage.read:/ storage.modify:/ storage.create:/"
 PACKAGES = ("openssl", "voms-clients")
+#: The host certificate's SAN: XRootD names a loopback peer ::ffff:127.0.0.1 (as a server's third-party copy does).
+HOST_NAMES = ("127.0.0.1", "::ffff:127.0.0.1", "::1", "localhost")
 _HOUR = datetime.timedelta(hours=1)
 _DAY = datetime.timedelta(days=1)
 
@@ -201,7 +203,7 @@ class Grid:
         server = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
         paths: dict[str, Path] = {}
         for label, subject, usage, hosts, authority in (
-                ("host", _name("localhost", "Hosts"), server, ("127.0.0.1", "localhost"), ca),
+                ("host", _name("localhost", "Hosts"), server, HOST_NAMES, ca),
                 ("user", _name("Magic Tester", "Users"), [ExtendedKeyUsageOID.CLIENT_AUTH], (), ca),
                 ("voms", _name("voms.magic.test", "Hosts"), server, ("voms.magic.test",), ca)):
             key, cert = authority.issue(subject, usage, hosts)
@@ -214,7 +216,7 @@ class Grid:
             _write_cert(rogue_ca_dir / file, authority.cert)
             _link_hashed(rogue_ca_dir / file, _openssl_dn(authority.name))
         for label, subject, usage, hosts in (
-                ("rogue", _name("localhost", "Hosts"), server, ("127.0.0.1", "localhost")),
+                ("rogue", _name("localhost", "Hosts"), server, HOST_NAMES),
                 ("rogue_user", _name("Magic Tester", "Users"), [ExtendedKeyUsageOID.CLIENT_AUTH], ())):
             key, cert = rogue.issue(subject, usage, hosts)
             _write_key(paths.setdefault(f"{label}_key", folder / f"{label}key.pem"), key)

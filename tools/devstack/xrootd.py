@@ -339,7 +339,9 @@ class XrootdServer:
         if self.guarded:
             # GSI and XrdVoms check proxies and VOMS attributes against these; SciTokens caches keys there.
             env.update(X509_CERT_DIR=str(self.security / "certificates"), X509_VOMS_DIR=str(self.security / "vomsdir"),
-                       XDG_CACHE_HOME=str(self.state / "cache"))
+                       XDG_CACHE_HOME=str(self.state / "cache"),
+                       # what the server's own xrdcp (third-party copy) accepts as the source's certificate CN
+                       XrdSecGSISRVNAMES="localhost")
         return env
 
     def start(self, timeout: float = 30.0, check: bool = True) -> None:
