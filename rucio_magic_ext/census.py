@@ -25,6 +25,8 @@ from rucio_magic_ext.ledger.models import LedgerAuditCounts, LedgerCarrier, Ledg
 from rucio_magic_ext.ledger.states import DEAD_ENDS, UNSAFE, CarrierState, FileState
 from rucio_magic_ext.ledger.store import Ledger
 from rucio_magic_ext.release.verify import SOURCE_CHANGED, SOURCE_GONE
+from rucio_magic_ext.storage import credentials
+from rucio_magic_ext.storage.credentials import Outlook
 
 MAGIC_SCOPES = (*layout.SCOPES, CARRIER_SCOPE)
 CARRIER_KIND = "CARRIER"  # rules on carrier batches, apart from the policy's rules on MAGIC data
@@ -136,6 +138,7 @@ class Census:
     folders: list[FolderTrouble] = field(default_factory=list)
     audits: dict[str, Audit] = field(default_factory=dict)  # the last audit of each source RSE
     waiting: list[Waiting] = field(default_factory=list)  # what the files not yet deleted wait on
+    credentials: list[Outlook] = field(default_factory=list)  # of each guarded RSE's storage, as found now
 
     @property
     def rses(self) -> list[str]:
@@ -185,7 +188,14 @@ def take(
     _ledger_counts(census, ledger, rse, errors)
     if rucio:
         _rucio_counts(census, scopes)
+        census.credentials = outlooks(sorted(set(census.rses) | set(census.replicas)))
     return census
+
+
+def outlooks(rses: Iterable[str]) -> list[Outlook]:
+    """The credential each guarded RSE's storage is presented, as found now (open storages say nothing)."""
+    found = [credentials.for_rse(rse).outlook() for rse in rses]
+    return [outlook for outlook in found if outlook.mechanism != "none"]
 
 
 def publish(census: Census) -> None:
@@ -213,6 +223,9 @@ def publish(census: Census) -> None:
     monitoring.gauges(monitoring.LOCKS, {(state,): n for state, n in census.locks.items()})
     monitoring.gauges(monitoring.REPLICAS_FILES, {(rse,): count.files for rse, count in census.replicas.items()})
     monitoring.gauges(monitoring.REPLICAS_BYTES, {(rse,): count.bytes for rse, count in census.replicas.items()})
+    left = {(o.rse, o.mechanism): max(o.left.total_seconds(), 0.0) if o.left is not None else 0.0
+            for o in census.credentials if o.left is not None or o.warning}
+    monitoring.gauges(monitoring.CREDENTIAL_LEFT, left)
     _publish_audits(census)
 
 

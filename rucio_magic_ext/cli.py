@@ -122,9 +122,9 @@ def _status(args: argparse.Namespace) -> int:
 
 def _timing() -> Any:
     """The settings that say until when a file waits; None where rucio.cfg does not hold them."""
-    from rucio_magic_ext.carrier.preflight import ConfigError
     from rucio_magic_ext.release.config import load_config as carrier_config
     from rucio_magic_ext.scanner.config import load_config as scanner_config
+    from rucio_magic_ext.settings import ConfigError
     from rucio_magic_ext.status import Timing
 
     try:

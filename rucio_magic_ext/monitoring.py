@@ -80,6 +80,20 @@ OUTAGES = _define(
     "scanner.outages.{service}", "counter", "cycles stopped because a whole service did not answer (storage, database)"
 )
 
+# -- guarded storage (storage/credentials.py, census.py) ----------------------------------------------------
+STORAGE_REFUSED = _define(
+    "storage.refused.{rse}.{mechanism}",
+    "counter",
+    "operations a storage refused this process (no credential found, an expired one, one without the right, a TLS "
+    "peer not trusted): the work waits, no file is marked",
+)
+CREDENTIAL_LEFT = _define(
+    "credentials.seconds_left.{rse}.{mechanism}",
+    "gauge",
+    "seconds the credential presented to an RSE's storage has left (0 when none is found or it has ended; absent for "
+    "an open storage and for a token that tells no end)",
+)
+
 # -- the source-deletion hook (release/hook.py) ------------------------------------------------------------
 CARRIERS_RELEASED = _define("carrier.released", "counter", "carriers whose source rule was removed")
 FILES_RELEASED = _define("carrier.files_released", "counter", "files released for deletion at the source")
@@ -162,6 +176,10 @@ def stage_error(stage: str) -> None:
 
 def odd_entry(kind: str, count: int = 1) -> None:
     _counter(ODD_ENTRIES, count, kind=kind)
+
+
+def storage_refused(rse: str, mechanism: str) -> None:
+    _counter(STORAGE_REFUSED, 1, rse=rse, mechanism=mechanism)
 
 
 def outage(service: str) -> None:

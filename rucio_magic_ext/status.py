@@ -38,6 +38,7 @@ def render(census: Census, timing: Timing | None = None) -> str:
     for rse in census.rses:
         lines += _source(census, rse)
         lines += _waiting([w for w in census.waiting if w.rse == rse], timing)
+    lines += _credentials(census)
     lines += _troubles(census)
     if census.rules or census.replicas:
         lines += _rucio(census)
@@ -138,6 +139,17 @@ def _since(census: Census, moment: datetime) -> str:
     return _age(max(census.taken_at - moment, timedelta(0)))  # another host's clock may run ahead
 
 
+def _credentials(census: Census) -> list[str]:
+    """What each guarded storage is presented, and how long it lasts; a line starting with '!' needs a person."""
+    if not census.credentials:
+        return []
+    lines = ["", "storage credentials (never their content)"]
+    for outlook in census.credentials:
+        mark = "!" if outlook.warning else " "
+        lines.append(f" {mark}{outlook.rse}: {outlook.mechanism}: {outlook.warning or outlook.told}")
+    return lines
+
+
 def _troubles(census: Census) -> list[str]:
     """Every file that carries a reason now (held on a retry, or set aside) and every folder that fails to list."""
     lines: list[str] = []
@@ -235,6 +247,11 @@ def as_json(census: Census) -> dict[str, Any]:
         "held_files": census.held,
         "troubles": [_plain(trouble) for trouble in census.troubles],
         "failing_folders": [_plain(folder) for folder in census.folders],
+        "credentials": [
+            {"rse": o.rse, "mechanism": o.mechanism, "told": o.told, "seconds_left": _seconds(o.left),
+             "warning": o.warning}
+            for o in census.credentials
+        ],
     }
 
 

@@ -39,7 +39,7 @@ from rucio_magic_ext.ledger import Ledger
 from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
 from rucio_magic_ext.ledger.paths import from_text, to_text
 from rucio_magic_ext.naming import MagicName, MagicNameError, parse
-from rucio_magic_ext.storage import Storage, get_storage
+from rucio_magic_ext.storage import Storage, credentials, get_storage
 from rucio_magic_ext.trust import normal_path
 
 BATCH = 5000
@@ -91,7 +91,7 @@ def place(rse: str) -> Place:
     protocol = rucio_db.rse_protocol(rse)
     (marker,) = protocol.lfns2pfns({"scope": "-", "name": "_", "path": "_"}).values()
     root_url = marker[:-1]  # Rucio's protocols take an empty path for "no path given"
-    storage = get_storage(root_url, root=root_url)
+    storage = get_storage(root_url, root=root_url, credentials=credentials.for_rse(rse))
     return Place(rse, storage, storage.path_of(root_url).rstrip("/") or "/", root_url, protocol)
 
 

@@ -39,7 +39,8 @@ DEFAULT = CarrierConfig(rse="", replication_policy=Path())
 def load_config(section: str = SECTION) -> CarrierConfig:
     from rucio.common.config import config_get, config_get_bool, config_get_int
 
-    from rucio_magic_ext.carrier.preflight import ConfigError, policy_file, rucio_cfg, seconds, setting
+    from rucio_magic_ext.carrier.preflight import policy_file
+    from rucio_magic_ext.settings import ConfigError, rucio_cfg, seconds, setting
 
     min_copies = setting(config_get_int, section, "min_copies", DEFAULT.min_copies)
     if min_copies < 1:

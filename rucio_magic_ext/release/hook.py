@@ -54,7 +54,7 @@ from rucio_magic_ext.release.verify import (
     unreadable,
 )
 from rucio_magic_ext.replication import ReplicationPolicy
-from rucio_magic_ext.storage import storage_for_pfn
+from rucio_magic_ext.storage import credentials, storage_for_pfn
 
 ACTOR = "carrier"
 SPLIT_AFTER_FAILURES = 3  # verifications failed (wrong or unreadable copies) before a file leaves its batch
@@ -289,7 +289,7 @@ class Hook:
         if pfn is None:
             return Reading(rse, "(no PFN)", None, None, "no protocol to read the copy with")
         try:
-            storage = storage_for_pfn(pfn, rucio_db.rse_settings(rse)["protocols"])
+            storage = storage_for_pfn(pfn, rucio_db.rse_settings(rse)["protocols"], credentials.for_rse(rse))
             entry = storage.stat(pfn)
             adler32, how = adler32_of(storage, pfn)
             return ProvenReading(rse, pfn, entry.size, adler32, how=how)

@@ -20,7 +20,7 @@ from rucio_magic_ext.checksum import ADLER32
 from rucio_magic_ext.common import DID
 from rucio_magic_ext.ledger.models import LedgerFile
 from rucio_magic_ext.release.verify import SourceReading
-from rucio_magic_ext.storage import Storage, storage_for_pfn
+from rucio_magic_ext.storage import Storage, credentials, storage_for_pfn
 
 
 def adler32_of(storage: Storage, pfn: str) -> tuple[str, str]:
@@ -49,7 +49,7 @@ def _read(rse: str, row: LedgerFile, path: str | None, protocols: Sequence[dict]
         return SourceReading(f"{rse}:{path}", None, None, None, "no protocol to read the source with")
     entry = None
     try:
-        storage = storage_for_pfn(pfn, protocols)
+        storage = storage_for_pfn(pfn, protocols, credentials.for_rse(rse))
         entry = storage.stat(pfn)
         adler32, _ = adler32_of(storage, pfn)
         return SourceReading(pfn, entry.size, entry.mtime, adler32)

@@ -114,7 +114,7 @@ def _proven(replicas: list[ReplicaEntry], adler32s: dict[ReplicaEntry, str | Non
 
 def _read_back(replica: ReplicaEntry, adler32: str | None) -> str | None:
     """Why the copy is not the registered file at its storage, or None when it is."""
-    from rucio_magic_ext.storage import storage_for_pfn
+    from rucio_magic_ext.storage import credentials, storage_for_pfn
 
     pfn = rucio_db.pfn(replica.rse, replica.did, None)
     if pfn is None:
@@ -122,7 +122,8 @@ def _read_back(replica: ReplicaEntry, adler32: str | None) -> str | None:
     if not adler32:
         return f"registered without an adler32 to prove it by ({pfn})"
     try:
-        storage = storage_for_pfn(pfn, rucio_db.rse_settings(replica.rse)["protocols"])
+        protocols = rucio_db.rse_settings(replica.rse)["protocols"]
+        storage = storage_for_pfn(pfn, protocols, credentials.for_rse(replica.rse))
         size = storage.stat(pfn).size
         found = storage.checksum(pfn, ("adler32",))["adler32"]
     except FileNotFoundError:

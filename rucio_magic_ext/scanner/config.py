@@ -61,7 +61,8 @@ def load_config(section: str = SECTION) -> ScannerConfig:
     """Read the section from Rucio's configuration; a missing ``rse`` or policy file is an error."""
     from rucio.common.config import config_get, config_get_int, config_get_list
 
-    from rucio_magic_ext.carrier.preflight import ConfigError, policy_file, require_section, rucio_cfg, seconds, setting
+    from rucio_magic_ext.carrier.preflight import policy_file
+    from rucio_magic_ext.settings import ConfigError, require_section, rucio_cfg, seconds, setting
 
     require_section(section, "the scanner needs at least rse and replication_policy")
 

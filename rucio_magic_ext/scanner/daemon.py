@@ -23,7 +23,7 @@ def build_context(args: argparse.Namespace | None = None, logger: Any = logging.
     from rucio_magic_ext.scanner.catalogue import Catalogue
     from rucio_magic_ext.scanner.config import load_config
     from rucio_magic_ext.scanner.context import Context
-    from rucio_magic_ext.storage import get_storage
+    from rucio_magic_ext.storage import credentials, get_storage
 
     config = load_config()
     ledger = Ledger.from_config()
@@ -32,7 +32,7 @@ def build_context(args: argparse.Namespace | None = None, logger: Any = logging.
     # The RSE's read protocol in Rucio (scheme, host, port, prefix) says where its storage is; the storage is
     # confined to the protocol's prefix, so the scanner lists and reads nothing the admin did not put under it.
     root_url = catalogue.storage_root()
-    storage = get_storage(root_url, root=root_url)
+    storage = get_storage(root_url, root=root_url, credentials=credentials.for_rse(config.rse))
     root = storage.path_of(root_url).rstrip("/") or "/"
     policy = load_policy(config.replication_policy)
     preflight.check(config.rse, config.account, policy)

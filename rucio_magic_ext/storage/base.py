@@ -114,6 +114,14 @@ class StorageUnavailable(Outage):
     service = "storage"
 
 
+class AccessRefused(StorageUnavailable):
+    """The storage refuses this process, not the file: no credential, an expired one, one without the right
+    asked, or a server whose certificate the CA folder does not vouch for. Nothing is known of the file, so
+    no file is marked: the work waits, and resumes once a valid credential is in place."""
+
+    service = "credentials"
+
+
 class ChecksumMismatch(OSError):
     """The bytes of a copy do not have the checksum of their source; the copy was removed."""
 

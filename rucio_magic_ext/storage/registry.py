@@ -7,26 +7,32 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rucio_magic_ext.storage.base import OutsideRoot, Storage
+from rucio_magic_ext.storage.credentials import OPEN, Credentials
 from rucio_magic_ext.storage.posix import PosixStorage
 
-#: Makes a storage confined to `root` (a URL or native path), or not confined when `root` is None.
+#: Makes a storage confined to `root` (a URL or native path), or not confined when `root` is None, presenting
+#: `credentials` where the server asks for them.
 StorageFactory = Callable[..., Storage]
 
 
-def _xrootd(root: str | None = None) -> Storage:
+def _posix(root: str | None = None, credentials: Credentials = OPEN) -> Storage:
+    return PosixStorage(root=root)  # a local folder asks for none
+
+
+def _xrootd(root: str | None = None, credentials: Credentials = OPEN) -> Storage:
     from rucio_magic_ext.storage.xroot import XRootDStorage  # needs XRootD's client (extra "xrootd")
 
-    return XRootDStorage(root=root)
+    return XRootDStorage(root=root, credentials=credentials)
 
 
-def _webdav(root: str | None = None) -> Storage:
+def _webdav(root: str | None = None, credentials: Credentials = OPEN) -> Storage:
     from rucio_magic_ext.storage.webdav import WebDAVStorage
 
-    return WebDAVStorage(root=root)
+    return WebDAVStorage(root=root, credentials=credentials)
 
 
 _FACTORIES: dict[str, StorageFactory] = {
-    PosixStorage.scheme: PosixStorage,
+    PosixStorage.scheme: _posix,
     "root": _xrootd,
     "davs": _webdav,
     "https": _webdav,
@@ -35,7 +41,8 @@ _FACTORIES: dict[str, StorageFactory] = {
 
 
 def register_storage(scheme: str, factory: StorageFactory) -> None:
-    """Serve `scheme` with `factory` (e.g. an fsspec-backed root:// storage), called as `factory(root=root)`."""
+    """Serve `scheme` with `factory` (e.g. an fsspec-backed root:// storage), called as
+    `factory(root=root, credentials=credentials)`."""
     _FACTORIES[scheme] = factory
 
 
@@ -52,18 +59,19 @@ def scheme_of(url_or_scheme: str) -> str:
     return url_or_scheme
 
 
-def get_storage(url_or_scheme: str, root: str | None = None) -> Storage:
+def get_storage(url_or_scheme: str, root: str | None = None, credentials: Credentials = OPEN) -> Storage:
     """The storage for a URL (`file://host/path`, `root://...`), a local path, or a scheme name.
 
     With `root` (the RSE protocol's prefix, as a URL or native path) the storage refuses, with
-    OutsideRoot, every location that is not at or under it; without, nothing is confined.
+    OutsideRoot, every location that is not at or under it; without, nothing is confined. `credentials`:
+    what the RSE's storage asks (`credentials.for_rse`).
     """
     scheme = scheme_of(url_or_scheme)
     try:
         factory = _FACTORIES[scheme]
     except KeyError:
         raise ValueError(f"no storage implementation for scheme {scheme!r}") from None
-    return factory(root=root)
+    return factory(root=root, credentials=credentials)
 
 
 def protocol_root(protocol: Mapping[str, Any]) -> str:
@@ -74,7 +82,7 @@ def protocol_root(protocol: Mapping[str, Any]) -> str:
     return f"{protocol['scheme']}://{protocol['hostname']}:{protocol['port']}{prefix}"
 
 
-def storage_for_pfn(pfn: str, protocols: Iterable[Mapping[str, Any]]) -> Storage:
+def storage_for_pfn(pfn: str, protocols: Iterable[Mapping[str, Any]], credentials: Credentials = OPEN) -> Storage:
     """The storage of `pfn`, confined to the root of the first of an RSE's `protocols` whose prefix holds it.
 
     OutsideRoot when none does (another server, another prefix, a path climbing out): such a PFN was not
@@ -83,7 +91,7 @@ def storage_for_pfn(pfn: str, protocols: Iterable[Mapping[str, Any]]) -> Storage
     scheme = scheme_of(pfn)
     roots = [protocol_root(protocol) for protocol in protocols if protocol.get("scheme") == scheme]
     for root in roots:
-        storage = get_storage(pfn, root=root)
+        storage = get_storage(pfn, root=root, credentials=credentials)
         try:
             storage.path_of(pfn)
         except OutsideRoot:

@@ -41,6 +41,7 @@ from rucio_magic_ext.storage.base import (
     copied_blocks,
     stream_size,
 )
+from rucio_magic_ext.storage.credentials import OPEN, Credentials
 from rucio_magic_ext.storage.server import PositionalReader, ServerStorage, split_server_url
 
 #: URL schemes served, and the transport each one means.
@@ -55,6 +56,14 @@ _PROPFIND_BODY = (
 _SAFE = "/+:@!$&'()*,;=~-._"
 _ENCODED = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
 _UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+_OPENSSL_REASON = re.compile(r"\[SSL[^\]]*\] ([^(']+)")
+
+
+def _reason(error: BaseException) -> str:
+    """OpenSSL's own words from a TLS failure (e.g. "certificate verify failed: unable to get local issuer
+    certificate"), without the layers of connection pools around them."""
+    said = _OPENSSL_REASON.search(str(error))
+    return said.group(1).strip() if said else str(error)[:200]
 
 
 def split_dav_url(url: str) -> tuple[str, str]:
@@ -155,8 +164,9 @@ class WebDAVStorage(ServerStorage):
 
     `endpoint` (`https://host:port`) is where native paths are looked up; without it, the root's when the
     root is a URL, else that of the first URL given. With a root, every location must be on that endpoint
-    and under that path (OutsideRoot otherwise). `verify`: TLS verification (True, or a CA bundle or folder);
-    `cert`: a client certificate (an X.509 proxy file); `token`: a bearer token.
+    and under that path (OutsideRoot otherwise). `credentials`: what the server asks (an X.509 proxy as the
+    client certificate, or a bearer token), found afresh at each request, and the CA folder TLS is verified
+    against. A refusal of the credential or of the server's certificate is AccessRefused, never the file's.
     """
 
     scheme = "davs"
@@ -165,19 +175,14 @@ class WebDAVStorage(ServerStorage):
         self,
         endpoint: str | None = None,
         root: str | None = None,
-        verify: bool | str = True,
-        cert: str | None = None,
-        token: str | None = None,
+        credentials: Credentials = OPEN,
         logger: LoggerFunction = logging.log,
         timeout: float = 60,
         checksum_timeout: float = 1800,
     ) -> None:
+        self.credentials = credentials
         self.session = requests.Session()
-        self.session.verify = verify
-        if cert is not None:
-            self.session.cert = cert
-        if token is not None:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+        self.session.verify = credentials.tls_verify()
         self.timeout, self.checksum_timeout = timeout, checksum_timeout
         super().__init__(endpoint, root, logger)
 
@@ -192,10 +197,14 @@ class WebDAVStorage(ServerStorage):
     # -- requests ---------------------------------------------------------------------------------------
 
     def _request(self, method: str, url: str, path: str, timeout: float | None = None, **kwargs: Any) -> Any:
-        """One request; StorageUnavailable when the server does not answer or says it cannot serve now."""
+        """One request with the credential found now; StorageUnavailable when the server does not answer or says
+        it cannot serve now, AccessRefused when it refuses the credential or TLS fails."""
+        kwargs.update(self._presenting(kwargs.pop("headers", None)))
         try:
             response = self.session.request(method, url, timeout=timeout or self.timeout, allow_redirects=False,
                                             **kwargs)
+        except requests.exceptions.SSLError as error:
+            raise self.credentials.refused(f"TLS with {urlsplit(url).netloc} failed: {_reason(error)}", path) from None
         except (requests.ConnectionError, requests.Timeout) as error:
             raise StorageUnavailable(errno.EHOSTUNREACH, f"{urlsplit(url).netloc} does not answer: {error}",
                                      path) from error
@@ -203,10 +212,23 @@ class WebDAVStorage(ServerStorage):
             response.close()
             raise StorageUnavailable(errno.EAGAIN, f"{method} answered {response.status_code} {response.reason}",
                                      path)
-        if response.status_code in (401, 403):
+        if response.status_code == 401 or (response.status_code == 403 and self.credentials.mechanism != "none"):
+            response.close()
+            raise self.credentials.refused(f"{method} answered {response.status_code} {response.reason}", path)
+        if response.status_code == 403:
             response.close()
             raise PermissionError(errno.EACCES, f"{method} answered {response.status_code} {response.reason}", path)
         return response
+
+    def _presenting(self, headers: dict[str, str] | None) -> dict[str, Any]:
+        """The request's arguments that present the credential: a client certificate or a bearer header."""
+        found = self.credentials.current()
+        if found is not None and self.credentials.mechanism == "token":
+            headers = {**(headers or {}), "Authorization": f"Bearer {found.value}"}
+        presented: dict[str, Any] = {} if headers is None else {"headers": headers}
+        if found is not None and self.credentials.mechanism == "x509":
+            presented["cert"] = found.value
+        return presented
 
     def _propfind(self, endpoint: str, path: str, depth: int) -> list[Entry | Folder]:
         """The node itself first, then (depth 1) its children; FileNotFoundError when absent."""

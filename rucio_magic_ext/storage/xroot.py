@@ -43,6 +43,7 @@ from rucio_magic_ext.storage.base import (
     StorageUnavailable,
     copied_blocks,
 )
+from rucio_magic_ext.storage.credentials import OPEN, Credentials
 from rucio_magic_ext.storage.server import PositionalReader, ServerStorage, split_server_url
 
 try:
@@ -57,6 +58,8 @@ CLIENT_SETTINGS = {"ConnectionRetry": 1, "ConnectionWindow": 10, "StreamErrorWin
 
 # XrdCl status codes meaning that the server was not reached or stopped answering.
 _UNREACHABLE_CODES = frozenset({101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 202, 206, 207})
+# ... and those meaning that it refused this client: TLS failed (errTlsError), login or authentication refused.
+_REFUSED_CODES = frozenset({110, 203, 204})
 _ERROR_RESPONSE = 400
 # kXR error numbers of a server's error response (XProtocol.h).
 _KXR_NOT_AUTHORIZED, _KXR_NOT_FOUND, _KXR_UNSUPPORTED, _KXR_NO_SERVER = 3010, 3011, 3013, 3014
@@ -78,17 +81,40 @@ if xrd_client is not None:
     configure_client()
 
 
+def present(credentials: Credentials) -> None:
+    """Put the credential found now where XRootD's client reads it at each authentication: the process's
+    environment (``X509_USER_PROXY``, ``BEARER_TOKEN_FILE``, ``X509_CERT_DIR``). AccessRefused, before any
+    request, when it is missing or has expired."""
+    found = credentials.current()
+    wanted = {}
+    if credentials.ca_dir and os.path.isdir(credentials.ca_dir):
+        wanted["X509_CERT_DIR"] = credentials.ca_dir
+    if found is not None and credentials.mechanism == "x509":
+        wanted["X509_USER_PROXY"] = found.value
+    if found is not None and credentials.mechanism == "token" and found.where != "BEARER_TOKEN":
+        wanted["BEARER_TOKEN_FILE"] = found.where
+    for name, value in wanted.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
 def split_root_url(url: str) -> tuple[str, str]:
     """`root://host[:port]//path` as its endpoint `root://host:port` and its absolute path."""
     parts, host = split_server_url(url, ("root", "xroot"), "root://")
     return f"root://{host}:{parts.port or DEFAULT_PORT}", "/" + parts.path.lstrip("/")
 
 
-def _raise_for(status: Any, endpoint: str, path: str) -> None:
-    """Raise the exception that an XRootD status means; nothing when it succeeded."""
+def _raise_for(status: Any, endpoint: str, path: str, credentials: Credentials = OPEN) -> None:
+    """Raise the exception that an XRootD status means; nothing when it succeeded. A guarded server's "not
+    authorised" is the credential's refusal (a token without the scope), not the file's."""
     if status.ok:
         return
     message = status.message.strip()
+    refused = status.code in _REFUSED_CODES
+    if status.code == _ERROR_RESPONSE and status.errno == _KXR_NOT_AUTHORIZED and credentials.mechanism != "none":
+        refused = True
+    if refused:
+        raise credentials.refused(f"{endpoint} refused: {message}", path)
     if status.code in _UNREACHABLE_CODES:
         raise StorageUnavailable(errno.EHOSTUNREACH, f"{endpoint} does not answer: {message}", path)
     if status.code == _ERROR_RESPONSE:
@@ -117,19 +143,20 @@ def _raise_for(status: Any, endpoint: str, path: str) -> None:
 class _XRootDReader(PositionalReader):
     """An open XRootD file as a raw stream: each `readinto` is one read request at the current offset."""
 
-    def __init__(self, handle: Any, endpoint: str, path: str, timeout: int) -> None:
+    def __init__(self, handle: Any, endpoint: str, path: str, timeout: int, credentials: Credentials) -> None:
         super().__init__(path)
         self._handle, self._endpoint, self._timeout = handle, endpoint, timeout
+        self._credentials = credentials
 
     def _read_at(self, offset: int, view: memoryview) -> int:
         status, data = self._handle.read(offset, len(view), self._timeout)
-        _raise_for(status, self._endpoint, self._path)
+        _raise_for(status, self._endpoint, self._path, self._credentials)
         view[: len(data)] = data
         return len(data)
 
     def _size(self) -> int:
         status, info = self._handle.stat(timeout=self._timeout)
-        _raise_for(status, self._endpoint, self._path)
+        _raise_for(status, self._endpoint, self._path, self._credentials)
         return int(info.size)
 
     def close(self) -> None:
@@ -183,6 +210,7 @@ class XRootDStorage(ServerStorage):
         self,
         endpoint: str | None = None,
         root: str | None = None,
+        credentials: Credentials = OPEN,
         logger: LoggerFunction = logging.log,
         timeout: int = 60,
         checksum_timeout: int = 1800,
@@ -190,6 +218,7 @@ class XRootDStorage(ServerStorage):
     ) -> None:
         if xrd_client is None:
             raise ImportError("root:// storage needs XRootD's Python client: pip install xrootd")
+        self.credentials = credentials
         self.timeout = timeout
         self.checksum_timeout = checksum_timeout
         self.tpc = tpc
@@ -206,6 +235,11 @@ class XRootDStorage(ServerStorage):
     def join_url(endpoint: str, path: str) -> str:
         return f"{endpoint}/{path}"
 
+    def _locate(self, location: str) -> tuple[str, str]:
+        """Every request starts here: the credential found now is put where XRootD's client looks."""
+        present(self.credentials)
+        return super()._locate(location)
+
     def _fs(self, endpoint: str) -> Any:
         filesystem = self._filesystems.get(endpoint)
         if filesystem is None:
@@ -216,12 +250,12 @@ class XRootDStorage(ServerStorage):
 
     def _stat(self, endpoint: str, path: str) -> Entry | Folder:
         status, info = self._fs(endpoint).stat(path, timeout=self.timeout)
-        _raise_for(status, endpoint, path)
+        _raise_for(status, endpoint, path, self.credentials)
         return _found(path, info)
 
     def _children(self, endpoint: str, folder: str) -> list[Entry | Folder]:
         status, listing = self._fs(endpoint).dirlist(folder, DirListFlags.STAT, timeout=self.timeout)
-        _raise_for(status, endpoint, folder)
+        _raise_for(status, endpoint, folder, self.credentials)
         return [_found(_join(folder, item.name), item.statinfo) for item in sorted(listing, key=lambda item: item.name)
                 if item.statinfo is not None and not item.statinfo.flags & StatInfoFlags.OTHER]
 
@@ -233,7 +267,7 @@ class XRootDStorage(ServerStorage):
             status, response = filesystem.query(QueryCode.CHECKSUM, query, timeout=self.checksum_timeout)
             if status.code == _ERROR_RESPONSE and status.errno == _KXR_UNSUPPORTED:
                 return None
-            _raise_for(status, endpoint, path)
+            _raise_for(status, endpoint, path, self.credentials)
             words = response.rstrip(b"\x00").decode(errors="replace").split()
             if len(words) < 2:
                 return None
@@ -258,8 +292,8 @@ class XRootDStorage(ServerStorage):
         endpoint, path = self._locate(location)
         handle = xrd_client.File()
         status, _ = handle.open(f"{endpoint}/{path}", OpenFlags.READ, timeout=self.timeout)
-        _raise_for(status, endpoint, path)
-        return _XRootDReader(handle, endpoint, path, self.timeout)  # type: ignore[return-value]
+        _raise_for(status, endpoint, path, self.credentials)
+        return _XRootDReader(handle, endpoint, path, self.timeout, self.credentials)  # type: ignore[return-value]
 
     # -- changes ----------------------------------------------------------------------------------------
 
@@ -293,7 +327,7 @@ class XRootDStorage(ServerStorage):
         handler = _CopyHandler(progress)
         process = xrd_client.CopyProcess()
         process.add_job(origin.url_of(source), f"{endpoint}/{path}", thirdparty="only", force=False, mkdir=True)
-        _raise_for(process.prepare(), endpoint, path)
+        _raise_for(process.prepare(), endpoint, path, self.credentials)
         status, results = process.run(handler)
         job = results[0]["status"] if results else status
         if handler.error is not None:
@@ -303,7 +337,7 @@ class XRootDStorage(ServerStorage):
         if job.code == _ERROR_RESPONSE and job.errno == _KXR_UNSUPPORTED and "tpc" in job.message.lower():
             self._remove_quietly(destination)  # the refusing destination leaves an empty file
             raise _TpcRefused(job.message.strip())
-        _raise_for(job, endpoint, path)
+        _raise_for(job, endpoint, path, self.credentials)
         self._verify(destination, stored.values, "DESTINATION (third-party copy)", size)
         return CopyResult(size, stored.values, "third-party copy")
 
@@ -314,11 +348,11 @@ class XRootDStorage(ServerStorage):
         try:
             for block in copied_blocks(reader, digest, progress):
                 status, _ = handle.write(bytes(block), digest.size, timeout=self.timeout)
-                _raise_for(status, endpoint, path)
-            _raise_for(handle.sync(timeout=self.timeout)[0], endpoint, path)
+                _raise_for(status, endpoint, path, self.credentials)
+            _raise_for(handle.sync(timeout=self.timeout)[0], endpoint, path, self.credentials)
         finally:
             status, _ = handle.close(timeout=self.timeout)
-        _raise_for(status, endpoint, path)
+        _raise_for(status, endpoint, path, self.credentials)
 
     def _create(self, endpoint: str, path: str) -> Any:
         """A new file open for writing; a name still held by a closing writer is waited for a few seconds.
@@ -331,20 +365,20 @@ class XRootDStorage(ServerStorage):
             status, _ = handle.open(f"{endpoint}/{path}", OpenFlags.NEW | OpenFlags.MAKEPATH, timeout=self.timeout)
             locked = status.code == _ERROR_RESPONSE and status.errno == _KXR_FILE_LOCKED
             if not locked or time.monotonic() > deadline:
-                _raise_for(status, endpoint, path)
+                _raise_for(status, endpoint, path, self.credentials)
                 return handle
             time.sleep(0.2)
 
     def _move(self, endpoint: str, path: str, target: str) -> None:
         status, _ = self._fs(endpoint).mv(path, target, timeout=self.timeout)
-        _raise_for(status, endpoint, path)
+        _raise_for(status, endpoint, path, self.credentials)
 
     def remove(self, location: str) -> bool:
         endpoint, path = self._locate(location)
         status, _ = self._fs(endpoint).rm(path, timeout=self.timeout)
         if status.code == _ERROR_RESPONSE and status.errno == _KXR_NOT_FOUND:
             return False
-        _raise_for(status, endpoint, path)
+        _raise_for(status, endpoint, path, self.credentials)
         return True
 
 

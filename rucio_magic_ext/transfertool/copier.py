@@ -27,7 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rucio_magic_ext.checksum import ADLER32, MD5
 from rucio_magic_ext.common import LoggerFunction
-from rucio_magic_ext.storage import OutsideRoot, Storage, get_storage
+from rucio_magic_ext.storage import OutsideRoot, Storage, credentials, get_storage
+from rucio_magic_ext.storage.credentials import OPEN
 from rucio_magic_ext.transfertool.jobs import ACTIVE, DONE, FAILED, FINISHED, LOG_FILE, STARTED, JobStore, utcnow
 from rucio_magic_ext.transfertool.receiver import report_if_configured
 
@@ -81,12 +82,13 @@ def _checksums(storage: Storage, location: str, algorithms: tuple[str, ...]) -> 
     return proven.values, proven.ways()
 
 
-def confined_storage(url: str, root: str | None, what: str) -> Storage:
-    """The storage of `url`, confined to its RSE's `root`; TransferError if there is none or `url` leaves it."""
+def confined_storage(url: str, root: str | None, what: str, rse: str | None) -> Storage:
+    """The storage of `url`, confined to its RSE's `root` and presenting the credentials rucio.cfg gives `rse`;
+    TransferError if there is no root or `url` leaves it."""
     if not root:
         raise TransferError(f"{what} storage root unknown (not recorded in the job): {url} is not copied unconfined")
     try:
-        storage = get_storage(url, root=root)
+        storage = get_storage(url, root=root, credentials=credentials.for_rse(rse) if rse else OPEN)
         storage.path_of(url)
     except OutsideRoot as error:
         raise TransferError(f"{what} outside its RSE's root: {error}") from None
@@ -109,7 +111,7 @@ def copy_one_source(
     """
     destination = spec["dest_url"]
     source_url = source["url"]
-    origin = confined_storage(source_url, source.get("root"), "SOURCE")
+    origin = confined_storage(source_url, source.get("root"), "SOURCE", source.get("rse"))
     if origin.scheme != target.scheme:
         raise TransferError(f"TRANSFER scheme mismatch: {origin.scheme}:// to {target.scheme}:// is not supported")
     expected_size = spec.get("bytes")
@@ -161,7 +163,7 @@ def transfer_file(
     """Copy one file, trying its sources in order; returns its final state, reason and source used."""
     destination = spec["dest_url"]
     try:
-        target = confined_storage(destination, spec.get("dest_root"), "DESTINATION")
+        target = confined_storage(destination, spec.get("dest_root"), "DESTINATION", spec.get("dest_rse"))
     except TransferError as refused:
         logger(logging.WARNING, "%s: %s", spec["request_id"], refused)
         return {"state": FAILED, "reason": str(refused)}

@@ -57,9 +57,9 @@ def test_an_open_carrier_says_when_it_closes(ledger: Ledger) -> None:
 def test_a_wrong_setting_names_the_file_the_section_and_the_key(tmp_path: Path, monkeypatch) -> None:
     from rucio.common import config as rucio_config
 
-    from rucio_magic_ext.carrier.preflight import ConfigError
     from rucio_magic_ext.release.config import load_config as carrier_config
     from rucio_magic_ext.scanner.config import load_config as scanner_config
+    from rucio_magic_ext.settings import ConfigError
 
     cfg = tmp_path / "rucio.cfg"
     cfg.write_text(
