@@ -20,9 +20,12 @@ import pytest
 
 from tools.devstack import database
 from tools.devstack.config import write_configs
+from tools.devstack.grid import Grid
+from tools.devstack.grid import missing as grid_missing
 from tools.devstack.stack import SITE_CFG, Stack
 
 STACK_KEY = pytest.StashKey[Stack]()
+GRID_KEY = pytest.StashKey[Grid]()
 INTEGRATION = Path(__file__).parent / "integration"
 
 
@@ -55,6 +58,12 @@ def pytest_configure(config: pytest.Config) -> None:
     write_configs(stack.settings)
     os.environ["RUCIO_CONFIG"] = str(stack.settings.rucio_cfg)
     config.stash[STACK_KEY] = stack
+    # XRootD's client takes its CA folder (X509_CERT_DIR) once, at its first use in a process, and must find it
+    # made: the run's grid is made now, so that guarded servers are trusted whatever test uses the client first.
+    if grid_missing() is None:
+        made = Grid.make(config.stash[STACK_KEY].state / "grid", issuer=False)
+        config.stash[GRID_KEY] = made
+        os.environ["X509_CERT_DIR"] = str(made.ca_dir)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
@@ -70,6 +79,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(config.stash[STACK_KEY].state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def grid(pytestconfig: pytest.Config) -> Iterator[Grid]:
+    """The run's CA, host and user certificates, proxies (tools/devstack/grid.py) and its token issuer."""
+    made = pytestconfig.stash.get(GRID_KEY, None)
+    if made is None:
+        pytest.skip(f"no test grid here: {grid_missing()}")
+    made.start_issuer()
+    try:
+        yield made
+    finally:
+        made.stop()
 
 
 @pytest.fixture(scope="session")

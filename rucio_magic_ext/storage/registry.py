@@ -34,6 +34,7 @@ def _webdav(root: str | None = None, credentials: Credentials = OPEN) -> Storage
 _FACTORIES: dict[str, StorageFactory] = {
     PosixStorage.scheme: _posix,
     "root": _xrootd,
+    "roots": _xrootd,
     "davs": _webdav,
     "https": _webdav,
     "http": _webdav,

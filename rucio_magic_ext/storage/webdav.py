@@ -226,6 +226,7 @@ class WebDAVStorage(ServerStorage):
         if found is not None and self.credentials.mechanism == "token":
             headers = {**(headers or {}), "Authorization": f"Bearer {found.value}"}
         presented: dict[str, Any] = {} if headers is None else {"headers": headers}
+        presented["verify"] = self.session.verify  # given per request: REQUESTS_CA_BUNDLE would override a session's
         if found is not None and self.credentials.mechanism == "x509":
             presented["cert"] = found.value
         return presented

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import time
@@ -43,7 +44,7 @@ from rucio_magic_ext.storage.base import (
     StorageUnavailable,
     copied_blocks,
 )
-from rucio_magic_ext.storage.credentials import OPEN, Credentials
+from rucio_magic_ext.storage.credentials import OPEN, Credentials, Found
 from rucio_magic_ext.storage.server import PositionalReader, ServerStorage, split_server_url
 
 try:
@@ -81,14 +82,28 @@ if xrd_client is not None:
     configure_client()
 
 
-def present(credentials: Credentials) -> None:
+#: The CA folder XRootD's client reads once, from X509_CERT_DIR, when it is first used in a process.
+_CLIENT_CA_DIR: dict[str, str] = {}
+
+
+def present(credentials: Credentials) -> Found | None:
     """Put the credential found now where XRootD's client reads it at each authentication: the process's
-    environment (``X509_USER_PROXY``, ``BEARER_TOKEN_FILE``, ``X509_CERT_DIR``). AccessRefused, before any
-    request, when it is missing or has expired."""
+    environment (``X509_USER_PROXY``, ``BEARER_TOKEN_FILE``). AccessRefused, before any request, when it is
+    missing or has expired, or when the client already took another CA folder (it reads ``X509_CERT_DIR`` once,
+    at its first use in a process)."""
     found = credentials.current()
+    ca_dir = credentials.ca_dir if credentials.ca_dir and os.path.isdir(credentials.ca_dir) else None
+    taken = _CLIENT_CA_DIR.get("taken")
+    if taken is None:  # the client's first use is this request's: it takes the folder set now
+        if ca_dir:
+            os.environ["X509_CERT_DIR"] = ca_dir
+        _CLIENT_CA_DIR["taken"] = os.environ.get("X509_CERT_DIR", "")
+    elif ca_dir and ca_dir != taken and credentials.mechanism != "none":
+        raise credentials.refused(
+            f"XRootD's client took its CA folder ({taken or 'none'}) at its first use in this process, not {ca_dir}: "
+            "set X509_CERT_DIR to it in the daemon's environment"
+        )
     wanted = {}
-    if credentials.ca_dir and os.path.isdir(credentials.ca_dir):
-        wanted["X509_CERT_DIR"] = credentials.ca_dir
     if found is not None and credentials.mechanism == "x509":
         wanted["X509_USER_PROXY"] = found.value
     if found is not None and credentials.mechanism == "token" and found.where != "BEARER_TOKEN":
@@ -96,12 +111,15 @@ def present(credentials: Credentials) -> None:
     for name, value in wanted.items():
         if os.environ.get(name) != value:
             os.environ[name] = value
+    return found
 
 
 def split_root_url(url: str) -> tuple[str, str]:
-    """`root://host[:port]//path` as its endpoint `root://host:port` and its absolute path."""
-    parts, host = split_server_url(url, ("root", "xroot"), "root://")
-    return f"root://{host}:{parts.port or DEFAULT_PORT}", "/" + parts.path.lstrip("/")
+    """`root://host[:port]//path` as its endpoint `root://host:port` and its absolute path (`roots://`, TLS
+    asked by the client, keeps its scheme; a server that requires TLS switches root:// to it anyway)."""
+    parts, host = split_server_url(url, ("root", "xroot", "roots", "xroots"), "root://")
+    scheme = "roots" if parts.scheme.endswith("s") else "root"
+    return f"{scheme}://{host}:{parts.port or DEFAULT_PORT}", "/" + parts.path.lstrip("/")
 
 
 def _raise_for(status: Any, endpoint: str, path: str, credentials: Credentials = OPEN) -> None:
@@ -202,6 +220,11 @@ class XRootDStorage(ServerStorage):
     and under that path (OutsideRoot otherwise). `timeout` bounds each request in seconds,
     `checksum_timeout` a checksum query (the server may read a large file first). `tpc`: copy server to
     server when both ends are root:// (falls back to streaming through here where the destination refuses).
+
+    `credentials`: what a guarded server asks, put where XRootD's client reads it (``present``). The client
+    keeps one connection per server and login name, authenticated once: each token gets a login name of its
+    own, so a renewed token is used from the next request on. Under a credential, copies stream through here:
+    handing a proxy or a token on to the destination server is a transfer service's work (FTS at a site).
     """
 
     scheme = "root"
@@ -221,7 +244,8 @@ class XRootDStorage(ServerStorage):
         self.credentials = credentials
         self.timeout = timeout
         self.checksum_timeout = checksum_timeout
-        self.tpc = tpc
+        self.tpc = tpc and credentials.mechanism == "none"
+        self._login = ""
         self._filesystems: dict[str, Any] = {}
         self._tpc_refused: set[str] = set()
         super().__init__(endpoint, root, logger)
@@ -237,13 +261,20 @@ class XRootDStorage(ServerStorage):
 
     def _locate(self, location: str) -> tuple[str, str]:
         """Every request starts here: the credential found now is put where XRootD's client looks."""
-        present(self.credentials)
+        found = present(self.credentials)
+        if found is not None and self.credentials.mechanism == "token":
+            self._login = "t" + hashlib.sha256(found.value.encode()).hexdigest()[:12]
         return super()._locate(location)
 
+    def _connect(self, endpoint: str) -> str:
+        """The endpoint as the client connects to it: with the token's own login name under a token."""
+        return endpoint.replace("://", f"://{self._login}@", 1) if self._login else endpoint
+
     def _fs(self, endpoint: str) -> Any:
-        filesystem = self._filesystems.get(endpoint)
+        key = self._connect(endpoint)
+        filesystem = self._filesystems.get(key)
         if filesystem is None:
-            filesystem = self._filesystems[endpoint] = xrd_client.FileSystem(endpoint)
+            filesystem = self._filesystems[key] = xrd_client.FileSystem(key)
         return filesystem
 
     # -- what the walks, checksums and copies of Storage ask --------------------------------------------------
@@ -291,7 +322,7 @@ class XRootDStorage(ServerStorage):
     def open_read(self, location: str) -> BinaryIO:
         endpoint, path = self._locate(location)
         handle = xrd_client.File()
-        status, _ = handle.open(f"{endpoint}/{path}", OpenFlags.READ, timeout=self.timeout)
+        status, _ = handle.open(f"{self._connect(endpoint)}/{path}", OpenFlags.READ, timeout=self.timeout)
         _raise_for(status, endpoint, path, self.credentials)
         return _XRootDReader(handle, endpoint, path, self.timeout, self.credentials)  # type: ignore[return-value]
 
@@ -362,7 +393,8 @@ class XRootDStorage(ServerStorage):
         deadline = time.monotonic() + LOCKED_NAME_GRACE
         while True:
             handle = xrd_client.File()
-            status, _ = handle.open(f"{endpoint}/{path}", OpenFlags.NEW | OpenFlags.MAKEPATH, timeout=self.timeout)
+            status, _ = handle.open(f"{self._connect(endpoint)}/{path}", OpenFlags.NEW | OpenFlags.MAKEPATH,
+                                    timeout=self.timeout)
             locked = status.code == _ERROR_RESPONSE and status.errno == _KXR_FILE_LOCKED
             if not locked or time.monotonic() > deadline:
                 _raise_for(status, endpoint, path, self.credentials)
