@@ -3,6 +3,8 @@
     grid = Grid.make(folder)          # CA directory, host/user certificates, VOMS proxies, token issuer
     grid.proxy                        # an RFC 3820 proxy of the user with the VOMS attributes of VO `magic`
     grid.mint_token()                 # a WLCG token with storage.read:/ storage.modify:/ storage.create:/
+    grid.oidc_options(folder / "idpsecrets.json")  # Rucio's [oidc] options: its client of the issuer
+    grid.ca_bundle()                  # the system's CA bundle with the run's CA, for REQUESTS_CA_BUNDLE
     grid.stop()                       # stops the issuer's HTTPS server
 
 The CA directory is laid out as grid tools expect (`<hash>.0`, `<hash>.signing_policy`, `<hash>.namespaces`),
@@ -12,6 +14,10 @@ run's `vomsdir`. A second CA, unknown to the run's clients, signs `rogue_cert` (
 and `rogue_user_cert`; `rogue_ca_dir` trusts both CAs, for a server that shows the rogue certificate. The token
 issuer is a small HTTPS server (a thread, on the run's host certificate) that serves
 `/.well-known/openid-configuration` and the JWKS of its EC key, as an OIDC provider does; tokens are signed ES256.
+Its `token_endpoint` grants tokens to one client (`client_id`, `client_secret`) by the `client_credentials` grant,
+with the audience and scope the client asks, as a site's IAM does for Rucio's reaper (`rucio.core.oidc.request_token`,
+configured by `[oidc] idpsecrets` and `admin_issuer`: `oidc_options`). Rucio checks the issuer's certificate with
+`requests`, which trusts REQUESTS_CA_BUNDLE: `ca_bundle` is the system's bundle with the run's CA.
 The host certificate's CN is localhost: GSI matches the CN (not the SAN) against the URL's host, so root:// clients
 of a server at 127.0.0.1 set XrdSecGSISRVNAMES=localhost (`x509_env`).
 """
@@ -25,13 +31,16 @@ import http.server
 import ipaddress
 import json
 import os
+import secrets
 import shutil
 import socket
 import ssl
 import subprocess
 import threading
 import time
+import urllib.parse
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -45,6 +54,13 @@ FQAN = f"/{VO}/Role=NULL/Capability=NULL"
 #: The audience the servers accept and `mint_token` writes by default.
 AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
 FULL_SCOPE = "storage.read:/ storage.modify:/ storage.create:/"
+#: The key of the issuer in Rucio's idpsecrets file (`[oidc] admin_issuer`), and the client Rucio is to the issuer.
+RUCIO_ISSUER_ID = "magic"
+CLIENT_ID = "rucio"
+#: Seconds a token of the token endpoint lives (WLCG: 5 minutes to 6 hours).
+GRANT_LIFETIME = 1200
+#: The CA bundle of the system: what `requests` (REQUESTS_CA_BUNDLE here) and libcurl trust.
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PACKAGES = ("openssl", "voms-clients")
 #: The host certificate's SAN: XRootD names a loopback peer ::ffff:127.0.0.1 (as a server's third-party copy does).
 HOST_NAMES = ("127.0.0.1", "::ffff:127.0.0.1", "::1", "localhost")
@@ -134,24 +150,44 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+#: What a POST handler answers: HTTP status and JSON body, from the form fields and the Authorization header.
+PostHandler = Callable[[dict[str, str], str], tuple[int, dict[str, object]]]
+
+
 class _IssuerHandler(http.server.BaseHTTPRequestHandler):
     documents: dict[str, bytes] = {}
+    posts: dict[str, PostHandler] = {}
 
     def do_GET(self) -> None:
         body = self.documents.get(self.path.split("?")[0])
-        self.send_response(200 if body else 404)
+        self._answer(200 if body else 404, body or b"")
+
+    def do_POST(self) -> None:
+        handler = self.posts.get(self.path.split("?")[0])
+        length = int(self.headers.get("Content-Length") or 0)
+        form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+        if handler is None:
+            self._answer(404, b"")
+            return
+        status, answer = handler(form, self.headers.get("Authorization", ""))
+        self._answer(status, json.dumps(answer).encode())
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body or b"")))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body or b"")
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
-def serve_https(cert: Path, key: Path, documents: dict[str, bytes], port: int = 0) -> http.server.HTTPServer:
-    """An HTTPS server on 127.0.0.1 in a daemon thread that answers GET of `documents` (path -> JSON body)."""
-    handler = type("Handler", (_IssuerHandler,), {"documents": documents})
+def serve_https(cert: Path, key: Path, documents: dict[str, bytes], port: int = 0,
+                posts: dict[str, PostHandler] | None = None) -> http.server.HTTPServer:
+    """An HTTPS server on 127.0.0.1 in a daemon thread that answers GET of `documents` (path -> JSON body) and
+    POST of `posts` (path -> handler of the form)."""
+    handler = type("Handler", (_IssuerHandler,), {"documents": documents, "posts": posts or {}})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -182,6 +218,10 @@ class Grid:
     rogue_user_key: Path
     issuer_key: Path
     issuer: str = ""
+    client_id: str = CLIENT_ID
+    client_secret: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    #: (audience, scope) of every token the token endpoint granted, in order.
+    grants: list[tuple[str, str]] = dataclasses.field(default_factory=list, repr=False)
     _server: http.server.HTTPServer | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
@@ -259,7 +299,8 @@ class Grid:
     # The token issuer -------------------------------------------------------------------------------------------
 
     def start_issuer(self, port: int = 0) -> str:
-        """Serve the issuer's openid-configuration and JWKS over HTTPS; returns (and keeps) its URL."""
+        """Serve the issuer's openid-configuration, JWKS and token endpoint over HTTPS; returns (and keeps) its
+        URL."""
         if self._server is not None:
             return self.issuer
         with socket.socket() as sock:
@@ -271,11 +312,48 @@ class Grid:
                "x": _b64(numbers.x.to_bytes(32, "big")), "y": _b64(numbers.y.to_bytes(32, "big"))}
         documents = {
             "/.well-known/openid-configuration": json.dumps(
-                {"issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks"}).encode(),
+                {"issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks", "token_endpoint": f"{self.issuer}/token",
+                 "grant_types_supported": ["client_credentials"]}).encode(),
             "/jwks": json.dumps({"keys": [jwk]}).encode(),
         }
-        self._server = serve_https(self.host_cert, self.host_key, documents, port)
+        self._server = serve_https(self.host_cert, self.host_key, documents, port, {"/token": self._grant})
         return self.issuer
+
+    def _grant(self, form: dict[str, str], authorization: str) -> tuple[int, dict[str, object]]:
+        """The token endpoint: a token with the asked audience and scope for the known client (HTTP basic auth),
+        by the client_credentials grant only; 401 for another client or a wrong secret."""
+        known = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if not secrets.compare_digest(authorization.encode(), f"Basic {known}".encode()):
+            return 401, {"error": "invalid_client"}
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type"}
+        scope, audience = form.get("scope") or FULL_SCOPE, form.get("audience") or AUDIENCE
+        token = self.mint_token(scope=scope, audience=audience, lifetime=GRANT_LIFETIME, subject=self.client_id)
+        self.grants.append((audience, scope))
+        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": GRANT_LIFETIME, "scope": scope}
+
+    def oidc_options(self, idpsecrets: Path, client_secret: str | None = None) -> dict[str, str]:
+        """Write Rucio's `idpsecrets` file (its client of the run's issuer: rucio/core/oidc.py reads `issuer`,
+        `client_id` and `client_secret` under the key `admin_issuer`) and return the [oidc] options of a rucio.cfg
+        that uses it; `client_secret` writes another secret (which the issuer refuses)."""
+        if not self.issuer:
+            raise GridError("the token issuer is not started (start_issuer)")
+        client = {"issuer": self.issuer, "client_id": self.client_id,
+                  "client_secret": self.client_secret if client_secret is None else client_secret}
+        idpsecrets = Path(idpsecrets)
+        idpsecrets.write_text(json.dumps({RUCIO_ISSUER_ID: client}, indent=2) + "\n")
+        idpsecrets.chmod(0o600)
+        return {"idpsecrets": str(idpsecrets), "admin_issuer": RUCIO_ISSUER_ID}
+
+    def ca_bundle(self) -> Path:
+        """The system's CA bundle with the run's CA added (made once, in the grid's folder): REQUESTS_CA_BUNDLE
+        of a process whose `requests` must trust the issuer and the servers as well as public sites."""
+        bundle = self.folder / "ca-bundle.crt"
+        if not bundle.exists():
+            system = SYSTEM_CA_BUNDLE.read_bytes() if SYSTEM_CA_BUNDLE.exists() else b""
+            bundle.write_bytes(system + b"\n" + self.ca_cert.read_bytes())
+            bundle.chmod(0o644)
+        return bundle
 
     def stop(self) -> None:
         """Stop the token issuer."""

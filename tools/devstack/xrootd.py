@@ -265,7 +265,9 @@ class XrootdServer:
             (sec / "authdb").write_text("# a token's scopes decide\n")
             (sec / "scitokens.cfg").write_text(
                 "[Global]\n"
-                f"audience = {grid_module.AUDIENCE}\n"
+                # WLCG's "any", and the server's host name: the audience Rucio asks for a davs door (its hostname,
+                # rucio.core.rse.determine_audience_for_rse), as sites list their storage's names.
+                f"audience = {grid_module.AUDIENCE}, {self.host}\n"
                 "onmissing = passthrough\n\n"
                 f"[Issuer {grid_module.VO}]\n"
                 f"issuer = {grid.issuer}\n"
