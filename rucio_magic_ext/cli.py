@@ -112,8 +112,15 @@ def _status(args: argparse.Namespace) -> int:
     if not ledger.exists():
         from rucio_magic_ext.common import utcnow
 
-        print(f"MAGIC flow at {utcnow():%Y-%m-%d %H:%M:%S} UTC\n\nno ledger yet: rucio-magic-scanner and "
+        empty = census.Census(taken_at=utcnow())
+        if args.rse and not args.ledger_only:
+            empty.credentials = census.outlooks([args.rse])
+        if args.json:
+            print(json.dumps(status.as_json(empty), indent=2))
+            return 0
+        print(f"MAGIC flow at {empty.taken_at:%Y-%m-%d %H:%M:%S} UTC\n\nno ledger yet: rucio-magic-scanner and "
               "rucio-magic-carrier make it when they first start; nothing has been seen")  # fmt: skip
+        print("\n".join(status.credential_lines(empty)))
         return 0
     taken = census.take(ledger, args.rse, rucio=not args.ledger_only)
     print(json.dumps(status.as_json(taken), indent=2) if args.json else status.render(taken, _timing()))

@@ -38,7 +38,7 @@ def render(census: Census, timing: Timing | None = None) -> str:
     for rse in census.rses:
         lines += _source(census, rse)
         lines += _waiting([w for w in census.waiting if w.rse == rse], timing)
-    lines += _credentials(census)
+    lines += credential_lines(census)
     lines += _troubles(census)
     if census.rules or census.replicas:
         lines += _rucio(census)
@@ -139,7 +139,7 @@ def _since(census: Census, moment: datetime) -> str:
     return _age(max(census.taken_at - moment, timedelta(0)))  # another host's clock may run ahead
 
 
-def _credentials(census: Census) -> list[str]:
+def credential_lines(census: Census) -> list[str]:
     """What each guarded storage is presented, and how long it lasts; a line starting with '!' needs a person."""
     if not census.credentials:
         return []

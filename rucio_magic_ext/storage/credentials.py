@@ -28,8 +28,9 @@ from rucio_magic_ext.storage.base import AccessRefused
 
 MECHANISMS = ("none", "x509", "token")
 #: How long before its end a credential is worth a warning: a grid proxy is renewed hours ahead (Rucio's Helm
-#: chart renews a 96-hour proxy every few hours), a token minutes ahead (a sidecar renews it at half-life).
-WARN_BEFORE = {"x509": timedelta(hours=24), "token": timedelta(minutes=5)}
+#: chart renews its proxy every few hours; voms-proxy-init gives 12 hours), a token minutes ahead (a sidecar
+#: renews it at half-life).
+WARN_BEFORE = {"x509": timedelta(hours=6), "token": timedelta(minutes=5)}
 GRID_CA_DIR = "/etc/grid-security/certificates"
 SECTION = "magic-credentials"
 

@@ -44,7 +44,6 @@ pytestmark = pytest.mark.integration
 
 ORM, PIC = "ORM-XRD", "PIC-XRD"
 HERE = Path(__file__).parent
-FLOW = flow_steps(ORM)
 
 
 @dataclasses.dataclass
@@ -55,14 +54,15 @@ class XrootdSite:
     pic: xrootd.XrootdServer
     daemons: Stack
     watched: list[PlannedFile] = dataclasses.field(default_factory=list)  # named when the flow does not get there
+    rses: tuple[str, str] = (ORM, PIC)  # each server's RSE, whose folder under the server's '/' is its name
 
     @property
     def orm_folder(self) -> Path:
-        return self.orm.data / "orm-xrd"
+        return self.orm.data / self.rses[0].lower()
 
     @property
     def pic_folder(self) -> Path:
-        return self.pic.data / "pic-xrd"
+        return self.pic.data / self.rses[1].lower()
 
     def write(self, plan: list[PlannedFile], stamp_times: bool = True) -> None:
         """Write files straight into ORM's data folder, owned by the server's account as the DAQ's would be."""
@@ -74,11 +74,12 @@ class XrootdSite:
         """Rounds of every daemon of the flow (the reaper at ORM-XRD last) until ``done()``; fail if it is not
         after ``rounds`` rounds and ``patience`` seconds. A third-party copy waits on the servers (XRootD's
         client polls the destination every 2.5 s), so how many rounds a night needs depends on their pace."""
-        steps = [step for step in FLOW if (step if isinstance(step, str) else step[0]) not in without]
+        steps = [step for step in flow_steps(self.rses[0])
+                 if (step if isinstance(step, str) else step[0]) not in without]
         started = time.monotonic()
         if in_rounds(lambda: self.daemons.run_round(*steps), done, rounds, patience=patience) is None:
             pytest.fail(f"the flow did not get there in {rounds} rounds and {time.monotonic() - started:.0f} s: "
-                        f"{states(self.watched)}", pytrace=False)
+                        f"{states(self.watched, self.rses[0])}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -127,21 +128,21 @@ def night_files(night: date, seed: int, count: int) -> list[PlannedFile]:
     return plan[: count - len(stereo)] + stereo
 
 
-def rows_of(plan: list[PlannedFile]) -> dict[str, LedgerFile]:
-    return Ledger.from_config().known(ORM, [planned.path for planned in plan])
+def rows_of(plan: list[PlannedFile], rse: str = ORM) -> dict[str, LedgerFile]:
+    return Ledger.from_config().known(rse, [planned.path for planned in plan])
 
 
-def states(plan: list[PlannedFile]) -> Counter[str]:
-    return Counter(row.state.value for row in rows_of(plan).values())
+def states(plan: list[PlannedFile], rse: str = ORM) -> Counter[str]:
+    return Counter(row.state.value for row in rows_of(plan, rse).values())
 
 
-def all_in(plan: list[PlannedFile], state: FileState) -> bool:
-    rows = rows_of(plan)
+def all_in(plan: list[PlannedFile], state: FileState, rse: str = ORM) -> bool:
+    rows = rows_of(plan, rse)
     return len(rows) == len(plan) and all(row.state is state for row in rows.values())
 
 
-def events_of(path: str) -> list[Any]:
-    ((_, events),) = Ledger.from_config().history(ORM, path)
+def events_of(path: str, rse: str = ORM) -> list[Any]:
+    ((_, events),) = Ledger.from_config().history(rse, path)
     return events
 
 
@@ -155,8 +156,8 @@ def replicas_at(rucio_client: Any, plan: list[PlannedFile], rse: str) -> dict[st
     return {r["name"]: (r["states"][rse], list(r["rses"].get(rse, []))) for r in found if rse in r["states"]}
 
 
-def all_available_at_pic(rucio_client: Any, plan: list[PlannedFile]) -> bool:
-    return {name: state for name, (state, _) in replicas_at(rucio_client, plan, PIC).items()} == {
+def all_available_at_pic(rucio_client: Any, plan: list[PlannedFile], rse: str = PIC) -> bool:
+    return {name: state for name, (state, _) in replicas_at(rucio_client, plan, rse).items()} == {
         planned.name: "AVAILABLE" for planned in plan
     }
 

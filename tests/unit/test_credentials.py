@@ -151,3 +151,15 @@ def test_rucio_cfg_gives_each_rse_its_mechanism_with_one_line_for_a_wrong_one(tm
         monkeypatch.undo()
         rucio_config.clean_cached_config()
         for_rse.cache_clear()
+
+
+def test_status_warns_of_a_credential_about_to_end_or_missing(tmp_path: Path) -> None:
+    assert Credentials("x509", proxy=str(proxy(tmp_path, timedelta(hours=11)))).outlook().warning is None
+    soon = Credentials("x509", proxy=str(proxy(tmp_path, timedelta(hours=2))), rse="ORM-ONSITE").outlook()
+    assert soon.warning and "renew it before it ends" in soon.warning and soon.left < timedelta(hours=2)
+    file = tmp_path / "bt"
+    file.write_text(jwt(timedelta(minutes=3)))
+    assert "renew it" in (Credentials("token", token_file=str(file)).outlook().warning or "")
+    gone = Credentials("token", token_file=str(tmp_path / "none"), rse="PIC-DISK").outlook()
+    assert gone.left is None and "no bearer token" in (gone.warning or "")
+    assert Credentials().outlook().warning is None

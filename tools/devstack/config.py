@@ -57,6 +57,9 @@ class Settings:
     metrics: bool = False
     metrics_ports: dict[str, int] = dataclasses.field(default_factory=dict)  # daemon -> its /metrics port
     prometheus_port: int = 0
+    # Variables every process of the stack gets beside RUCIO_CONFIG, as a site sets them in its daemons'
+    # containers (X509_USER_PROXY, X509_CERT_DIR, REQUESTS_CA_BUNDLE for guarded storage).
+    environment: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def rucio_cfg(self) -> Path:

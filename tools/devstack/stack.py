@@ -72,7 +72,7 @@ class Stack:
     @property
     def env(self) -> dict[str, str]:
         """The environment of every process of the stack: RUCIO_CONFIG, the venv first on PATH, the repo importable."""
-        env = dict(os.environ)
+        env = {**os.environ, **self.settings.environment}
         env["RUCIO_CONFIG"] = str(self.settings.rucio_cfg)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
