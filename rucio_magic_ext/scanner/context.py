@@ -16,7 +16,7 @@ from rucio_magic_ext.ledger.paths import from_text
 from rucio_magic_ext.replication import ReplicationPolicy
 from rucio_magic_ext.scanner.catalogue import Catalogue
 from rucio_magic_ext.scanner.config import ScannerConfig
-from rucio_magic_ext.storage import Storage, StorageUnavailable
+from rucio_magic_ext.storage import AccessRefused, Storage, StorageUnavailable
 
 
 @dataclass
@@ -53,6 +53,8 @@ class Context:
         a reason to think its files are gone."""
         try:
             first = next(iter(self.storage.folders(self.root)), None)
+        except AccessRefused:
+            raise  # the storage is there and refuses this process: its reason is the credential's
         except OSError:
             return False
         return first is not None and first.mtime == first.mtime  # a NaN mtime: the root cannot even be stat'ed
@@ -67,6 +69,8 @@ class Context:
         folder = posixpath.dirname(self.native(path))
         try:
             first = next(iter(self.storage.folders(folder)), None)
+        except AccessRefused:
+            raise
         except OSError:
             return False
         return first is not None and first.mtime == first.mtime

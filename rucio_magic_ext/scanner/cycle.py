@@ -20,6 +20,7 @@ from rucio_magic_ext.scanner.nights import close_nights
 from rucio_magic_ext.scanner.protect import protect
 from rucio_magic_ext.scanner.register import register
 from rucio_magic_ext.scanner.settle import settle
+from rucio_magic_ext.storage import AccessRefused
 
 STAGES: tuple[tuple[str, Callable[[Context], int]], ...] = (
     ("discover", discover),
@@ -87,8 +88,12 @@ def _storage_up(context: Context, stages: tuple[tuple[str, Callable[[Context], i
     present = getattr(context, "storage_present", None)  # a context without storage has none to check
     if present is None or not any(name in READS_STORAGE for name, _ in stages):
         return True
-    if present():
-        return True
+    try:
+        if present():
+            return True
+    except AccessRefused as refused:
+        _outage(context, refused.service, str(refused))
+        return False
     _outage(context, "storage", f"the storage root {context.root} is not there or cannot be read")
     return False
 

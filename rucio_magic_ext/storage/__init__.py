@@ -1,6 +1,7 @@
 """Storage access on an RSE: list, stat, checksum and copy, one module per URL scheme."""
 
 from rucio_magic_ext.storage.base import (
+    AccessRefused,
     ChecksumMismatch,
     CopyResult,
     Entry,
@@ -21,6 +22,7 @@ from rucio_magic_ext.storage.registry import (
 )
 
 __all__ = [
+    "AccessRefused",
     "ChecksumMismatch",
     "CopyResult",
     "Entry",

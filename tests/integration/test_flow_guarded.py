@@ -1,13 +1,15 @@
-"""A night over storage guarded as a grid site guards it: both XRootD servers require TLS and an X.509 proxy with
-VOMS attributes of VO magic (tools/devstack/grid.py, XrootdServer's auth="x509").
+"""A night over storage guarded as grid sites guard it: both XRootD servers require TLS and either an X.509 proxy
+with VOMS attributes of VO magic, or a WLCG token (tools/devstack/grid.py, XrootdServer's `auth`).
 
 The daemons find their credentials as a site gives them: ``[magic-credentials]`` in their rucio.cfg for the
-scanner, the carrier and the transfer tool; X509_USER_PROXY and X509_CERT_DIR in their environment for Rucio's own
-xrootd protocol (the reaper's ``xrdfs rm``). Every test ends on the servers' disks.
+scanner, the carrier and the transfer tool; for Rucio's own reaper, X509_USER_PROXY and X509_CERT_DIR in its
+environment (``xrdfs rm`` with GSI), or with tokens the RSE's ``oidc_support`` and ``[oidc]`` (a token asked of the
+run's issuer, deleting through the HTTPS door). Every test ends on the servers' disks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -35,68 +37,94 @@ from test_flow_xrootd import (
 from rucio_magic_ext.ledger import FileState
 from tools.devstack import xrootd
 from tools.devstack.config import write_configs
-from tools.devstack.grid import Grid
+from tools.devstack.grid import FULL_SCOPE, Grid
 from tools.devstack.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 HERE = Path(__file__).parent
-ORM, PIC = "ORM-X509", "PIC-X509"
+MECHANISMS = ("x509", "token")
 
 
-def site_cfg(folder: Path) -> Path:
-    """The XRootD site of test_flow_xrootd under names of its own, with HTTPS doors (davs)."""
+def site_cfg(folder: Path, orm: str, pic: str, mechanism: str) -> Path:
+    """The XRootD site of test_flow_xrootd under names of its own, with HTTPS doors (davs). With tokens ORM's door
+    deletes (Rucio's reaper asks a token only for davs) and ORM has ``oidc_support``."""
     text = (HERE / "site-xrootd.cfg").read_text()
-    text = text[: text.index("# A scratch area")] + text[text.index("[distances]"):]
-    for old, new in (("ORM-XRD", ORM), ("PIC-XRD", PIC), ("orm-xrd", ORM.lower()), ("pic-xrd", PIC.lower()),
+    text = text[: text.index("# A scratch area")] + text[text.index("[distances]") : text.index("[scopes]")]
+    for old, new in (("ORM-XRD", orm), ("PIC-XRD", pic), ("orm-xrd", orm.lower()), ("pic-xrd", pic.lower()),
                      ("scheme = http", "scheme = davs"), ("SCRATCH-XRD = -1\n", "")):
         text = text.replace(old, new)
-    text = text[: text.index("[scopes]")]
-    path = folder / "site-x509.cfg"
+    if mechanism == "token":
+        door = (f"[rse {orm} protocol http]\nscheme = davs\nhostname = ${{vars:host}}\n"
+                f"port = ${{vars:orm_web_port}}\nprefix = /{orm.lower()}/\n")
+        text = text.replace(f"{door}impl = rucio.rse.protocols.webdav.Default\nlan = read=2\nwan = read=2\n",
+                            f"{door}impl = tests.integration.davs_door.Davs\nlan = read=2, delete=1\n"
+                            "wan = read=2, delete=1\n")
+        text = text.replace("lan = read=1, write=1, delete=1\nwan = read=1, write=1, delete=1,",
+                            "lan = read=1, write=1, delete=2\nwan = read=1, write=1, delete=2,", 1)
+        text = text.replace("greedyDeletion = true\n", "greedyDeletion = true\noidc_support = true\n", 1)
+        assert "davs_door" in text and "oidc_support" in text and "delete=2" in text
+    path = folder / f"site-{mechanism}.cfg"
     path.write_text(text)
     return path
 
 
-def policy(folder: Path) -> Path:
-    path = folder / "replication-policy-x509.toml"
-    path.write_text((HERE / "replication-policy-xrootd.toml").read_text().replace("PIC-XRD", PIC))
+def policy(folder: Path, pic: str) -> Path:
+    path = folder / "replication-policy-guarded.toml"
+    path.write_text((HERE / "replication-policy-xrootd.toml").read_text().replace("PIC-XRD", pic))
     return path
 
 
-@pytest.fixture(scope="module")
-def site(rucio_stack: Stack, grid: Grid) -> Iterator[XrootdSite]:
-    """Two servers guarded by X.509 for ORM-X509 and PIC-X509, registered in the test stack; a stack of daemons
-    that watches ORM-X509 with the run's proxy."""
-    reason = xrootd.missing("x509")
+def site_credentials(grid: Grid, mechanism: str, folder: Path) -> tuple[dict[str, str], dict[str, str], dict]:
+    """[magic-credentials], the daemons' environment and further rucio.cfg sections, as a site sets them."""
+    if mechanism == "x509":
+        return ({"mechanism": "x509", "ca_dir": str(grid.ca_dir), "x509_proxy": str(grid.proxy)},
+                {"X509_USER_PROXY": str(grid.proxy), "X509_CERT_DIR": str(grid.ca_dir),
+                 "XrdSecGSISRVNAMES": "localhost"},  # GSI: the host certificate's CN, not 127.0.0.1
+                {})
+    token = grid.write_token(folder / "flow.token", grid.mint_token(lifetime=4 * 3600))
+    return ({"mechanism": "token", "ca_dir": str(grid.ca_dir), "token_file": str(token)},
+            {"X509_CERT_DIR": str(grid.ca_dir), "REQUESTS_CA_BUNDLE": str(grid.ca_bundle())},
+            {"oidc": grid.oidc_options(folder / "idpsecrets.json")})
+
+
+@pytest.fixture(scope="module", params=MECHANISMS)
+def site(request: pytest.FixtureRequest, rucio_stack: Stack, grid: Grid) -> Iterator[XrootdSite]:
+    """Two servers guarded by the mechanism, for ORM-<MECHANISM> and PIC-<MECHANISM>, registered in the test stack;
+    a stack of daemons that watches the ORM one with the site's credentials."""
+    mechanism = request.param
+    reason = xrootd.missing(mechanism)
     if reason:
         pytest.skip(f"no guarded XRootD server here: {reason}")
     pytest.importorskip("XRootD.client", reason="root:// storage needs XRootD's Python client", exc_type=ImportError)
-    state = Path(tempfile.mkdtemp(prefix="rmx-"))  # short: the servers' admin paths have a length limit
+    orm_rse, pic_rse = f"ORM-{mechanism.upper()}", f"PIC-{mechanism.upper()}"
+    state = Path(tempfile.mkdtemp(prefix="rmg-"))  # short: the servers' admin paths have a length limit
     state.chmod(0o755)
-    orm = xrootd.XrootdServer("orm-x509", state / "o", xrootd.free_port(), xrootd.free_port(), auth="x509", grid=grid)
-    pic = xrootd.XrootdServer("pic-x509", state / "p", xrootd.free_port(), xrootd.free_port(), auth="x509", grid=grid)
+    orm = xrootd.XrootdServer(orm_rse.lower(), state / "o", xrootd.free_port(), xrootd.free_port(), auth=mechanism,
+                              grid=grid)
+    pic = xrootd.XrootdServer(pic_rse.lower(), state / "p", xrootd.free_port(), xrootd.free_port(), auth=mechanism,
+                              grid=grid)
     try:
-        for server, folder in ((orm, ORM.lower()), (pic, PIC.lower())):
+        for server, folder in ((orm, orm_rse.lower()), (pic, pic_rse.lower())):
             server.start()
             (server.data / folder).mkdir(exist_ok=True)
             server.adopt(server.data / folder)
-        rucio_stack.bootstrap_site(site_cfg(state), defines={
+        rucio_stack.bootstrap_site(site_cfg(state, orm_rse, pic_rse, mechanism), defines={
             "host": "127.0.0.1",
             "orm_root_port": str(orm.port), "orm_web_port": str(orm.http_port),
             "pic_root_port": str(pic.port), "pic_web_port": str(pic.http_port),
         })
+        credentials, environment, sections = site_credentials(grid, mechanism, state)
         extra = copy.deepcopy(rucio_stack.settings.extra)
-        extra["magic-scanner"].update(rse=ORM, replication_policy=str(policy(state)))
+        extra["magic-scanner"].update(rse=orm_rse, replication_policy=str(policy(state, pic_rse)))
         extra["conveyor"] = {"scheme": "root", "magic_max_active": "4"}
-        extra["magic-credentials"] = {"mechanism": "x509", "ca_dir": str(grid.ca_dir), "x509_proxy": str(grid.proxy)}
+        extra["magic-credentials"] = credentials
+        extra.update(sections)
         daemons = Stack(state / "daemons")
-        daemons.settings = dataclasses.replace(
-            rucio_stack.settings, state=state / "daemons", extra=extra,
-            environment={"X509_USER_PROXY": str(grid.proxy), "X509_CERT_DIR": str(grid.ca_dir),
-                         "XrdSecGSISRVNAMES": "localhost"},  # GSI: the host certificate's CN, not 127.0.0.1
-        )
+        daemons.settings = dataclasses.replace(rucio_stack.settings, state=state / "daemons", extra=extra,
+                                               environment=environment)
         write_configs(daemons.settings)
-        yield XrootdSite(orm, pic, daemons, rses=(ORM, PIC))
+        yield XrootdSite(orm, pic, daemons, rses=(orm_rse, pic_rse))
     finally:
         orm.stop()
         pic.stop()
@@ -104,7 +132,7 @@ def site(rucio_stack: Stack, grid: Grid) -> Iterator[XrootdSite]:
 
 
 def assert_safe_at_pic(site: XrootdSite, plan: list) -> None:
-    rows = rows_of(plan, ORM)
+    rows = rows_of(plan, site.rses[0])
     for planned in plan:
         row = rows[planned.path]
         copy_path = pic_copy(site, planned)
@@ -112,57 +140,87 @@ def assert_safe_at_pic(site: XrootdSite, plan: list) -> None:
         assert not (site.orm_folder / planned.path).exists(), f"{planned.path} still on ORM's disk"
 
 
-def test_a_night_travels_between_guarded_servers_with_the_sites_proxy(site: XrootdSite, rucio_client: Any) -> None:
-    plan = night_files(date(2020, 7, 1), seed=71, count=8)
+def credential_file(site: XrootdSite) -> Path:
+    """The file the daemons' credential is read from: the proxy, or the token file."""
+    given = site.daemons.settings.extra["magic-credentials"]
+    return Path(given["x509_proxy"] if given["mechanism"] == "x509" else given["token_file"])
+
+
+@contextlib.contextmanager
+def lapsed(site: XrootdSite, grid: Grid, kind: str) -> Iterator[str]:
+    """The credential in place replaced for a while by a bad one (``expired``, or a token ``without-read``), as
+    when a renewal job is late or an issuer gives the wrong scope; the good one put back afterwards."""
+    path = credential_file(site)
+    good = path.read_bytes()
+    if site.orm.auth == "x509":
+        shutil.copyfile(grid.expired_proxy, path)
+    else:
+        scope = "storage.modify:/ storage.create:/" if kind == "without-read" else FULL_SCOPE
+        grid.write_token(path, grid.mint_token(scope=scope, lifetime=-600 if kind == "expired" else 3600))
+    try:
+        yield good.decode(errors="replace")
+    finally:
+        path.write_bytes(good)  # renewed
+
+
+def test_a_night_travels_between_guarded_servers_with_the_sites_credential(site: XrootdSite) -> None:
+    orm_rse = site.rses[0]
+    plan = night_files(date(2020, 7, 1 + MECHANISMS.index(site.orm.auth)), seed=71, count=8)
     site.watched = plan
     site.write(plan)
-    site.flow(lambda: all_in(plan, FileState.DELETED, ORM))
+    site.flow(lambda: all_in(plan, FileState.DELETED, orm_rse))
     assert_safe_at_pic(site, plan)
     for planned in plan:
-        story = {event.state: event.detail or "" for event in events_of(planned.path, ORM)}
+        story = {event.state: event.detail or "" for event in events_of(planned.path, orm_rse)}
         assert story[FileState.VERIFIED].endswith("(by the root:// server)"), story[FileState.VERIFIED]
-        assert f"deleted from {ORM}" in story[FileState.DELETED]
+        assert f"deleted from {orm_rse}" in story[FileState.DELETED]
     copies = (site.daemons.settings.state / "transfers" / "jobs").glob("*/copier.log")
     done = [line for log in copies for line in log.read_text().splitlines() if "\tDone " in line]
-    assert any(planned.name in line and "streamed" in line for line in done for planned in plan), done[:2]
+    mine = [line for line in done if any(planned.name in line for planned in plan)]
+    assert len(mine) == len(plan) and all("streamed" in line for line in mine), mine[:2]
 
 
-def test_an_expired_proxy_holds_the_night_without_marking_a_file_and_a_renewed_one_lets_it_go(
-    site: XrootdSite, rucio_client: Any, grid: Grid
+@pytest.mark.parametrize("kind", ["expired", "without-read"])
+def test_a_lapsed_credential_holds_the_night_without_marking_a_file_and_a_renewed_one_lets_it_go(
+    site: XrootdSite, rucio_client: Any, grid: Grid, kind: str
 ) -> None:
-    plan = night_files(date(2020, 7, 2), seed=72, count=4)
+    orm_rse, pic_rse = site.rses
+    if kind == "without-read" and site.orm.auth == "x509":
+        pytest.skip("a proxy carries no storage scopes")
+    plan = night_files(date(2020, 7, 3 + 2 * MECHANISMS.index(site.orm.auth) + (kind != "expired")), seed=72,
+                       count=4)
     site.watched = plan
     site.write(plan)
-    site.flow(lambda: all_available_at_pic(rucio_client, plan, PIC), without=("magic-carrier", "reaper"))
+    site.flow(lambda: all_available_at_pic(rucio_client, plan, pic_rse), without=("magic-carrier", "reaper"))
 
-    live = grid.proxy.read_bytes()
-    shutil.copyfile(grid.expired_proxy, grid.proxy)  # the renewal job is late: the proxy in place has expired
-    try:
+    with lapsed(site, grid, kind) as good:
         site.daemons.run_round("magic-scanner", "magic-carrier")  # the copies are in place: REPLICATED
         site.daemons.run_round("magic-scanner", "magic-carrier")  # and none can be read back to be proven
-        rows = rows_of(plan, ORM)
+        rows = rows_of(plan, orm_rse)
         for planned in plan:
             row = rows[planned.path]
             assert row.state in (FileState.PROTECTED, FileState.REPLICATED), (planned.path, row.state)
-            assert not any("declared bad" in (e.detail or "") for e in events_of(planned.path, ORM)), planned.path
+            story = events_of(planned.path, orm_rse)
+            assert not any("declared bad" in (event.detail or "") for event in story), planned.path
+            assert {event.state for event in story} <= {FileState.SEEN, FileState.STABLE, FileState.CHECKSUMMED,
+                                                      FileState.REGISTERED, FileState.PROTECTED, FileState.REPLICATED}
             assert (site.orm_folder / planned.path).exists()  # nothing released
-            assert (pic_copy(site, planned).stat().st_size, adler32_of(pic_copy(site, planned))) == (
-                row.size, row.adler32)  # and the copies at PIC are the ones sent
+            copy_path = pic_copy(site, planned)
+            assert (copy_path.stat().st_size, adler32_of(copy_path)) == (row.size, row.adler32)
         notes = " ".join(row.last_error or "" for row in rows.values())
-        assert "expired at" in notes and PIC in notes, notes
-        assert live.decode(errors="replace")[:200] not in notes
-    finally:
-        grid.proxy.write_bytes(live)  # renewed
-    site.flow(lambda: all_in(plan, FileState.DELETED, ORM))
+        assert pic_rse in notes and ("expired at" in notes if kind == "expired" else "refused" in notes), notes
+        assert good.strip()[20:80] not in notes  # what is told is where the credential is, never what it says
+    site.flow(lambda: all_in(plan, FileState.DELETED, orm_rse))
     assert_safe_at_pic(site, plan)
 
 
-def test_status_tells_the_credential_each_rse_is_given_never_its_content(site: XrootdSite, grid: Grid) -> None:
-    result = subprocess.run([str(Path(sys.executable).parent / "rucio-magic"), "status", "--rse", ORM, "--json"],
+def test_status_tells_the_credential_each_rse_is_given_never_its_content(site: XrootdSite) -> None:
+    orm_rse = site.rses[0]
+    result = subprocess.run([str(Path(sys.executable).parent / "rucio-magic"), "status", "--rse", orm_rse, "--json"],
                             env=site.daemons.env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith("{"), (result.stdout[:1500], result.stderr[-1500:])
     told = {item["rse"]: item for item in json.loads(result.stdout)["credentials"]}
-    assert told[ORM]["told"].startswith(f"X.509 proxy from {grid.proxy}") and told[ORM]["seconds_left"] > 3600
-    assert told[ORM]["warning"] is None
-    assert grid.proxy.read_text().splitlines()[1] not in result.stdout  # a line of the certificate itself
+    kind = "X.509 proxy" if site.orm.auth == "x509" else "token"
+    assert told[orm_rse]["told"].startswith(f"{kind} from {credential_file(site)}"), told
+    assert told[orm_rse]["seconds_left"] > 3000 and told[orm_rse]["warning"] is None
+    assert credential_file(site).read_text().strip()[20:80] not in result.stdout

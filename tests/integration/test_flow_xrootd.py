@@ -78,8 +78,12 @@ class XrootdSite:
                  if (step if isinstance(step, str) else step[0]) not in without]
         started = time.monotonic()
         if in_rounds(lambda: self.daemons.run_round(*steps), done, rounds, patience=patience) is None:
+            log = self.daemons.settings.log_dir / "round.once.log"
+            lines = log.read_text(errors="replace").splitlines()
+            said = [line for line in lines if "ERROR" in line or "CRITICAL" in line]
             pytest.fail(f"the flow did not get there in {rounds} rounds and {time.monotonic() - started:.0f} s: "
-                        f"{states(self.watched, self.rses[0])}", pytrace=False)
+                        f"{states(self.watched, self.rses[0])}; the daemons' last errors:\n" + "\n".join(said[-12:]),
+                        pytrace=False)
 
 
 @pytest.fixture(scope="module")

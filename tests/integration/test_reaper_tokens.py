@@ -15,10 +15,10 @@ What Rucio needs (rucio/daemons/reaper/reaper.py, rucio/core/oidc.py), all given
   protocol itself verifies nothing (``verify=False`` on every request).
 
 Rucio's webdav protocol joins the protocol's scheme into its URLs, and ``requests`` has no adapter for davs://
-(sites name ``rucio.rse.protocols.gfal.Default`` for davs, which needs gfal2, absent here): the RSEs name ``Davs``
-below, Rucio's webdav protocol with https:// URLs and nothing else changed. XRootD answers a DELETE with 200,
-where Rucio's webdav protocol wants 204: the first pass removes the file from the disk and logs a failure, the next
-finds the file gone (404, "NOTFOUND") and removes the replica.
+(sites name ``rucio.rse.protocols.gfal.Default`` for davs, which needs gfal2, absent here): the RSEs name
+``tests.integration.davs_door.Davs``, Rucio's webdav protocol with https:// URLs and nothing else changed.
+XRootD answers a DELETE with 200, where Rucio's webdav protocol wants 204: the first pass removes the file from the
+disk and logs a failure, the next finds the file gone (404, "NOTFOUND") and removes the replica.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -36,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rucio.rse.protocols import webdav
 
 from tools.devstack import xrootd
 from tools.devstack.config import write_configs
@@ -49,13 +47,6 @@ pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
 DELETED, KEPT = "TOKEN-DEL", "TOKEN-KEEP"
 SCOPE = "tokens"
-
-
-class Davs(webdav.Default):
-    """Rucio's webdav protocol for a davs door: the same requests, to https:// URLs (what davs:// means)."""
-
-    def path2pfn(self, path: str) -> str:
-        return re.sub(r"^davs://", "https://", super().path2pfn(re.sub(r"^davs://", "https://", path)))
 
 
 @pytest.fixture(scope="module")
