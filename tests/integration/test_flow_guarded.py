@@ -52,18 +52,19 @@ def site_cfg(folder: Path, orm: str, pic: str, mechanism: str) -> Path:
     text = (HERE / "site-xrootd.cfg").read_text()
     text = text[: text.index("# A scratch area")] + text[text.index("[distances]") : text.index("[scopes]")]
     for old, new in (("ORM-XRD", orm), ("PIC-XRD", pic), ("orm-xrd", orm.lower()), ("pic-xrd", pic.lower()),
-                     ("scheme = http", "scheme = davs"), ("SCRATCH-XRD = -1\n", "")):
+                     ("scheme = http", "scheme = davs"), ("SCRATCH-XRD = -1\n", ""),
+                     ("rucio.rse.protocols.webdav.Default", "rucio.rse.protocols.gfal.Default")):
         text = text.replace(old, new)
     if mechanism == "token":
         door = (f"[rse {orm} protocol http]\nscheme = davs\nhostname = ${{vars:host}}\n"
                 f"port = ${{vars:orm_web_port}}\nprefix = /{orm.lower()}/\n")
-        text = text.replace(f"{door}impl = rucio.rse.protocols.webdav.Default\nlan = read=2\nwan = read=2\n",
-                            f"{door}impl = tests.integration.davs_door.Davs\nlan = read=2, delete=1\n"
+        text = text.replace(f"{door}impl = rucio.rse.protocols.gfal.Default\nlan = read=2\nwan = read=2\n",
+                            f"{door}impl = rucio.rse.protocols.gfal.Default\nlan = read=2, delete=1\n"
                             "wan = read=2, delete=1\n")
         text = text.replace("lan = read=1, write=1, delete=1\nwan = read=1, write=1, delete=1,",
                             "lan = read=1, write=1, delete=2\nwan = read=1, write=1, delete=2,", 1)
         text = text.replace("greedyDeletion = true\n", "greedyDeletion = true\noidc_support = true\n", 1)
-        assert "davs_door" in text and "oidc_support" in text and "delete=2" in text
+        assert "gfal" in text and "oidc_support" in text and "delete=2" in text
     path = folder / f"site-{mechanism}.cfg"
     path.write_text(text)
     return path
@@ -97,6 +98,8 @@ def site(request: pytest.FixtureRequest, rucio_stack: Stack, grid: Grid) -> Iter
     if reason:
         pytest.skip(f"no guarded XRootD server here: {reason}")
     pytest.importorskip("XRootD.client", reason="root:// storage needs XRootD's Python client", exc_type=ImportError)
+    if mechanism == "token":  # Rucio's reaper deletes through the davs door, Rucio's gfal protocol
+        pytest.importorskip("gfal2", reason="apt-get install python3-gfal2 gfal2-plugin-http", exc_type=ImportError)
     orm_rse, pic_rse = f"ORM-{mechanism.upper()}", f"PIC-{mechanism.upper()}"
     state = Path(tempfile.mkdtemp(prefix="rmg-"))  # short: the servers' admin paths have a length limit
     state.chmod(0o755)

@@ -14,11 +14,10 @@ What Rucio needs (rucio/daemons/reaper/reaper.py, rucio/core/oidc.py), all given
   with its default verification, and an issuer it does not trust raises out of ``request_token``. Rucio's webdav
   protocol itself verifies nothing (``verify=False`` on every request).
 
-Rucio's webdav protocol joins the protocol's scheme into its URLs, and ``requests`` has no adapter for davs://
-(sites name ``rucio.rse.protocols.gfal.Default`` for davs, which needs gfal2, absent here): the RSEs name
-``tests.integration.davs_door.Davs``, Rucio's webdav protocol with https:// URLs and nothing else changed.
-XRootD answers a DELETE with 200, where Rucio's webdav protocol wants 204: the first pass removes the file from the
-disk and logs a failure, the next finds the file gone (404, "NOTFOUND") and removes the replica.
+The davs doors are Rucio's gfal protocol (``rucio.rse.protocols.gfal.Default``), as sites name them: Debian's
+gfal2 with its HTTP plugin (``.ci/run`` installs them; ``tools/devstack/venv.py`` links Debian's gfal2 module into
+the venv). Rucio's webdav protocol cannot serve a davs door: it joins the scheme into its URLs, and ``requests``
+has no adapter for davs://.
 """
 
 from __future__ import annotations
@@ -55,6 +54,8 @@ def door(rucio_stack: Stack, grid: Grid) -> Iterator[xrootd.XrootdServer]:
     reason = xrootd.missing("token")
     if reason:
         pytest.skip(f"no token-guarded XRootD server here: {reason}")
+    pytest.importorskip("gfal2", reason="the davs doors are Rucio's gfal protocol: apt-get install python3-gfal2 "
+                        "gfal2-plugin-http (tools/devstack/venv.py links it into the venv)", exc_type=ImportError)
     state = Path(tempfile.mkdtemp(prefix="rucio-magic-reaper-tokens-"))
     state.chmod(0o755)  # the server runs as nobody under root
     server = xrootd.XrootdServer("token-del", state / "server", xrootd.free_port(), xrootd.free_port(), auth="token",

@@ -23,6 +23,17 @@ def _installed() -> bool:
     return subprocess.run([str(VENV_PYTHON), "-c", probe], capture_output=True).returncode == 0
 
 
+def link_debian_gfal2() -> None:
+    """Rucio's gfal protocol (a site's davs doors) needs gfal2's Python module, which PyPI gives only as a build
+    against gfal2's C library: Debian's python3-gfal2 is linked into the venv, when it is built for its Python."""
+    for module in Path("/usr/lib/python3/dist-packages").glob("gfal2.cpython-*.so"):
+        for site_packages in VENV.glob("lib/python3.*/site-packages"):
+            tag = site_packages.parent.name.replace("python", "").replace(".", "")  # python3.11 -> 311
+            link = site_packages / module.name
+            if f"cpython-{tag}-" in module.name and not link.exists():
+                link.symlink_to(module)
+
+
 def ensure() -> None:
     """Create ``.venv`` and ``pip install -e '.[test,server,report]'`` if needed, then re-exec with its python."""
     if Path(sys.prefix).resolve() == VENV.resolve():
@@ -35,4 +46,5 @@ def ensure() -> None:
         subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
         subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "-e", ".[test,server,report]"],
                        check=True, cwd=REPO)
+    link_debian_gfal2()
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
