@@ -13,6 +13,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -152,10 +153,22 @@ def credential_file(site: XrootdSite) -> Path:
 @contextlib.contextmanager
 def lapsed(site: XrootdSite, grid: Grid, kind: str) -> Iterator[str]:
     """The credential in place replaced for a while by a bad one (``expired``, or a token ``without-read``), as
-    when a renewal job is late or an issuer gives the wrong scope; the good one put back afterwards."""
+    when a renewal job is late or an issuer gives the wrong scope, or (``unknown-ca``) the daemons' CA folder
+    swapped for one that knows only another CA; the good ones put back afterwards."""
     path = credential_file(site)
     good = path.read_bytes()
-    if site.orm.auth == "x509":
+    settings = site.daemons.settings
+    kept = copy.deepcopy(settings.extra), dict(settings.environment)
+    if kind == "unknown-ca":
+        strangers = settings.state / "unknown-cas"
+        strangers.mkdir(exist_ok=True)
+        for item in grid.rogue_ca_dir.iterdir():  # the unknown CA's files and links only
+            if "unknown" in item.name or (item.is_symlink() and "unknown" in os.readlink(item)):
+                shutil.copy(item, strangers / item.name, follow_symlinks=True)
+        settings.extra["magic-credentials"]["ca_dir"] = str(strangers)
+        settings.environment["X509_CERT_DIR"] = str(strangers)
+        write_configs(settings)
+    elif site.orm.auth == "x509":
         shutil.copyfile(grid.expired_proxy, path)
     else:
         scope = "storage.modify:/ storage.create:/" if kind == "without-read" else FULL_SCOPE
@@ -164,6 +177,8 @@ def lapsed(site: XrootdSite, grid: Grid, kind: str) -> Iterator[str]:
         yield good.decode(errors="replace")
     finally:
         path.write_bytes(good)  # renewed
+        settings.extra, settings.environment = kept
+        write_configs(settings)
 
 
 def test_a_night_travels_between_guarded_servers_with_the_sites_credential(site: XrootdSite) -> None:
@@ -183,15 +198,15 @@ def test_a_night_travels_between_guarded_servers_with_the_sites_credential(site:
     assert len(mine) == len(plan) and all("streamed" in line for line in mine), mine[:2]
 
 
-@pytest.mark.parametrize("kind", ["expired", "without-read"])
+@pytest.mark.parametrize("kind", ["expired", "without-read", "unknown-ca"])
 def test_a_lapsed_credential_holds_the_night_without_marking_a_file_and_a_renewed_one_lets_it_go(
     site: XrootdSite, rucio_client: Any, grid: Grid, kind: str
 ) -> None:
     orm_rse, pic_rse = site.rses
     if kind == "without-read" and site.orm.auth == "x509":
         pytest.skip("a proxy carries no storage scopes")
-    plan = night_files(date(2020, 7, 3 + 2 * MECHANISMS.index(site.orm.auth) + (kind != "expired")), seed=72,
-                       count=4)
+    kinds = ("expired", "without-read", "unknown-ca")
+    plan = night_files(date(2020, 7, 10 + 3 * MECHANISMS.index(site.orm.auth) + kinds.index(kind)), seed=72, count=4)
     site.watched = plan
     site.write(plan)
     site.flow(lambda: all_available_at_pic(rucio_client, plan, pic_rse), without=("magic-carrier", "reaper"))
@@ -212,6 +227,8 @@ def test_a_lapsed_credential_holds_the_night_without_marking_a_file_and_a_renewe
             assert (copy_path.stat().st_size, adler32_of(copy_path)) == (row.size, row.adler32)
         notes = " ".join(row.last_error or "" for row in rows.values())
         assert pic_rse in notes and ("expired at" in notes if kind == "expired" else "refused" in notes), notes
+        if kind == "unknown-ca":
+            assert "TLS" in notes, notes
         assert good.strip()[20:80] not in notes  # what is told is where the credential is, never what it says
     site.flow(lambda: all_in(plan, FileState.DELETED, orm_rse))
     assert_safe_at_pic(site, plan)

@@ -43,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         "xrootd-server-plugins)",
     )
     parser.add_argument(
+        "--auth",
+        choices=["none", "x509", "token"],
+        default="none",
+        help="with --storage xrootd: both servers require TLS and an X.509 proxy with VOMS attributes, or WLCG tokens, "
+        "made for the night (tools/devstack/grid.py); the daemons get theirs as a site gives them",
+    )
+    parser.add_argument(
         "--metrics",
         action="store_true",
         help="every daemon serves Rucio's Prometheus metrics on a port of its own, a Prometheus of the stack's "
@@ -55,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.metrics and prometheus.missing():
         parser.error(f"--metrics: {prometheus.missing()}")
+    if args.auth != "none" and args.storage != "xrootd":
+        parser.error(f"--auth {args.auth} guards XRootD servers: add --storage xrootd")
     return run_flow(
         args.state,
         args.night,
@@ -66,4 +75,5 @@ def main(argv: list[str] | None = None) -> int:
         trickle=args.trickle,
         storage=args.storage,
         metrics=args.metrics,
+        auth=args.auth,
     )

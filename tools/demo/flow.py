@@ -58,9 +58,10 @@ def run_flow(
     trickle: float | None = None,
     storage: str = "posix",
     metrics: bool = False,
+    auth: str = "none",
 ) -> int:
     stack = Stack(state, db="sqlite", port=_free_port(), storage=storage, xrootd_ports={}, metrics=metrics,
-                  metrics_ports={}, prometheus_port=0)
+                  metrics_ports={}, prometheus_port=0, auth=auth, extra={}, environment={})
     stack.reset()
     try:
         started = time.monotonic()
@@ -71,8 +72,11 @@ def run_flow(
         )
         for name, server in stack.xrootd_servers().items():
             console.print(f"{'ORM-ONSITE' if name == 'orm' else 'PIC-DISK'} on XRootD: {server.root_url} "
-                          f"and {server.http_url}, disk {server.data}")
+                          f"and {server.http_url}, disk {server.data}"
+                          + (f", guarded ({auth}: TLS and {'a VOMS proxy' if auth == 'x509' else 'tokens'})"
+                             if auth != "none" else ""))
         os.environ["RUCIO_CONFIG"] = str(stack.settings.rucio_cfg)
+        os.environ.update(stack.settings.environment)  # a person who fetches DL3 runs holds the site's proxy too
         console.print(
             f"watch it from another shell: RUCIO_CONFIG={stack.settings.rucio_cfg} "
             f"{Path(sys.executable).parent / 'rucio-magic'} status"
@@ -100,7 +104,7 @@ def run_flow(
         summarise(plan, rows)
         write_report(watch.ledger, state, night, began)
         shown = dashboard.finish() if dashboard else True
-        found = show_dl3(console, plan, state)
+        found = show_dl3(console, plan, state, fetch=auth != "token")
         return 0 if shown and found and all(row.state is FileState.DELETED for row in rows.values()) else 1
     finally:
         if keep:

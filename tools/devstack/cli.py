@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", choices=["posix", "xrootd"],
                         help="where the RSEs' files live: local folders (default), or an XRootD server each for "
                              "ORM-ONSITE and PIC-DISK (root:// and WebDAV, etc/site-xrootd.cfg)")
+    parser.add_argument("--auth", choices=["none", "x509", "token"],
+                        help="with --storage xrootd: servers guarded as a site's, TLS and an X.509 proxy with VOMS "
+                             "attributes, or WLCG tokens, all made for the stack (tools/devstack/grid.py); with token, "
+                             "up stays in the foreground, as the token issuer lives in it (Ctrl-C stops the stack)")
     parser.add_argument("--cache", action="store_true", default=None,
                         help="run Rucio's cache in a memcached of the stack's own, as sites do (needs memcached)")
     parser.add_argument("--metrics", action="store_true", default=None,
@@ -33,11 +38,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _serve_until_interrupted(stack: Stack) -> None:
+    """The token issuer is a thread of this process: keep it, and the stack, until Ctrl-C."""
+    print("token issuer running here; Ctrl-C stops the stack", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        stack.down()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     options = {key: value for key, value in (("db", args.db), ("port", args.port),
                                              ("pg_database", args.pg_database), ("cache", args.cache),
-                                             ("storage", args.storage), ("metrics", args.metrics))
+                                             ("storage", args.storage), ("metrics", args.metrics),
+                                             ("auth", args.auth))
                if value is not None}
     stack = Stack(args.state, **options)
     try:
@@ -45,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             daemons = None if args.daemons is None else [d for d in args.daemons.split(",") if d]
             stack.up(daemons=daemons)
             print(json.dumps(stack.status(), indent=2))
+            if stack.settings.auth == "token":
+                _serve_until_interrupted(stack)
         elif args.command == "down":
             stack.down()
         elif args.command == "status":

@@ -51,6 +51,8 @@ class Settings:
     # Where the RSEs' files live: "posix" (local folders, etc/site.cfg) or "xrootd" (an XRootD server each for
     # ORM-ONSITE and PIC-DISK, root:// and WebDAV, etc/site-xrootd.cfg).
     storage: str = "posix"
+    # With storage="xrootd": "none" (open servers), or "x509" / "token", servers guarded as a site's (guard.py).
+    auth: str = "none"
     xrootd_ports: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # server -> [root://, http]
     # Rucio's Prometheus metrics: each daemon serves /metrics on a port of its own, as a site's daemons do in
     # their own containers, and a Prometheus of the stack's scrapes them (tools/devstack/prometheus.py).

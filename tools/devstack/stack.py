@@ -30,6 +30,8 @@ from typing import Any
 from . import database, processes
 from .config import DEFAULT_STATE, ETC, REPO, Settings, daemon_config, write_configs
 from .daemons import DAEMONS, MEMCACHED, SERVER, Daemon, by_name
+from .grid import Grid
+from .guard import AUTHS, guard
 from .prometheus import PrometheusServer
 from .xrootd import XrootdServer
 from .zygote import Zygote
@@ -60,6 +62,7 @@ class Stack:
         saved = Settings.load(state)
         self.settings = dataclasses.replace(saved, **settings) if saved else Settings(state=state, **settings)
         self._zygote: Zygote | None = None
+        self._grid: Grid | None = None  # made by up() for a guarded stack; its token issuer lives in this process
 
     @property
     def state(self) -> Path:
@@ -97,6 +100,7 @@ class Stack:
         self.settings.cache_port = free_port() if self.settings.cache and shutil.which("memcached") else 0
         if self.settings.storage == "xrootd" and not self.settings.xrootd_ports:
             self.settings.xrootd_ports = {name: [free_port(), free_port()] for name in XROOTD_RSES}
+        guarded_sites = self._guard()
         if self.settings.metrics:
             self.settings.prometheus_port = self.settings.prometheus_port or free_port()
         self.settings.save()
@@ -105,7 +109,7 @@ class Stack:
         self._step("database", database.build_schema, self.settings, self.env)
         self.start_storage()
         if site is None:
-            site = XROOTD_SITE_CFG if self.settings.storage == "xrootd" else SITE_CFG
+            site = [XROOTD_SITE_CFG, *guarded_sites] if self.settings.storage == "xrootd" else SITE_CFG
         self.bootstrap_site(site)
         try:
             if self.settings.cache_port:
@@ -129,15 +133,32 @@ class Stack:
         processes.stop(sorted(self.settings.run_dir.glob("*.pid")))
         for server in self.xrootd_servers().values():
             server.stop()
+        if self._grid is not None:
+            self._grid.stop()
 
     # -- storage --------------------------------------------------------------------------------------------
 
+    def _guard(self) -> list[Path]:
+        """A guarded stack's grid, made anew, and what its daemons are given (guard.py); the site files to add."""
+        if self.settings.auth not in AUTHS:
+            raise StackError(f"unknown auth {self.settings.auth!r}: use {', '.join(AUTHS)}")
+        if self.settings.auth == "none":
+            return []
+        if self.settings.storage != "xrootd":
+            raise StackError(f"auth {self.settings.auth} guards XRootD servers: give storage xrootd too")
+        shutil.rmtree(self.state / "grid", ignore_errors=True)
+        self._grid = Grid.make(self.state / "grid", issuer=self.settings.auth == "token")
+        return guard(self.settings, self._grid)
+
     def xrootd_servers(self) -> dict[str, XrootdServer]:
-        """The stack's XRootD servers by name ("orm", "pic"); none unless ``storage="xrootd"``."""
+        """The stack's XRootD servers by name ("orm", "pic"); none unless ``storage="xrootd"``. Guarded as the stack
+        is when its grid was made in this process; otherwise (``down``, ``status`` from another) only to stop."""
         if self.settings.storage != "xrootd":
             return {}
+        auth = self.settings.auth if self._grid is not None else "none"
         return {
-            name: XrootdServer(name, self.state / f"xrootd-{name}", port, http_port, unix_auth=False)
+            name: XrootdServer(name, self.state / f"xrootd-{name}", port, http_port, unix_auth=False, auth=auth,
+                               grid=self._grid)
             for name, (port, http_port) in self.settings.xrootd_ports.items()
         }
 
@@ -179,7 +200,7 @@ class Stack:
                 f"{name}_prefix": f"/{XROOTD_RSES[name][1]}/",
             })
         if self.settings.storage == "xrootd":
-            defines["web_scheme"] = "http"
+            defines["web_scheme"] = "davs" if self.settings.auth != "none" else "http"
         return defines
 
     def reset(self) -> None:
