@@ -184,9 +184,23 @@ class Credentials:
         warning = f"{self.describe()}: renew it before it ends" if soon else None
         return Outlook(self.rse, self.mechanism, self.describe(), left, warning)
 
+    def presented(self) -> Found | None:
+        """The credential a storage presents with a request; one missing or expired is counted as refused."""
+        try:
+            return self.current()
+        except AccessRefused:
+            self._count()
+            raise
+
     def refused(self, why: str, path: str = "") -> AccessRefused:
-        """The storage's refusal, told with the credential that was presented."""
+        """The storage's refusal, told with the credential that was presented, and counted."""
+        self._count()
         return self._refused(f"{why} ({self.describe()})", path)
+
+    def _count(self) -> None:
+        from rucio_magic_ext import monitoring
+
+        monitoring.storage_refused(self.rse or "-", self.mechanism)
 
     def _unexpired(self, found: Found, kind: str) -> Found:
         if found.expires is not None and found.expires <= datetime.now(timezone.utc):
@@ -194,9 +208,6 @@ class Credentials:
         return found
 
     def _refused(self, why: str, path: str = "") -> AccessRefused:
-        from rucio_magic_ext import monitoring
-
-        monitoring.storage_refused(self.rse or "-", self.mechanism)
         at = f"{self.rse}: " if self.rse else ""
         return AccessRefused(errno.EACCES, f"{at}{why}", path)
 

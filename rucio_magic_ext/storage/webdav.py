@@ -222,7 +222,7 @@ class WebDAVStorage(ServerStorage):
 
     def _presenting(self, headers: dict[str, str] | None) -> dict[str, Any]:
         """The request's arguments that present the credential: a client certificate or a bearer header."""
-        found = self.credentials.current()
+        found = self.credentials.presented()
         if found is not None and self.credentials.mechanism == "token":
             headers = {**(headers or {}), "Authorization": f"Bearer {found.value}"}
         presented: dict[str, Any] = {} if headers is None else {"headers": headers}

@@ -91,7 +91,7 @@ def present(credentials: Credentials) -> Found | None:
     environment (``X509_USER_PROXY``, ``BEARER_TOKEN_FILE``). AccessRefused, before any request, when it is
     missing or has expired, or when the client already took another CA folder (it reads ``X509_CERT_DIR`` once,
     at its first use in a process)."""
-    found = credentials.current()
+    found = credentials.presented()
     ca_dir = credentials.ca_dir if credentials.ca_dir and os.path.isdir(credentials.ca_dir) else None
     taken = _CLIENT_CA_DIR.get("taken")
     if taken is None:  # the client's first use is this request's: it takes the folder set now

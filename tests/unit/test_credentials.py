@@ -163,3 +163,22 @@ def test_status_warns_of_a_credential_about_to_end_or_missing(tmp_path: Path) ->
     gone = Credentials("token", token_file=str(tmp_path / "none"), rse="PIC-DISK").outlook()
     assert gone.left is None and "no bearer token" in (gone.warning or "")
     assert Credentials().outlook().warning is None
+
+
+def test_a_refusal_is_counted_when_a_storage_presents_not_when_status_describes(tmp_path: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    def counted() -> float:
+        labels = {"rse": "PIC-DISK", "mechanism": "token"}
+        return REGISTRY.get_sample_value("magic_storage_refused_total", labels) or 0.0
+
+    missing = Credentials("token", token_file=str(tmp_path / "none"), rse="PIC-DISK")
+    before = counted()
+    missing.outlook()
+    missing.describe()
+    assert counted() == before
+    with pytest.raises(AccessRefused):
+        missing.presented()
+    assert counted() == before + 1
+    missing.refused("GET answered 403 Forbidden")
+    assert counted() == before + 2
