@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from rucio_magic_ext import layout, monitoring
@@ -235,7 +236,11 @@ def _publish_audits(census: Census) -> None:
     taken = {rse: audit for rse, audit in census.audits.items() if audit.taken_at is not None}
     files = {(rse, kind.value): audit.counts.get(kind.value, 0) for rse, audit in taken.items() for kind in Kind}
     monitoring.gauges(monitoring.AUDIT_FILES, files)
-    ages = {(rse,): max((census.taken_at - audit.taken_at).total_seconds(), 0.0) for rse, audit in taken.items()}
+    ages = {
+        (rse,): max((census.taken_at - audit.taken_at).total_seconds(), 0.0)
+        for rse, audit in taken.items()
+        if audit.taken_at is not None  # true of every audit in `taken`; said again for the type checker
+    }
     monitoring.gauges(monitoring.AUDIT_TAKEN, ages)
 
 
@@ -283,7 +288,7 @@ def waiting(session: Session, rse: str | None) -> list[Waiting]:
     files, carriers = LedgerFile, LedgerCarrier
     mine = [files.rse == rse] if rse else []
     found: list[Waiting] = []
-    alone = {
+    alone: dict[str, tuple[FileState, ColumnElement[Any]]] = {
         "settling": (FileState.SEEN, func.max(files.mtime)),
         "scanner": (FileState.STABLE, func.max(files.stable_at)),
         "checksummed": (FileState.CHECKSUMMED, func.max(files.checksummed_at)),

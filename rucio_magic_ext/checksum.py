@@ -14,7 +14,7 @@ import queue
 import threading
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 ADLER32 = "adler32"
 MD5 = "md5"
@@ -101,8 +101,8 @@ _END = object()
 def _read_ahead(stream: ReadIntoStream, buffer_size: int) -> Iterator[memoryview]:
     buffers = [bytearray(buffer_size) for _ in range(READ_AHEAD_DEPTH)]
     views = [memoryview(b) for b in buffers]
-    free: queue.SimpleQueue = queue.SimpleQueue()
-    full: queue.SimpleQueue = queue.SimpleQueue()
+    free: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    full: queue.SimpleQueue[Any] = queue.SimpleQueue()  # (index, count), an error, or _END
     for index in range(READ_AHEAD_DEPTH):
         free.put(index)
     stop = threading.Event()

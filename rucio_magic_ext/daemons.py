@@ -60,7 +60,7 @@ def _unreachable(error: BaseException) -> bool:
         return True
     if not isinstance(error, exc.OperationalError):
         return False
-    if hasattr(error.orig, "sqlstate"):  # psycopg: an error the server sent has one
+    if error.orig is not None and hasattr(error.orig, "sqlstate"):  # psycopg: an error the server sent has one
         return error.orig.sqlstate is None or error.orig.sqlstate.startswith(("08", "57P"))
     return not hasattr(error.orig, "sqlite_errorcode") and retry_if_db_connection_error(error)  # SQLite: no server
 

@@ -182,5 +182,7 @@ def check_folder(record: MagicName, folder: ObservatoryFolder) -> None:
         ("night", record.night or folder.night, folder.night),
     ):
         if named != filed:
-            shown = (named.value, filed.value) if hasattr(named, "value") else (named, filed)
+            shown: tuple[object, object] = (named, filed)
+            if hasattr(named, "value") and hasattr(filed, "value"):  # a part's name and folder share a type
+                shown = (named.value, filed.value)
             raise MagicNameError(record.name, part, f"the name says {shown[0]}, its folder {shown[1]}")

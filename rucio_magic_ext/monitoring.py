@@ -15,7 +15,7 @@ from __future__ import annotations
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rucio.core.monitor import MetricManager
 
@@ -221,9 +221,11 @@ def carrier_source_changed(kind: str) -> None:
 
 
 _PUBLISHED: dict[str, set[tuple[str, ...]]] = {}
+#: A gauge's label values: a tuple of any fixed length (Mapping's keys are invariant, so one type per call).
+_Labels = TypeVar("_Labels", bound=tuple[str, ...])
 
 
-def gauges(metric: Metric, values: Mapping[tuple[str, ...], float]) -> None:
+def gauges(metric: Metric, values: Mapping[_Labels, float]) -> None:
     """Set a gauge for every label combination, in the order of ``metric.labels``; a combination published
     before and absent now drops to 0, so that a state emptied out does not keep its last count."""
     published = _PUBLISHED.setdefault(metric.name, set())

@@ -28,12 +28,8 @@ from sqlalchemy import event, or_, select
 from sqlalchemy.orm import Session
 
 from rucio_magic_ext.common import DID, chunks
-from rucio_magic_ext.rucio_internals import (
-    did_clause,
-    drop_re_evaluations,
-    metadata_plugin_takes,
-    site_settings_kept,
-)
+from rucio_magic_ext.rucio_internals import did_clause as did_clause  # the catalogues call it from here
+from rucio_magic_ext.rucio_internals import drop_re_evaluations, metadata_plugin_takes, site_settings_kept
 
 REGION = make_region().configure("dogpile.cache.memory", expiration_time=600)
 LOCKED_ATTEMPTS = 6
@@ -82,17 +78,17 @@ def rse_settings(rse: str) -> dict[str, Any]:
     from rucio.core.rse import get_rse_id
     from rucio.rse import rsemanager
 
-    return rsemanager.get_rse_info(rse_id=get_rse_id(rse))
+    return cast(dict[str, Any], rsemanager.get_rse_info(rse_id=get_rse_id(rse)))
 
 
 def rse_id(rse: str) -> str:
-    return rse_settings(rse)["id"]
+    return cast(str, rse_settings(rse)["id"])  # the cache's decorator returns Any
 
 
 def rse_name(rse_id: str, session: Session | None = None) -> str:
     from rucio.core.rse import get_rse_name
 
-    return get_rse_name(rse_id=rse_id, session=session)
+    return cast(str, get_rse_name(rse_id=rse_id, session=session))
 
 
 def pfn(rse: str, did: DID, path: str | None, operation: str = "read") -> str | None:
@@ -173,7 +169,12 @@ def ensure_collections(wanted: Mapping[DID, DIDType], account: InternalAccount, 
             pass
     seen = [keys[did] for did in unknown]
     if seen:  # remembered only once they are committed: a rolled-back creation must be tried again
-        event.listen(session, "after_commit", lambda _: [REGION.set(key, True) for key in seen], once=True)
+
+        def remember(_: Session) -> None:
+            for key in seen:
+                REGION.set(key, True)
+
+        event.listen(session, "after_commit", remember, once=True)
 
 
 @retried_when_locked
@@ -396,12 +397,12 @@ def _add_rules(alike: Sequence[RuleRequest], account: InternalAccount, session: 
     from rucio.core.rule import add_rule
 
     first = alike[0]
-    return add_rule(
+    ids: list[str] = add_rule(
         dids=[{"scope": InternalScope(request.scope), "name": request.name} for request in alike],
         account=account,
         copies=first.copies,
         rse_expression=first.rse_expression,
-        grouping=first.grouping,  # type: ignore[arg-type]
+        grouping=first.grouping,
         weight=None,
         lifetime=first.lifetime,
         locked=first.locked,
@@ -412,6 +413,7 @@ def _add_rules(alike: Sequence[RuleRequest], account: InternalAccount, session: 
         comment=first.comment,
         session=session,
     )
+    return ids
 
 
 @dataclass(frozen=True)

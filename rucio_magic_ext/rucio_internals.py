@@ -116,7 +116,7 @@ class _Kept(ProxyBackend):
     ``site_settings_kept`` it also keeps what was read or written, until the block ends."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # dogpile's ProxyBackend.__init__ is unannotated
         self.local = threading.local()
 
     def _kept(self) -> dict[Any, Any] | None:

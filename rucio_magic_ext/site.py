@@ -178,6 +178,7 @@ def _ensure_rse(spec: RSESpec, changes: list[str], session: Session) -> str:
     from rucio.core import rse as rse_core
     from rucio.db.sqla.constants import RSEType
 
+    rse_id: str  # Rucio's core is untyped
     if rse_core.rse_exists(spec.name, session=session):
         rse_id = rse_core.get_rse_id(spec.name, session=session)
         current = rse_core.get_rse(rse_id, session=session)

@@ -155,7 +155,7 @@ def _troubles(census: Census) -> list[str]:
     lines: list[str] = []
     if census.folders:
         lines += ["", f"folders that fail to list ({len(census.folders)}): their files are not known yet"]
-        rows = [
+        rows: list[tuple[object, ...]] = [
             (f.rse, _short(f.path, PATH_WIDTH), f.attempts, f"{f.since:%m-%d %H:%M:%S}", _when(f.retry_after),
              _short(f.error))
             for f in census.folders

@@ -35,10 +35,10 @@ class Wanted(Protocol):
 
 
 class MakerFacts(Protocol):
-    """Who made a DID (``rucio_db.Maker``)."""
+    """Who made a DID (``rucio_db.Maker``, or the audit's ``Collection``, whose maker may be unknown)."""
 
     @property
-    def account(self) -> str: ...
+    def account(self) -> str | None: ...
     @property
     def expired_at(self) -> datetime | None: ...
 

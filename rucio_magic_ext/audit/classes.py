@@ -77,13 +77,16 @@ _TAGS = {
 
 
 class PolicyEntry(Protocol):
-    """What the audit reads of a replication-policy entry (``replication.RuleSpec``)."""
+    """What the audit reads of a replication-policy entry (``replication.RuleSpec``, frozen: read-only)."""
 
-    name: str
-    rse_expression: str
-    copies: int
-    lifetime: int | None
-
+    @property
+    def name(self) -> str: ...
+    @property
+    def rse_expression(self) -> str: ...
+    @property
+    def copies(self) -> int: ...
+    @property
+    def lifetime(self) -> int | None: ...
     @property
     def rule_comment(self) -> str: ...
 
@@ -151,16 +154,24 @@ class Collection:
 
 
 class RuleSeen(Protocol):
-    """What the audit reads of a rule on MAGIC data (``rucio_db.RuleRow``)."""
+    """What the audit reads of a rule on MAGIC data (``rucio_db.RuleRow``, a frozen dataclass: read-only)."""
 
-    rule_id: str
-    scope: str
-    name: str
-    comment: str
-    rse_expression: str
-    copies: int
-    account: str
-    expires_at: datetime | None
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def comment(self) -> str: ...
+    @property
+    def rse_expression(self) -> str: ...
+    @property
+    def copies(self) -> int: ...
+    @property
+    def account(self) -> str: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
 
 
 @dataclass
@@ -299,6 +310,8 @@ def _files(
     """The files' classes; returns the ledger's rows whose file Rucio has a replica of at the RSE."""
     replicas: dict[str, Replica] = {}
     by_did: dict[tuple[str, str], str] = {}
+    replica: Replica | None  # the loops' and the lookups' below (None: no replica at that path)
+    row: Booked | None
     for replica in views.replicas:
         other = replicas.get(replica.path)
         if other is not None and (other.scope, other.name) != (replica.scope, replica.name):

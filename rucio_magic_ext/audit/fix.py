@@ -194,10 +194,10 @@ class Fixer:
         dids: set[DID] = rucio_db.content(CARRIER_SCOPE, name) if in_rucio else set()
         with self.ledger.session() as session:
             if recorded:
-                query = select(LedgerFile.scope, LedgerFile.name).where(
+                carried = select(LedgerFile.scope, LedgerFile.name).where(
                     LedgerFile.rse == self.rse, LedgerFile.carrier == name
                 )
-                dids |= {(str(scope), str(file)) for scope, file in session.execute(query)}
+                dids |= {(str(scope), str(file)) for scope, file in session.execute(carried)}
             found: dict[DID, FileState | None] = dict.fromkeys(dids)
             names = sorted({file for _, file in dids})
             query = select(LedgerFile.scope, LedgerFile.name, LedgerFile.state).where(

@@ -79,6 +79,7 @@ class Place:
             return normal_path(stored)
         from rucio.common.exception import RucioException
 
+        pfn: str  # Rucio's protocols are untyped
         try:
             (pfn,) = self.protocol.lfns2pfns({"scope": scope, "name": name}).values()
         except RucioException:  # a replica with no stored path at a non-deterministic RSE names no file

@@ -12,6 +12,7 @@ from rucio_magic_ext.common import chunks, utcnow
 from rucio_magic_ext.ledger import Ledger, LostRace
 from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
 from rucio_magic_ext.ledger.states import CarrierState, FileState
+from rucio_magic_ext.ledger.store import rowcount
 
 
 class CarrierBook:
@@ -52,27 +53,31 @@ class CarrierBook:
                 by_carrier.setdefault(name, []).append(file_id)
             for name, ids in by_carrier.items():
                 for chunk in chunks(ids):
-                    changed = session.execute(
-                        update(LedgerFile)
-                        .where(LedgerFile.id.in_(chunk), LedgerFile.carrier.is_(None))
-                        .values(carrier=name, updated_at=utcnow())
-                    ).rowcount
+                    changed = rowcount(
+                        session.execute(
+                            update(LedgerFile)
+                            .where(LedgerFile.id.in_(chunk), LedgerFile.carrier.is_(None))
+                            .values(carrier=name, updated_at=utcnow())
+                        )
+                    )
                     if changed != len(chunk):
                         raise LostRace(f"{len(chunk) - changed} files were put in another carrier meanwhile")
                 # Only an OPEN carrier takes files: one that started closing meanwhile refuses them, and the
                 # whole assignment rolls back (its files wait for the next cycle and a new carrier).
-                counted = session.execute(
-                    update(LedgerCarrier)
-                    .where(
-                        LedgerCarrier.scope == self.scope,
-                        LedgerCarrier.name == name,
-                        LedgerCarrier.state == CarrierState.OPEN,
+                counted = rowcount(
+                    session.execute(
+                        update(LedgerCarrier)
+                        .where(
+                            LedgerCarrier.scope == self.scope,
+                            LedgerCarrier.name == name,
+                            LedgerCarrier.state == CarrierState.OPEN,
+                        )
+                        .values(
+                            files=LedgerCarrier.files + len(ids),
+                            bytes=LedgerCarrier.bytes + sum(sizes[file_id] for file_id in ids),
+                        )
                     )
-                    .values(
-                        files=LedgerCarrier.files + len(ids),
-                        bytes=LedgerCarrier.bytes + sum(sizes[file_id] for file_id in ids),
-                    )
-                ).rowcount
+                )
                 if counted != 1:
                     raise LostRace(f"carrier {name} started closing before these files joined it")
 
@@ -115,11 +120,13 @@ class CarrierBook:
                     split_from=carrier.name,
                 )
             )
-            moved = session.execute(
-                update(LedgerFile)
-                .where(LedgerFile.id.in_([row.id for row in rows]), LedgerFile.carrier == carrier.name)
-                .values(carrier=name, updated_at=now)
-            ).rowcount
+            moved = rowcount(
+                session.execute(
+                    update(LedgerFile)
+                    .where(LedgerFile.id.in_([row.id for row in rows]), LedgerFile.carrier == carrier.name)
+                    .values(carrier=name, updated_at=now)
+                )
+            )
             if moved != len(rows):
                 raise LostRace(f"{len(rows) - moved} of {len(rows)} file(s) left carrier {carrier.name} meanwhile")
             session.execute(
@@ -167,11 +174,13 @@ class CarrierBook:
         if target in stamp:
             values.setdefault(stamp[target], utcnow())
         with self.ledger.session() as session:
-            changed = session.execute(
-                update(LedgerCarrier)
-                .where(LedgerCarrier.id == carrier.id, LedgerCarrier.state == carrier.state)
-                .values(state=target, **values)
-            ).rowcount
+            changed = rowcount(
+                session.execute(
+                    update(LedgerCarrier)
+                    .where(LedgerCarrier.id == carrier.id, LedgerCarrier.state == carrier.state)
+                    .values(state=target, **values)
+                )
+            )
         if changed != 1:
             raise LostRace(f"carrier {carrier.name} left {carrier.state.value} meanwhile")
         carrier.state = target

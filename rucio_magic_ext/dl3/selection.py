@@ -10,7 +10,7 @@ datetime that the JSON path cannot compare, while this form stays a string and o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -75,6 +75,6 @@ def find(client: Any, selection: Selection) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (str(row.get("tstart", "")), row["name"]))
 
 
-def _metadata(client: Any, names: Iterable[str]) -> Iterator[Mapping[str, Any]]:
+def _metadata(client: Any, names: Iterable[str]) -> Iterator[dict[str, Any]]:
     for batch in chunks(list(names)):
         yield from client.get_metadata_bulk([{"scope": SCOPE, "name": name} for name in batch], plugin="ALL")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import functools
 from datetime import date, datetime
-from typing import Optional
+from typing import Any, Optional
 
 from sqlalchemy import JSON, BigInteger, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy import Enum as SqlEnum
@@ -61,7 +61,7 @@ class LedgerFile(Base):
     level: Mapped[Optional[str]] = mapped_column(String(16))
     carrier: Mapped[Optional[str]] = mapped_column(String(250))
     # What the file's own headers say (a DL3 file's FITS headers), read in the checksum pass, registered as metadata.
-    header_metadata: Mapped[Optional[dict]] = mapped_column(JSON)
+    header_metadata: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     state: Mapped[FileState] = mapped_column(_state_type())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[Optional[str]] = mapped_column(Text)
@@ -205,7 +205,7 @@ class LedgerAuditCounts(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     rse: Mapped[str] = mapped_column(String(255))
-    counts: Mapped[Optional[dict]] = mapped_column(JSON)  # class (audit.classes.Kind value) -> how many
+    counts: Mapped[Optional[dict[str, int]]] = mapped_column(JSON)  # class (audit.classes.Kind value) -> how many
     taken_at: Mapped[Optional[datetime]] = mapped_column(DateTime)  # when those counts were taken
     tried_at: Mapped[datetime] = mapped_column(DateTime)  # the last try: the next is due audit_seconds after it
     error: Mapped[Optional[str]] = mapped_column(Text)  # why the last try failed; None when it gave the counts

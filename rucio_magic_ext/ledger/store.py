@@ -10,9 +10,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Engine, Result, Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,6 +42,11 @@ class FolderMark(NamedTuple):
     mtime: float
     last_error: str | None
     retry_after: datetime | None
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE matched: the session returns a CursorResult for one, though typed as any Result."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 class LostRace(RuntimeError):
@@ -108,7 +113,7 @@ class Ledger:
             if row is None:
                 row = LedgerFolder(rse=rse, path=path, mtime=NEVER_LISTED, listed_at=now, attempts=0)
                 session.add(row)
-            retry = now + backoff * (2 ** min(row.attempts or 0, 10))
+            retry: datetime = now + backoff * (2 ** min(row.attempts or 0, 10))  # int ** int is Any to typeshed
             row.attempts, row.last_error, row.failed_at, row.retry_after = (row.attempts or 0) + 1, error, now, retry
         monitoring.flow_failed("scanner.discover.folder", 1)
         return retry
@@ -279,28 +284,32 @@ class Ledger:
         now = utcnow()
         column = timestamp_column(target)
         common = {"state": target, "updated_at": now, "retry_after": None, "last_error": None, column: now}
+        per_file = values or {}
         with self.session() as active:
-            for (state, keys), group in _groups(files, values or {}).items():
+            for (state, keys), group in _groups(files, per_file).items():
                 for chunk in chunks(group):
                     if keys:
                         # Per-file values: one executemany, each row still conditional on its state.
                         table = LedgerFile.__table__
+                        assert isinstance(table, Table)  # a mapped class's own table (typed as any FromClause)
                         statement = (
                             update(table)
                             .where(table.c.id == bindparam("file_id"), table.c.state == state)
                             .values({**common, **{key: bindparam(f"new_{key}") for key in keys}})
                         )
                         params = [
-                            {"file_id": row.id, **{f"new_{key}": values[row.id][key] for key in keys}}  # type: ignore[index]
+                            {"file_id": row.id, **{f"new_{key}": per_file[row.id][key] for key in keys}}
                             for row in chunk
                         ]
-                        changed = active.execute(statement, params).rowcount
+                        changed = rowcount(active.execute(statement, params))
                     else:
-                        changed = active.execute(
-                            update(LedgerFile)
-                            .where(LedgerFile.id.in_([row.id for row in chunk]), LedgerFile.state == state)
-                            .values(**common)
-                        ).rowcount
+                        changed = rowcount(
+                            active.execute(
+                                update(LedgerFile)
+                                .where(LedgerFile.id.in_([row.id for row in chunk]), LedgerFile.state == state)
+                                .values(**common)
+                            )
+                        )
                     if changed != len(chunk):
                         raise LostRace(f"{len(chunk) - changed} of {len(chunk)} files left {state.value} meanwhile")
             self._events(active, [row.id for row in files], target, actor, detail, now)

@@ -39,7 +39,7 @@ import json
 import operator
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from rucio.common import exception
 from rucio.core.did_meta_plugins.filter_engine import FilterEngine
@@ -63,7 +63,7 @@ class PortableJSONDidMeta(JSONDidMeta):
     @read_session
     def get_metadata(self, scope: Any, name: str, *, session: Session) -> dict[str, Any]:
         if not _on_sqlite(session):
-            return super().get_metadata(scope, name, session=session)
+            return cast(dict[str, Any], super().get_metadata(scope, name, session=session))
         row = _row(scope, name, session)
         return _loads(row.meta) if row else {}
 
@@ -73,7 +73,8 @@ class PortableJSONDidMeta(JSONDidMeta):
     ) -> None:
         """Merge ``metadata`` into the DID's JSON (``recursive`` is ignored, as by Rucio's plugin)."""
         if not _on_sqlite(session):
-            return super().set_metadata_bulk(scope, name, metadata, recursive, session=session)
+            super().set_metadata_bulk(scope, name, metadata, recursive, session=session)
+            return
         exists = select(models.DataIdentifier.name).where(
             models.DataIdentifier.scope == scope, models.DataIdentifier.name == name
         )
@@ -89,7 +90,8 @@ class PortableJSONDidMeta(JSONDidMeta):
     @transactional_session
     def delete_metadata(self, scope: Any, name: str, key: str, *, session: Session) -> None:
         if not _on_sqlite(session):
-            return super().delete_metadata(scope, name, key, session=session)
+            super().delete_metadata(scope, name, key, session=session)
+            return
         row = _row(scope, name, session)
         if row is None:
             raise exception.DataIdentifierNotFound(f"Key not found for data identifier '{scope}:{name}'")

@@ -39,7 +39,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rucio.common.config import config_get
 from rucio.common.exception import RucioException
@@ -318,7 +318,7 @@ def _rse_id(context: _Context, rse: Any) -> str | None:
     if not isinstance(rse, str) or not rse:
         return None
     try:
-        return get_rse_id(rse=rse, vo=context.issuer.vo, session=context.session)
+        return cast(str, get_rse_id(rse=rse, vo=context.issuer.vo, session=context.session))
     except RucioException:
         return None  # an unknown RSE fails the operation itself
 
@@ -397,19 +397,21 @@ def _related(dids: list[tuple[InternalScope, str]]) -> Any:
     def matching(scope_column: Any, name_column: Any) -> Any:
         return or_(*(and_(scope_column == scope, name_column == name) for scope, name in dids))
 
-    down = select(Contents.child_scope.label("scope"), Contents.child_name.label("name")).where(
-        matching(Contents.scope, Contents.name)
+    down = (
+        select(Contents.child_scope.label("scope"), Contents.child_name.label("name"))
+        .where(matching(Contents.scope, Contents.name))
+        .cte("magic_embargo_down", recursive=True)
     )
-    down = down.cte("magic_embargo_down", recursive=True)
     down = down.union(
         select(Contents.child_scope, Contents.child_name).join(
             down, and_(Contents.scope == down.c.scope, Contents.name == down.c.name)
         )
     )
-    up = select(Contents.scope.label("scope"), Contents.name.label("name")).where(
-        matching(Contents.child_scope, Contents.child_name)
+    up = (
+        select(Contents.scope.label("scope"), Contents.name.label("name"))
+        .where(matching(Contents.child_scope, Contents.child_name))
+        .cte("magic_embargo_up", recursive=True)
     )
-    up = up.cte("magic_embargo_up", recursive=True)
     up = up.union(
         select(Contents.scope, Contents.name).join(
             up, and_(Contents.child_scope == up.c.scope, Contents.child_name == up.c.name)
@@ -759,7 +761,7 @@ def _rule_of(context: _Context, kwargs: dict[str, Any]) -> dict[str, Any] | None
     if not rule_id or not _is_uuid(rule_id):
         return None
     try:
-        return get_rule(str(rule_id), session=context.session)
+        return cast(dict[str, Any], get_rule(str(rule_id), session=context.session))
     except RucioException:
         return None  # a missing rule is reported by the operation itself
 

@@ -74,7 +74,8 @@ class ReleaseCatalogue:
                     else:
                         impostors.setdefault(key, []).append(f"rule {rule_id} ({why})")
             rule_ids = [rule_id for rule_id, _, _ in rules.values()]
-            found_locks: dict[tuple[DID, str], list[tuple[str, str, str | None, str | None]]] = {}
+            # keyed by (file, rule id); an entry without its rule looks up None, and finds no locks
+            found_locks: dict[tuple[DID, str | None], list[tuple[str, str, str | None, str | None]]] = {}
             for chunk in chunks([file for file, _ in files]):
                 query = (
                     select(

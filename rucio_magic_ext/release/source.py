@@ -14,6 +14,7 @@ second, is unchanged, so there a rewrite that also sets the mtime back is not se
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rucio_magic_ext import rucio_db
 from rucio_magic_ext.checksum import ADLER32
@@ -38,7 +39,7 @@ def read_sources(rse: str, rows: Sequence[LedgerFile]) -> dict[DID, SourceReadin
     return {row.did: _read(rse, row, paths.get(row.did), protocols) for row in rows}
 
 
-def _read(rse: str, row: LedgerFile, path: str | None, protocols: Sequence[dict]) -> SourceReading:
+def _read(rse: str, row: LedgerFile, path: str | None, protocols: Sequence[dict[str, Any]]) -> SourceReading:
     """A path other than the ledger's, or none, proves nothing about the bytes the flow registered: unreadable."""
     if path is None:
         return SourceReading(f"{rse}:{row.path}", None, None, None, f"no replica at {rse} in Rucio")

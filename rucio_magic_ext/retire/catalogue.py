@@ -87,7 +87,7 @@ def read_inventory(scope: str) -> Inventory:
     )
 
 
-def _on_paths(replicas: list[ReplicaEntry], session: Session) -> tuple[OnPath, ...]:
+def _on_paths(replicas: Sequence[ReplicaEntry], session: Session) -> tuple[OnPath, ...]:
     """Every DID, of any scope, that names a path of the scope's replicas at non-deterministic RSEs."""
     paths: dict[str, set[str]] = {}
     for replica in replicas:
@@ -246,7 +246,7 @@ def obsolete(replicas: tuple[ReplicaEntry, ...], scope: str) -> tuple[list[Repli
     return locked, shared
 
 
-def _shared_now(replicas: list[ReplicaEntry], scope: str, session: Session) -> tuple[Kept, ...]:
+def _shared_now(replicas: Sequence[ReplicaEntry], scope: str, session: Session) -> tuple[Kept, ...]:
     return shared_paths(Inventory(scope, replicas=tuple(replicas), on_paths=_on_paths(replicas, session)))
 
 

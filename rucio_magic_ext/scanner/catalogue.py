@@ -64,6 +64,7 @@ class Catalogue:
 
     def pfn(self, path: str) -> str:
         """The PFN of a path relative to the RSE's prefix, as Rucio writes it."""
+        pfn: str  # Rucio's protocols are untyped
         (pfn,) = self._protocol.lfns2pfns({"scope": "-", "name": path.rsplit("/", 1)[-1], "path": path}).values()
         return pfn
 

@@ -27,7 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from rucio_magic_ext import daemons, monitoring
-from rucio_magic_ext.checksum import StreamingChecksum, read_file_blocks
+from rucio_magic_ext.checksum import ReadIntoStream, StreamingChecksum, read_file_blocks
 from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.dl3.headers import Dl3Refused
 from rucio_magic_ext.ledger import FileState, LostRace
@@ -55,11 +55,11 @@ class Digest:
     checksums: dict[str, str]
 
 
-def digest_stream(stream: object, algorithms: tuple[str, ...], gzip: bool, size: int) -> Digest:
+def digest_stream(stream: ReadIntoStream, algorithms: tuple[str, ...], gzip: bool, size: int) -> Digest:
     """Checksums of a stream of ``size`` bytes, checking on the way that a gzip stream is whole."""
     checksum = StreamingChecksum(algorithms)
     inflater = zlib.decompressobj(wbits=31) if gzip else None
-    for block in read_file_blocks(stream, size):  # type: ignore[arg-type]
+    for block in read_file_blocks(stream, size):
         checksum.update(block)
         if inflater is not None and not inflater.eof:
             try:

@@ -19,6 +19,7 @@ import logging
 import math
 import posixpath
 import re
+from datetime import datetime
 
 from rucio_magic_ext import layout, monitoring
 from rucio_magic_ext.common import utcnow
@@ -102,12 +103,12 @@ def discover(context: Context) -> int:
     return added
 
 
-def _due(known: FolderMark | None, mtime: float, now: object) -> bool:
+def _due(known: FolderMark | None, mtime: float, now: datetime) -> bool:
     """A folder is listed when its mtime moved, or when it failed before and its retry time has come."""
     if known is None:
         return True
     if known.last_error:
-        return known.retry_after is None or known.retry_after <= now  # type: ignore[operator]
+        return known.retry_after is None or known.retry_after <= now
     return known.mtime != mtime
 
 

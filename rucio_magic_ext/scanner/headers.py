@@ -26,8 +26,8 @@ def header_metadata(storage: Storage, location: str, row: LedgerFile) -> dict[st
         return describe(_buffered(stream), row.size, row.record, row.night)
 
 
-def _buffered(stream: BinaryIO) -> BinaryIO:
+def _buffered(stream: io.RawIOBase | BinaryIO) -> BinaryIO:
     """A raw remote stream reads in small pieces: buffer it so that each header costs one ranged read."""
     if isinstance(stream, io.RawIOBase):
-        return io.BufferedReader(stream, buffer_size=HEADER_BUFFER)  # type: ignore[return-value]
+        return io.BufferedReader(stream, buffer_size=HEADER_BUFFER)
     return stream

@@ -94,7 +94,7 @@ def settle(context: Context, now: datetime | None = None) -> int:
     """Move complete files to STABLE; returns how many."""
     now = now or utcnow()
     rows = context.due(FileState.SEEN)
-    stable: list[LedgerFile] = []
+    stable: list[tuple[LedgerFile, str]] = []  # each row with its decision's reason ("" for none)
     grew: list[tuple[LedgerFile, Entry]] = []
     for row in rows:
         try:
@@ -116,7 +116,11 @@ def settle(context: Context, now: datetime | None = None) -> int:
 
 
 def _settle_one(
-    context: Context, row: LedgerFile, now: datetime, stable: list, grew: list[tuple[LedgerFile, Entry]]
+    context: Context,
+    row: LedgerFile,
+    now: datetime,
+    stable: list[tuple[LedgerFile, str]],
+    grew: list[tuple[LedgerFile, Entry]],
 ) -> None:
     if row.scope is None and not _describe_again(context, row):
         return

@@ -16,6 +16,7 @@ read or written. Without a root (scanner, carrier, tests) locations are only nor
 
 from __future__ import annotations
 
+import builtins
 import errno
 import io
 import logging
@@ -23,7 +24,7 @@ import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 from rucio_magic_ext.checksum import ADLER32, StreamingChecksum, read_blocks, read_file_blocks, wanted_algorithms
 from rucio_magic_ext.common import LoggerFunction
@@ -165,7 +166,7 @@ class ProvenChecksums:
 
 
 def copied_blocks(
-    reader: BinaryIO, digest: StreamingChecksum, progress: ProgressCallback | None
+    reader: io.RawIOBase, digest: StreamingChecksum, progress: ProgressCallback | None
 ) -> Iterator[memoryview]:
     """The reader's blocks for a copy to write; each one written is then counted in `digest` and reported."""
     for block in read_blocks(reader):
@@ -175,7 +176,7 @@ def copied_blocks(
             progress(digest.size)
 
 
-def stream_size(reader: BinaryIO) -> int:
+def stream_size(reader: io.RawIOBase) -> int:
     """The size of what an open stream reads, the stream left at its start."""
     size = reader.seek(0, io.SEEK_END)
     reader.seek(0)
@@ -237,11 +238,11 @@ class Storage(ABC):
         return {}, ()
 
     @abstractmethod
-    def open_read(self, location: str) -> BinaryIO:
-        """A binary stream of the file's bytes, supporting `readinto` and `seek`."""
+    def open_read(self, location: str) -> io.RawIOBase:
+        """A raw binary stream of the file's bytes, supporting `readinto` and `seek`."""
 
     @abstractmethod
-    def _write(self, reader: BinaryIO, destination: str, digest: StreamingChecksum,
+    def _write(self, reader: io.RawIOBase, destination: str, digest: StreamingChecksum,
                progress: ProgressCallback | None) -> None:
         """Write the reader's bytes (`copied_blocks`) into a new file `destination`, its folders made, durably;
         FileExistsError, before anything is written, when the name is taken."""
@@ -302,7 +303,7 @@ class Storage(ABC):
             yield folder
             pending.extend(reversed(subfolders))
 
-    def files(self, folder: str) -> list[Entry]:
+    def files(self, folder: str) -> builtins.list[Entry]:  # `list` is the walk below, in this class
         """The files directly in `folder` (not below it), a Refused for each entry not taken and why; empty when
         the folder is gone."""
         where, path = self._locate(folder)
@@ -346,9 +347,9 @@ class Storage(ABC):
         """Raise ChecksumMismatch (or OSError on a size mismatch) unless the file holds these bytes; without
         `stream` only the checksums the storage keeps are compared, and no byte is read here."""
         if size is not None:
-            found = self.stat(location).size
-            if found != size:
-                raise OSError(errno.EIO, f"{what} size mismatch: {found} != {size} bytes", self.path_of(location))
+            stored = self.stat(location).size
+            if stored != size:
+                raise OSError(errno.EIO, f"{what} size mismatch: {stored} != {size} bytes", self.path_of(location))
         found = self.checksum_detail(location, tuple(expected), stream=stream).values
         if any(found[name] != expected[name] for name in found):
             raise ChecksumMismatch(self.path_of(location), {name: expected[name] for name in found}, found, what)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
+from typing import cast
 
 from rucio_magic_ext.storage.base import AccessRefused
 
@@ -250,7 +251,7 @@ def for_rse(rse: str) -> Credentials:
     from rucio_magic_ext.settings import ConfigError, rucio_cfg, setting
 
     def read(section: str, option: str, **kwargs: object) -> str:  # the file's word, not the database's table
-        return config_get(section, option, check_config_table=False, **kwargs)
+        return cast(str, config_get(section, option, check_config_table=False, **kwargs))
 
     section = f"{SECTION}:{rse}"
     if not (config_has_section(section) or config_has_section(SECTION)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import math
 import os
@@ -129,7 +130,7 @@ class PosixStorage(Storage):
             raise NotARegularFile(path, kind_of(info.st_mode))
         return Entry(path, info.st_size, info.st_mtime)
 
-    def open_read(self, location: str) -> BinaryIO:
+    def open_read(self, location: str) -> io.RawIOBase:
         """The file's bytes; a FIFO, device or link out of the root is refused (O_NONBLOCK: opening never waits)."""
         path = self.path_of(location)
         self.stat(path)
@@ -144,7 +145,7 @@ class PosixStorage(Storage):
             raise
         return open(fd, "rb", buffering=0, closefd=True)
 
-    def _write(self, reader: BinaryIO, destination: str, digest: StreamingChecksum,
+    def _write(self, reader: io.RawIOBase, destination: str, digest: StreamingChecksum,
                progress: ProgressCallback | None) -> None:
         path = self.path_of(destination)
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -21,12 +21,13 @@ import base64
 import binascii
 import contextlib
 import errno
+import io
 import logging
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
@@ -136,7 +137,7 @@ class _BodyAborted(Exception):
 class _Body:
     """A PUT body read from a source stream, of known length (so no chunked encoding), checksummed on the way."""
 
-    def __init__(self, reader: BinaryIO, size: int, digest: StreamingChecksum, progress: ProgressCallback | None):
+    def __init__(self, reader: io.RawIOBase, size: int, digest: StreamingChecksum, progress: ProgressCallback | None):
         self.reader = reader
         self.size = size
         self.digest = digest
@@ -290,9 +291,9 @@ class WebDAVStorage(ServerStorage):
                     values[name] = single[name]
         return values, tuple(f"{endpoint} gave no {name} ({said})" for name in algorithms if name not in values)
 
-    def open_read(self, location: str) -> BinaryIO:
+    def open_read(self, location: str) -> io.RawIOBase:
         entry = self.stat(location)
-        return _RangeReader(self, self.url_of(location), entry.path, entry.size)  # type: ignore[return-value]
+        return _RangeReader(self, self.url_of(location), entry.path, entry.size)
 
     # -- changes ----------------------------------------------------------------------------------------
 
@@ -314,7 +315,7 @@ class WebDAVStorage(ServerStorage):
                 if response.status_code not in (200, 201, 405):  # 405: made meanwhile
                     raise OSError(errno.EIO, f"MKCOL answered {response.status_code} {response.reason}", folder)
 
-    def _write(self, reader: BinaryIO, destination: str, digest: StreamingChecksum,
+    def _write(self, reader: io.RawIOBase, destination: str, digest: StreamingChecksum,
                progress: ProgressCallback | None) -> None:
         """A PUT of the reader's bytes: `PUT` replaces a file on most servers, so `copy` checked that none is there."""
         endpoint, path = self._locate(destination)
@@ -324,7 +325,8 @@ class WebDAVStorage(ServerStorage):
         try:
             response = self._request("PUT", _url(endpoint, path), path, data=body if size else b"")
         except _BodyAborted:
-            raise body.error from None  # type: ignore[misc]
+            assert body.error is not None  # _Body keeps the error before it aborts
+            raise body.error from None
         with response:
             if response.status_code not in (200, 201, 204):
                 raise OSError(errno.EIO, f"PUT answered {response.status_code} {response.reason}", path)

@@ -28,10 +28,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import logging
 import os
 import time
-from typing import Any, BinaryIO
+from typing import Any
 
 from rucio_magic_ext.checksum import StreamingChecksum, normalise_checksum
 from rucio_magic_ext.common import LoggerFunction
@@ -51,7 +52,7 @@ try:
     from XRootD import client as xrd_client
     from XRootD.client.flags import DirListFlags, OpenFlags, QueryCode, StatInfoFlags
 except ImportError:  # the storage says so when used; the rest of the package does not need it
-    xrd_client = None
+    xrd_client = None  # type: ignore[assignment]  # without it XRootDStorage() refuses to start: no use sees None
 
 DEFAULT_PORT = 1094
 #: Client settings that make a stopped server an error, not a wait (a site's XRD_* variables win).
@@ -319,12 +320,12 @@ class XRootDStorage(ServerStorage):
                 notes.append(f"{endpoint} gave no {algorithm} (answers {answer[0] if answer else 'no checksum'})")
         return values, tuple(notes)
 
-    def open_read(self, location: str) -> BinaryIO:
+    def open_read(self, location: str) -> io.RawIOBase:
         endpoint, path = self._locate(location)
         handle = xrd_client.File()
         status, _ = handle.open(f"{self._connect(endpoint)}/{path}", OpenFlags.READ, timeout=self.timeout)
         _raise_for(status, endpoint, path, self.credentials)
-        return _XRootDReader(handle, endpoint, path, self.timeout, self.credentials)  # type: ignore[return-value]
+        return _XRootDReader(handle, endpoint, path, self.timeout, self.credentials)
 
     # -- changes ----------------------------------------------------------------------------------------
 
@@ -372,7 +373,7 @@ class XRootDStorage(ServerStorage):
         self._verify(destination, stored.values, "DESTINATION (third-party copy)", size)
         return CopyResult(size, stored.values, "third-party copy")
 
-    def _write(self, reader: BinaryIO, destination: str, digest: StreamingChecksum,
+    def _write(self, reader: io.RawIOBase, destination: str, digest: StreamingChecksum,
                progress: ProgressCallback | None) -> None:
         endpoint, path = self._locate(destination)
         handle = self._create(endpoint, path)

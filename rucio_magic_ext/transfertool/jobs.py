@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 # Job states
 QUEUED = "QUEUED"  # written by the submitter, copier not started yet
@@ -99,12 +99,12 @@ class JobStore:
         return job_id
 
     def read_job(self, job_id: str) -> dict[str, Any]:
-        return json.loads((self.job_dir(job_id) / JOB_FILE).read_text())
+        return cast(dict[str, Any], json.loads((self.job_dir(job_id) / JOB_FILE).read_text()))
 
     def read_status(self, job_id: str) -> dict[str, Any] | None:
         """The job's status, or None when the store has no such job."""
         try:
-            return json.loads((self.job_dir(job_id) / STATUS_FILE).read_text())
+            return cast(dict[str, Any], json.loads((self.job_dir(job_id) / STATUS_FILE).read_text()))
         except FileNotFoundError:
             return None
 

@@ -51,7 +51,10 @@ PURGE_INTERVAL_SECONDS = 3600
 
 def configured_transfer_dir() -> str:
     """Where jobs live: `[conveyor] magic_transfer_dir`; submitter and poller must agree on it."""
-    return config_get(CONFIG_SECTION, "magic_transfer_dir", raise_exception=False, default=DEFAULT_TRANSFER_DIR)
+    directory: str = config_get(
+        CONFIG_SECTION, "magic_transfer_dir", raise_exception=False, default=DEFAULT_TRANSFER_DIR
+    )
+    return directory
 
 
 def default_external_host() -> str:
@@ -107,7 +110,7 @@ def protocol_root(protocol: RSEProtocol) -> str:
     return storage_protocol_root(protocol.attributes)
 
 
-_children: list[subprocess.Popen] = []
+_children: list[subprocess.Popen[bytes]] = []
 
 
 COPIER_CONFIG = "rucio.cfg"
@@ -158,7 +161,7 @@ def spawn_copier(job_dir: Path) -> int:
     return child.pid
 
 
-def _reap(child: subprocess.Popen) -> None:
+def _reap(child: subprocess.Popen[bytes]) -> None:
     child.wait()
     with contextlib.suppress(ValueError):
         _children.remove(child)
