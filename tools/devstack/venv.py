@@ -18,7 +18,8 @@ VENV_PYTHON = VENV / "bin" / "python"
 def _installed() -> bool:
     probe = (
         "import importlib.metadata as m; m.version('rucio-magic-ext'); "
-        "import rucio, gunicorn, pytest, pytest_timeout, xdist, podman_compose, matplotlib, XRootD, astropy, gammapy"
+        "import rucio, gunicorn, pytest, pytest_timeout, xdist, podman_compose, matplotlib, XRootD, astropy, gammapy, "
+        "mypy"
     )
     return subprocess.run([str(VENV_PYTHON), "-c", probe], capture_output=True).returncode == 0
 
