@@ -4,12 +4,15 @@ server and client; the veth's counters, the rate and an outage are what is check
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +97,52 @@ def test_a_cut_link_carries_nothing_until_it_is_mended(link: link_module.Link) -
     finally:
         sender.kill()
         sender.wait()
+
+
+def test_a_third_party_copy_across_the_link_carries_each_byte_once(link: link_module.Link) -> None:
+    """ORM's XRootD server in the observatory's namespace, PIC's on this host at its end of the link (the address
+    ORM's server sees PIC's pull come from): PIC's server pulls the file across the link; listing and the server's
+    checksum cost a few hundred bytes, not the file."""
+    pytest.importorskip("XRootD.client", reason="root:// needs XRootD's Python client", exc_type=ImportError)
+    from rucio_magic_ext.storage.xroot import XRootDStorage
+    from tools.devstack import xrootd
+
+    reason = xrootd.missing()
+    if reason:
+        pytest.skip(f"no XRootD server here: {reason}")
+    state = Path(tempfile.mkdtemp(prefix="rml-"))  # short, and open to the servers, which run as nobody
+    state.chmod(0o755)
+    orm = xrootd.XrootdServer("orm-l", state / "o", xrootd.free_port(), xrootd.free_port(), host=link.there,
+                              netns=link.namespace)
+    pic = xrootd.XrootdServer("pic-l", state / "p", xrootd.free_port(), xrootd.free_port(), host=link.here)
+    try:
+        orm.start()
+        pic.start()
+        data = bytes(range(256)) * 20_000  # 5.1 MB
+        (orm.data / "night").mkdir()
+        (orm.data / "night" / "run.raw").write_bytes(data)
+        orm.adopt_tree(orm.data / "night")
+        source, target = XRootDStorage(orm.root_url), XRootDStorage(pic.root_url)
+
+        before = link.crossed()
+        assert [entry.size for entry in source.files("/night")] == [len(data)]
+        assert source.checksum_detail("/night/run.raw", ("adler32",)).values == {"adler32": adler32(data)}
+        asked = link.crossed()
+        assert asked["from_orm"] - before["from_orm"] < 20_000  # the server's answers, not the file
+
+        copied = target.copy(source.url_of("/night/run.raw"), "/copy/run.raw", ("adler32",), source_storage=source)
+        after = link.crossed()
+        assert copied.method == "third-party copy"
+        assert (pic.data / "copy" / "run.raw").read_bytes() == data
+        carried = after["from_orm"] - asked["from_orm"]
+        assert len(data) <= carried < len(data) * 1.06, carried  # once, with TCP's headers
+    finally:
+        orm.stop()
+        pic.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def adler32(data: bytes) -> str:
+    import zlib
+
+    return f"{zlib.adler32(data):08x}"

@@ -135,6 +135,7 @@ class XrootdServer:
     unix_auth: bool = True
     auth: str = "none"
     grid: Grid | None = None
+    netns: str | None = None  # a network namespace to run in (link.py: the observatory's), reached at `host`
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
@@ -334,6 +335,8 @@ class XrootdServer:
             # plugin then fetches the issuer's keys over HTTPS as at a site. unshare and sh exec in place (one pid).
             command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                        f'mount --bind "$0" {SYSTEM_CA_BUNDLE} && exec "$@"', str(bundle), *command]
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns, *command]  # execs in place too
         return command
 
     def environment(self) -> dict[str, str]:
