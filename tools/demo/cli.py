@@ -50,6 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         "made for the night (tools/devstack/grid.py); the daemons get theirs as a site gives them",
     )
     parser.add_argument(
+        "--link",
+        type=float,
+        default=0,
+        metavar="MBIT",
+        help="with --storage xrootd: ORM-ONSITE's server in a network namespace of its own, joined to this host "
+        "(Rucio and every daemon, as at PIC) by one link shaped to MBIT Mbit/s; the bytes it carried are reported "
+        "(needs root and iproute2)",
+    )
+    parser.add_argument(
         "--metrics",
         action="store_true",
         help="every daemon serves Rucio's Prometheus metrics on a port of its own, a Prometheus of the stack's "
@@ -62,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.metrics and prometheus.missing():
         parser.error(f"--metrics: {prometheus.missing()}")
+    if args.link and args.storage != "xrootd":
+        parser.error("--link joins two XRootD servers: add --storage xrootd")
     if args.auth != "none" and args.storage != "xrootd":
         parser.error(f"--auth {args.auth} guards XRootD servers: add --storage xrootd")
     return run_flow(
@@ -76,4 +87,5 @@ def main(argv: list[str] | None = None) -> int:
         storage=args.storage,
         metrics=args.metrics,
         auth=args.auth,
+        link_mbit=args.link,
     )

@@ -59,9 +59,10 @@ def run_flow(
     storage: str = "posix",
     metrics: bool = False,
     auth: str = "none",
+    link_mbit: float = 0,
 ) -> int:
     stack = Stack(state, db="sqlite", port=_free_port(), storage=storage, xrootd_ports={}, metrics=metrics,
-                  metrics_ports={}, prometheus_port=0, auth=auth, extra={}, environment={})
+                  metrics_ports={}, prometheus_port=0, auth=auth, extra={}, environment={}, link_mbit=link_mbit)
     stack.reset()
     try:
         started = time.monotonic()
@@ -100,8 +101,14 @@ def run_flow(
             writer.join()
         watch = Watch(plan, stack.data_folder(PIC))
         dashboard = metrics_check(stack, watch.ledger, console) if metrics else None
+        crossed = stack.link.crossed() if stack.link else None
         rows = watch.until_done(timeout)
         summarise(plan, rows)
+        if stack.link and crossed:
+            carried = stack.link.crossed()["from_orm"] - crossed["from_orm"]
+            night = sum(planned.size for planned in plan)
+            console.print(f"link ORM -> PIC at {link_mbit:g} Mbit/s: {_mb(carried)} carried for a night of "
+                          f"{_mb(night)} ({carried / night:.3f} bytes per byte of the night)")
         write_report(watch.ledger, state, night, began)
         shown = dashboard.finish() if dashboard else True
         found = show_dl3(console, plan, state, fetch=auth != "token")

@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="with --storage xrootd: servers guarded as a site's, TLS and an X.509 proxy with VOMS "
                              "attributes, or WLCG tokens, all made for the stack (tools/devstack/grid.py); with token, "
                              "up stays in the foreground, as the token issuer lives in it (Ctrl-C stops the stack)")
+    parser.add_argument("--link", type=float, metavar="MBIT",
+                        help="with --storage xrootd: ORM-ONSITE's server in a network namespace of its own, joined "
+                             "to this host (PIC's side: Rucio and every daemon) by one link shaped to MBIT Mbit/s "
+                             "(needs root and iproute2)")
     parser.add_argument("--cache", action="store_true", default=None,
                         help="run Rucio's cache in a memcached of the stack's own, as sites do (needs memcached)")
     parser.add_argument("--metrics", action="store_true", default=None,
@@ -52,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = {key: value for key, value in (("db", args.db), ("port", args.port),
                                              ("pg_database", args.pg_database), ("cache", args.cache),
                                              ("storage", args.storage), ("metrics", args.metrics),
-                                             ("auth", args.auth))
+                                             ("auth", args.auth), ("link_mbit", args.link))
                if value is not None}
     stack = Stack(args.state, **options)
     try:

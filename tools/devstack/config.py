@@ -53,6 +53,10 @@ class Settings:
     storage: str = "posix"
     # With storage="xrootd": "none" (open servers), or "x509" / "token", servers guarded as a site's (guard.py).
     auth: str = "none"
+    # With storage="xrootd": 0 keeps both servers on this host's loopback; a rate (Mbit/s) puts ORM-ONSITE's server
+    # in a network namespace of its own, joined to this host (PIC's side: Rucio and every daemon) by one link
+    # shaped to that rate (link.py).
+    link_mbit: float = 0
     xrootd_ports: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # server -> [root://, http]
     # Rucio's Prometheus metrics: each daemon serves /metrics on a port of its own, as a site's daemons do in
     # their own containers, and a Prometheus of the stack's scrapes them (tools/devstack/prometheus.py).

@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from .config import DEFAULT_STATE, ETC, REPO, Settings, daemon_config, write_con
 from .daemons import DAEMONS, MEMCACHED, SERVER, Daemon, by_name
 from .grid import Grid
 from .guard import AUTHS, guard
+from .link import Link
+from .link import missing as link_missing
 from .prometheus import PrometheusServer
 from .xrootd import XrootdServer
 from .zygote import Zygote
@@ -101,6 +104,7 @@ class Stack:
         if self.settings.storage == "xrootd" and not self.settings.xrootd_ports:
             self.settings.xrootd_ports = {name: [free_port(), free_port()] for name in XROOTD_RSES}
         guarded_sites = self._guard()
+        self._link_up()
         if self.settings.metrics:
             self.settings.prometheus_port = self.settings.prometheus_port or free_port()
         self.settings.save()
@@ -135,6 +139,8 @@ class Stack:
             server.stop()
         if self._grid is not None:
             self._grid.stop()
+        if self.link is not None:
+            self.link.down()
 
     # -- storage --------------------------------------------------------------------------------------------
 
@@ -150,15 +156,38 @@ class Stack:
         self._grid = Grid.make(self.state / "grid", issuer=self.settings.auth == "token")
         return guard(self.settings, self._grid)
 
+    @property
+    def link(self) -> Link | None:
+        """The link between the two sites, when the stack has one (``link_mbit``)."""
+        if self.settings.storage != "xrootd" or not self.settings.link_mbit:
+            return None
+        return Link(f"rm{zlib.crc32(str(self.state).encode()) % 10**6:06d}", self.settings.link_mbit)
+
+    def _link_up(self) -> None:
+        if not self.settings.link_mbit:
+            return
+        if self.settings.storage != "xrootd":
+            raise StackError("a link between two sites joins XRootD servers: give storage xrootd too")
+        if self.settings.auth != "none":
+            raise StackError("a guarded stack's certificates name 127.0.0.1 and localhost: no link with auth yet")
+        reason = link_missing()
+        if reason:
+            raise StackError(f"no link between two sites here: {reason}")
+        assert self.link is not None
+        self.link.up()
+
     def xrootd_servers(self) -> dict[str, XrootdServer]:
         """The stack's XRootD servers by name ("orm", "pic"); none unless ``storage="xrootd"``. Guarded as the stack
         is when its grid was made in this process; otherwise (``down``, ``status`` from another) only to stop."""
         if self.settings.storage != "xrootd":
             return {}
         auth = self.settings.auth if self._grid is not None else "none"
+        link = self.link
+        sides = {"orm": (link.there, link.namespace), "pic": (link.here, None)} if link else {}
         return {
             name: XrootdServer(name, self.state / f"xrootd-{name}", port, http_port, unix_auth=False, auth=auth,
-                               grid=self._grid)
+                               grid=self._grid, host=sides.get(name, ("127.0.0.1", None))[0],
+                               netns=sides.get(name, ("127.0.0.1", None))[1])
             for name, (port, http_port) in self.settings.xrootd_ports.items()
         }
 
