@@ -55,7 +55,7 @@ def sites(rucio_stack: Stack) -> Iterator[TwoSites]:
     if reason:
         pytest.skip(f"no two sites here: {reason}")
     pytest.importorskip("XRootD.client", reason="root:// storage needs XRootD's Python client", exc_type=ImportError)
-    link = link_module.Link(f"tl{tempfile.mktemp(dir='')[-5:]}", RATE_MBIT)
+    link = link_module.Link(f"tl{uuid.uuid4().hex[:6]}", RATE_MBIT)
     state = Path(tempfile.mkdtemp(prefix="rm2-"))  # short, and open to the servers, which run as nobody
     state.chmod(0o755)
     link.up()
