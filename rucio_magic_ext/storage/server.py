@@ -18,6 +18,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from rucio_magic_ext.common import LoggerFunction
 from rucio_magic_ext.storage.base import Entry, Folder, OutsideRoot, Storage
+from rucio_magic_ext.storage.credentials import OPEN, Credentials
 
 
 def split_server_url(url: str, schemes: Collection[str], what: str) -> tuple[SplitResult, str]:
@@ -38,8 +39,19 @@ class ServerStorage(Storage):
     endpoint_suffix = "/"
     storage_side_checksum = True
 
-    def __init__(self, endpoint: str | None = None, root: str | None = None, logger: LoggerFunction = logging.log
-                 ) -> None:
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        root: str | None = None,
+        credentials: Credentials = OPEN,
+        logger: LoggerFunction = logging.log,
+        timeout: int = 60,
+        checksum_timeout: int = 1800,
+    ) -> None:
+        """`timeout` bounds each request in seconds, `checksum_timeout` a checksum query (the server may read a
+        large file first); `credentials`: what a guarded server asks (``credentials.for_rse``)."""
+        self.credentials = credentials
+        self.timeout, self.checksum_timeout = timeout, checksum_timeout
         self.endpoint: str | None = None
         if endpoint is not None:
             self.endpoint = self.split_url(endpoint.rstrip("/") + self.endpoint_suffix)[0]

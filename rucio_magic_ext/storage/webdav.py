@@ -21,8 +21,8 @@ import base64
 import binascii
 import contextlib
 import errno
+import functools
 import io
-import logging
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
@@ -33,7 +33,6 @@ from urllib.parse import quote, unquote, urlsplit
 import requests
 
 from rucio_magic_ext.checksum import MD5, StreamingChecksum, normalise_checksum, read_blocks
-from rucio_magic_ext.common import LoggerFunction
 from rucio_magic_ext.storage.base import (
     Entry,
     Folder,
@@ -42,7 +41,6 @@ from rucio_magic_ext.storage.base import (
     copied_blocks,
     stream_size,
 )
-from rucio_magic_ext.storage.credentials import OPEN, Credentials
 from rucio_magic_ext.storage.server import PositionalReader, ServerStorage, split_server_url
 
 #: URL schemes served, and the transport each one means.
@@ -172,20 +170,12 @@ class WebDAVStorage(ServerStorage):
 
     scheme = "davs"
 
-    def __init__(
-        self,
-        endpoint: str | None = None,
-        root: str | None = None,
-        credentials: Credentials = OPEN,
-        logger: LoggerFunction = logging.log,
-        timeout: float = 60,
-        checksum_timeout: float = 1800,
-    ) -> None:
-        self.credentials = credentials
-        self.session = requests.Session()
-        self.session.verify = credentials.tls_verify()
-        self.timeout, self.checksum_timeout = timeout, checksum_timeout
-        super().__init__(endpoint, root, logger)
+    @functools.cached_property
+    def session(self) -> requests.Session:
+        """One HTTP session (its connections kept), verifying servers against the credentials' CA folder."""
+        session = requests.Session()
+        session.verify = self.credentials.tls_verify()
+        return session
 
     # -- locations --------------------------------------------------------------------------------------
 

@@ -35,7 +35,6 @@ import time
 from typing import Any
 
 from rucio_magic_ext.checksum import StreamingChecksum, normalise_checksum
-from rucio_magic_ext.common import LoggerFunction
 from rucio_magic_ext.storage.base import (
     CopyResult,
     Entry,
@@ -230,26 +229,15 @@ class XRootDStorage(ServerStorage):
 
     scheme = "root"
 
-    def __init__(
-        self,
-        endpoint: str | None = None,
-        root: str | None = None,
-        credentials: Credentials = OPEN,
-        logger: LoggerFunction = logging.log,
-        timeout: int = 60,
-        checksum_timeout: int = 1800,
-        tpc: bool = True,
-    ) -> None:
+    def __init__(self, *args: Any, tpc: bool = True, **kwargs: Any) -> None:
+        """ServerStorage's arguments, and `tpc`."""
         if xrd_client is None:
             raise ImportError("root:// storage needs XRootD's Python client: pip install xrootd")
-        self.credentials = credentials
-        self.timeout = timeout
-        self.checksum_timeout = checksum_timeout
-        self.tpc = tpc and credentials.mechanism == "none"
+        super().__init__(*args, **kwargs)
+        self.tpc = tpc and self.credentials.mechanism == "none"
         self._login = ""
         self._filesystems: dict[str, Any] = {}
         self._tpc_refused: set[str] = set()
-        super().__init__(endpoint, root, logger)
 
     # -- locations --------------------------------------------------------------------------------------
 
