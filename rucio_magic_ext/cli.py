@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:  # subscriptable for type checkers only
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
@@ -141,12 +144,8 @@ def _timing() -> Any:
     return Timing(scanner.settle, scanner.carrier.max_age, scanner.carrier.max_files, carrier.dwell)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser; add a subcommand with ``subparsers.add_parser(...)`` and ``set_defaults(handler=...)``."""
-    parser = argparse.ArgumentParser(prog="rucio-magic", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-
+def _add_bootstrap(subparsers: Subparsers) -> None:
+    """``bootstrap``: the site description made true in Rucio's catalogue."""
     boot = subparsers.add_parser(
         "bootstrap",
         help="create the site's RSEs, accounts and scopes (idempotent)",
@@ -167,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     boot.set_defaults(handler=_bootstrap)
 
+
+def _add_examples(subparsers: Subparsers) -> None:
+    """``examples``: the package's example files written out."""
     examples = subparsers.add_parser(
         "examples",
         help="write the example files (rucio.cfg, alembic.ini, site.cfg, replication policy, Grafana dashboard)",
@@ -184,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "closed after 30 s, no dwell): deleted at the source within minutes, not hours")  # fmt: skip
     examples.set_defaults(handler=_examples)
 
+
+def _add_history(subparsers: Subparsers) -> None:
+    """``history``: a file's story from the ledger."""
     history = subparsers.add_parser(
         "history",
         help="a file's story from the ledger: every state change, when, and why",
@@ -192,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("file", help="the file's path on the source RSE, or its name")
     history.add_argument("--rse", help="the source RSE (default: [magic-scanner] rse)")
     history.set_defaults(handler=_history)
+
+
+def _add_retry(subparsers: Subparsers) -> None:
+    """``retry``: files put back into the flow by a person."""
     retry = subparsers.add_parser(
         "retry",
         help="put files back into the flow (quarantined, rejected, or waiting on a retry), recorded with who and why",
@@ -206,16 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--who", help="who decides (default: the login name)")
     retry.add_argument("--rse", help="the source RSE (default: [magic-scanner] rse)")
     retry.set_defaults(handler=_retry)
-    from rucio_magic_ext.report.command import add_parser as add_report
 
-    add_report(subparsers)
-    from rucio_magic_ext.audit.command import add_parser as add_audit
 
-    add_audit(subparsers, _audit)
-    from rucio_magic_ext.dl3.command import add_parser as add_dl3
-
-    add_dl3(subparsers)
-
+def _add_status(subparsers: Subparsers) -> None:
+    """``status``: where the flow stands."""
     state = subparsers.add_parser(
         "status",
         help="where the flow stands: files per state and night, data at risk, carriers, rules, recent errors",
@@ -226,9 +229,45 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--ledger-only", action="store_true", help="skip Rucio's rules and replicas")
     state.add_argument("--ledger-url", help="read this ledger database instead of the configured one")
     state.set_defaults(handler=_status)
-    from rucio_magic_ext.retire.command import add_parser as add_scope
 
-    add_scope(subparsers)
+
+def _add_audit(subparsers: Subparsers) -> None:
+    """``audit``: its handler reads the scanner's settings, which the audit's room may not import."""
+    from rucio_magic_ext.audit.command import add_parser
+
+    add_parser(subparsers, _audit)
+
+
+def _from(module: str) -> Callable[[Subparsers], None]:
+    """The registrar of a subcommand whose room has its own ``add_parser``, imported when the parser is built."""
+
+    def add(subparsers: Subparsers) -> None:
+        importlib.import_module(module).add_parser(subparsers)
+
+    return add
+
+
+#: Every subcommand, as the function that adds its parser and sets its handler, in the order ``--help`` lists them.
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    _add_bootstrap,
+    _add_examples,
+    _add_history,
+    _add_retry,
+    _from("rucio_magic_ext.report.command"),
+    _add_audit,
+    _from("rucio_magic_ext.dl3.command"),
+    _add_status,
+    _from("rucio_magic_ext.retire.command"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser: each of SUBCOMMANDS adds its own."""
+    parser = argparse.ArgumentParser(prog="rucio-magic", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
     return parser
 
 
