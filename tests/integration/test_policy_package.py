@@ -39,10 +39,18 @@ def test_the_stack_runs_with_the_policy_package(rucio_stack: Any) -> None:
     assert "package = rucio_magic_ext.policy" in rucio_stack.settings.rucio_cfg.read_text()
 
 
-def test_a_replica_on_a_magic_deterministic_rse_gets_the_magic_path(rucio_client: Any) -> None:
+@pytest.fixture(scope="module")
+def calibrated(rucio_stack: Any, rucio_client: Any) -> str:
+    """A file at PIC-DISK held by a rule of root's: no reaper pass of another module (its unlocked replica
+    would go, and with its last replica the file DID) takes it from this module's tests."""
     rucio_client.add_replicas(
         "PIC-DISK", [{"scope": "magic_cal", "name": CALIBRATED, "bytes": 10, "adler32": "0a0b0c0d"}]
     )
+    rucio_client.add_replication_rule([{"scope": "magic_cal", "name": CALIBRATED}], 1, "PIC-DISK")
+    return CALIBRATED
+
+
+def test_a_replica_on_a_magic_deterministic_rse_gets_the_magic_path(rucio_client: Any, calibrated: str) -> None:
     (replica,) = rucio_client.list_replicas([{"scope": "magic_cal", "name": CALIBRATED}], rse_expression="PIC-DISK")
     (pfn,) = replica["pfns"]
     prefix = rucio_client.get_protocols("PIC-DISK")[0]["prefix"]
@@ -82,7 +90,9 @@ def test_rucio_generic_rules_still_apply(rucio_client: Any) -> None:
     validate_schema("rule", {"dids": [], "copies": 1, "rse_expression": "PIC-DISK", "activity": "MAGIC Export"})
 
 
-def test_an_account_without_a_magic_role_is_refused_in_magic_scopes_with_the_reason(outsider: Any) -> None:
+def test_an_account_without_a_magic_role_is_refused_in_magic_scopes_with_the_reason(
+    outsider: Any, calibrated: str
+) -> None:
     from rucio.common.exception import AccessDenied
 
     with pytest.raises(AccessDenied) as refused:
@@ -95,7 +105,9 @@ def test_an_account_without_a_magic_role_is_refused_in_magic_scopes_with_the_rea
     outsider.add_dataset("cta_user_scope", "cta_dataset")  # its own scope: Rucio's generic policy decides
 
 
-def test_a_magic_writer_organises_magic_data_and_deletes_its_rules(writer: Any, rucio_client: Any) -> None:
+def test_a_magic_writer_organises_magic_data_and_deletes_its_rules(
+    writer: Any, rucio_client: Any, calibrated: str
+) -> None:
     dataset = "M1_Calibrated_20210314_05095172"
     writer.add_dataset("magic_cal", dataset)
     writer.attach_dids("magic_cal", dataset, [{"scope": "magic_cal", "name": CALIBRATED}])
