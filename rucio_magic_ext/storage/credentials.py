@@ -169,6 +169,9 @@ class Credentials:
         except AccessRefused as refused:
             return refused.strerror or str(refused)
         assert found is not None
+        return self._told(found)
+
+    def _told(self, found: Found) -> str:
         kind = "X.509 proxy" if self.mechanism == "x509" else "token"
         return f"{kind} from {found.where}{_left(found.expires)}"
 
@@ -182,8 +185,8 @@ class Credentials:
             return Outlook(self.rse, self.mechanism, "no credential", None, None)
         left = None if found.expires is None else found.expires - datetime.now(timezone.utc)
         soon = left is not None and left < WARN_BEFORE[self.mechanism]
-        warning = f"{self.describe()}: renew it before it ends" if soon else None
-        return Outlook(self.rse, self.mechanism, self.describe(), left, warning)
+        told = self._told(found)  # the credential as read once, not read again to be told
+        return Outlook(self.rse, self.mechanism, told, left, f"{told}: renew it before it ends" if soon else None)
 
     def presented(self) -> Found | None:
         """The credential a storage presents with a request; one missing or expired is counted as refused."""

@@ -172,10 +172,8 @@ class WebDAVStorage(ServerStorage):
 
     @functools.cached_property
     def session(self) -> requests.Session:
-        """One HTTP session (its connections kept), verifying servers against the credentials' CA folder."""
-        session = requests.Session()
-        session.verify = self.credentials.tls_verify()
-        return session
+        """One HTTP session, its connections kept (servers are verified per request: ``_presenting``)."""
+        return requests.Session()
 
     # -- locations --------------------------------------------------------------------------------------
 
@@ -217,7 +215,7 @@ class WebDAVStorage(ServerStorage):
         if found is not None and self.credentials.mechanism == "token":
             headers = {**(headers or {}), "Authorization": f"Bearer {found.value}"}
         presented: dict[str, Any] = {} if headers is None else {"headers": headers}
-        presented["verify"] = self.session.verify  # given per request: REQUESTS_CA_BUNDLE would override a session's
+        presented["verify"] = self.credentials.tls_verify()  # per request: REQUESTS_CA_BUNDLE overrides a session's
         if found is not None and self.credentials.mechanism == "x509":
             presented["cert"] = found.value
         return presented

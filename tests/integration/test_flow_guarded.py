@@ -33,6 +33,7 @@ from test_flow_xrootd import (
     night_files,
     pic_copy,
     rows_of,
+    site_as,
 )
 
 from rucio_magic_ext.ledger import FileState
@@ -47,34 +48,23 @@ HERE = Path(__file__).parent
 MECHANISMS = ("x509", "token")
 
 
-def site_cfg(folder: Path, orm: str, pic: str, mechanism: str) -> Path:
-    """The XRootD site of test_flow_xrootd under names of its own, with HTTPS doors (davs). With tokens ORM's door
-    deletes (Rucio's reaper asks a token only for davs) and ORM has ``oidc_support``."""
-    text = (HERE / "site-xrootd.cfg").read_text()
-    text = text[: text.index("# A scratch area")] + text[text.index("[distances]") : text.index("[scopes]")]
-    for old, new in (("ORM-XRD", orm), ("PIC-XRD", pic), ("orm-xrd", orm.lower()), ("pic-xrd", pic.lower()),
-                     ("scheme = http", "scheme = davs"), ("SCRATCH-XRD = -1\n", ""),
-                     ("rucio.rse.protocols.webdav.Default", "rucio.rse.protocols.gfal.Default")):
-        text = text.replace(old, new)
-    if mechanism == "token":
-        door = (f"[rse {orm} protocol http]\nscheme = davs\nhostname = ${{vars:host}}\n"
-                f"port = ${{vars:orm_web_port}}\nprefix = /{orm.lower()}/\n")
-        text = text.replace(f"{door}impl = rucio.rse.protocols.gfal.Default\nlan = read=2\nwan = read=2\n",
-                            f"{door}impl = rucio.rse.protocols.gfal.Default\nlan = read=2, delete=1\n"
-                            "wan = read=2, delete=1\n")
-        text = text.replace("lan = read=1, write=1, delete=1\nwan = read=1, write=1, delete=1,",
-                            "lan = read=1, write=1, delete=2\nwan = read=1, write=1, delete=2,", 1)
-        text = text.replace("greedyDeletion = true\n", "greedyDeletion = true\noidc_support = true\n", 1)
-        assert "gfal" in text and "oidc_support" in text and "delete=2" in text
-    path = folder / f"site-{mechanism}.cfg"
-    path.write_text(text)
-    return path
-
-
-def policy(folder: Path, pic: str) -> Path:
-    path = folder / "replication-policy-guarded.toml"
-    path.write_text((HERE / "replication-policy-xrootd.toml").read_text().replace("PIC-XRD", pic))
-    return path
+def site_files(folder: Path, orm: str, pic: str, mechanism: str) -> tuple[Path, Path]:
+    """test_flow_xrootd's site under names of its own, with HTTPS doors (davs, Rucio's gfal protocol). With tokens
+    ORM's door deletes (Rucio's reaper asks a token only for davs) and ORM has ``oidc_support``."""
+    davs = (("scheme = http", "scheme = davs"),
+            ("rucio.rse.protocols.webdav.Default", "rucio.rse.protocols.gfal.Default"))
+    if mechanism == "x509":
+        return site_as(folder, orm, pic, *davs)
+    door = (f"[rse {orm} protocol http]\nscheme = davs\nhostname = ${{vars:host}}\n"
+            f"port = ${{vars:orm_web_port}}\nprefix = /{orm.lower()}/\nimpl = rucio.rse.protocols.gfal.Default\n")
+    deleting = (f"{door}lan = read=2\nwan = read=2\n", f"{door}lan = read=2, delete=1\nwan = read=2, delete=1\n")
+    oidc = ("greedyDeletion = true\n", "greedyDeletion = true\noidc_support = true\n")
+    site, policy = site_as(folder, orm, pic, *davs, deleting, oidc)
+    text = site.read_text().replace("lan = read=1, write=1, delete=1\nwan = read=1, write=1, delete=1,",
+                                    "lan = read=1, write=1, delete=2\nwan = read=1, write=1, delete=2,", 1)
+    assert "gfal" in text and "oidc_support" in text and "delete=2" in text and "delete=1\n" in text
+    site.write_text(text)
+    return site, policy
 
 
 def site_credentials(grid: Grid, mechanism: str, folder: Path) -> tuple[dict[str, str], dict[str, str], dict]:
@@ -113,14 +103,15 @@ def site(request: pytest.FixtureRequest, rucio_stack: Stack, grid: Grid) -> Iter
             server.start()
             (server.data / folder).mkdir(exist_ok=True)
             server.adopt(server.data / folder)
-        rucio_stack.bootstrap_site(site_cfg(state, orm_rse, pic_rse, mechanism), defines={
+        site, policy = site_files(state, orm_rse, pic_rse, mechanism)
+        rucio_stack.bootstrap_site(site, defines={
             "host": "127.0.0.1",
             "orm_root_port": str(orm.port), "orm_web_port": str(orm.http_port),
             "pic_root_port": str(pic.port), "pic_web_port": str(pic.http_port),
         })
         credentials, environment, sections = site_credentials(grid, mechanism, state)
         extra = copy.deepcopy(rucio_stack.settings.extra)
-        extra["magic-scanner"].update(rse=orm_rse, replication_policy=str(policy(state, pic_rse)))
+        extra["magic-scanner"].update(rse=orm_rse, replication_policy=str(policy))
         extra["conveyor"] = {"scheme": "root", "magic_max_active": "4"}
         extra["magic-credentials"] = credentials
         extra.update(sections)
@@ -152,9 +143,10 @@ def credential_file(site: XrootdSite) -> Path:
 
 @contextlib.contextmanager
 def lapsed(site: XrootdSite, grid: Grid, kind: str) -> Iterator[str]:
-    """The credential in place replaced for a while by a bad one (``expired``, or a token ``without-read``), as
-    when a renewal job is late or an issuer gives the wrong scope, or (``unknown-ca``) the daemons' CA folder
-    swapped for one that knows only another CA; the good ones put back afterwards."""
+    """The credential in place replaced for a while by a bad one, as when a renewal job is late (``expired``), or
+    the site refuses what it is given (``refused``: a token without storage.read, a certificate of a CA the site
+    does not know), or (``unknown-ca``) the daemons' CA folder swapped for one that knows only another CA; the
+    good ones put back afterwards."""
     path = credential_file(site)
     good = path.read_bytes()
     settings = site.daemons.settings
@@ -168,10 +160,12 @@ def lapsed(site: XrootdSite, grid: Grid, kind: str) -> Iterator[str]:
         settings.extra["magic-credentials"]["ca_dir"] = str(strangers)
         settings.environment["X509_CERT_DIR"] = str(strangers)
         write_configs(settings)
-    elif site.orm.auth == "x509":
+    elif site.orm.auth == "x509" and kind == "expired":
         shutil.copyfile(grid.expired_proxy, path)
+    elif site.orm.auth == "x509":  # certificate and key in one file, as a proxy file holds them
+        path.write_bytes(grid.rogue_user_cert.read_bytes() + grid.rogue_user_key.read_bytes())
     else:
-        scope = "storage.modify:/ storage.create:/" if kind == "without-read" else FULL_SCOPE
+        scope = "storage.modify:/ storage.create:/" if kind == "refused" else FULL_SCOPE
         grid.write_token(path, grid.mint_token(scope=scope, lifetime=-600 if kind == "expired" else 3600))
     try:
         yield good.decode(errors="replace")
@@ -198,14 +192,12 @@ def test_a_night_travels_between_guarded_servers_with_the_sites_credential(site:
     assert len(mine) == len(plan) and all("streamed" in line for line in mine), mine[:2]
 
 
-@pytest.mark.parametrize("kind", ["expired", "without-read", "unknown-ca"])
+@pytest.mark.parametrize("kind", ["expired", "refused", "unknown-ca"])
 def test_a_lapsed_credential_holds_the_night_without_marking_a_file_and_a_renewed_one_lets_it_go(
     site: XrootdSite, rucio_client: Any, grid: Grid, kind: str
 ) -> None:
     orm_rse, pic_rse = site.rses
-    if kind == "without-read" and site.orm.auth == "x509":
-        pytest.skip("a proxy carries no storage scopes")
-    kinds = ("expired", "without-read", "unknown-ca")
+    kinds = ("expired", "refused", "unknown-ca")
     plan = night_files(date(2020, 7, 10 + 3 * MECHANISMS.index(site.orm.auth) + kinds.index(kind)), seed=72, count=4)
     site.watched = plan
     site.write(plan)

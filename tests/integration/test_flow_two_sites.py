@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from test_flow_xrootd import XrootdSite, adler32_of, all_in, night_files, pic_copy, rows_of
+from test_flow_xrootd import XrootdSite, adler32_of, all_in, night_files, pic_copy, rows_of, site_as
 
 from rucio_magic_ext.ledger import FileState
 from tools.devstack import link as link_module
@@ -28,20 +28,6 @@ pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
 ORM, PIC = "ORM-LINK", "PIC-LINK"
 RATE_MBIT = 20
-
-
-def site_cfg(folder: Path) -> Path:
-    """The XRootD site of test_flow_xrootd under names of its own, each RSE at its end of the link."""
-    text = (HERE / "site-xrootd.cfg").read_text()
-    text = text[: text.index("# A scratch area")] + text[text.index("[distances]") : text.index("[scopes]")]
-    for old, new in (("ORM-XRD", ORM), ("PIC-XRD", PIC), ("orm-xrd", ORM.lower()), ("pic-xrd", PIC.lower()),
-                     ("SCRATCH-XRD = -1\n", ""),
-                     ("hostname = ${vars:host}\nport = ${vars:orm", "hostname = ${vars:orm_host}\nport = ${vars:orm"),
-                     ("hostname = ${vars:host}\nport = ${vars:pic", "hostname = ${vars:pic_host}\nport = ${vars:pic")):
-        text = text.replace(old, new)
-    path = folder / "site-link.cfg"
-    path.write_text(text)
-    return path
 
 
 @dataclasses.dataclass
@@ -68,13 +54,15 @@ def sites(rucio_stack: Stack) -> Iterator[TwoSites]:
             server.start()
             (server.data / folder).mkdir(exist_ok=True)
             server.adopt(server.data / folder)
-        rucio_stack.bootstrap_site(site_cfg(state), defines={
+        site, policy = site_as(  # each RSE at its end of the link
+            state, ORM, PIC,
+            ("hostname = ${vars:host}\nport = ${vars:orm", "hostname = ${vars:orm_host}\nport = ${vars:orm"),
+            ("hostname = ${vars:host}\nport = ${vars:pic", "hostname = ${vars:pic_host}\nport = ${vars:pic"))
+        rucio_stack.bootstrap_site(site, defines={
             "orm_host": link.there, "pic_host": link.here,
             "orm_root_port": str(orm.port), "orm_web_port": str(orm.http_port),
             "pic_root_port": str(pic.port), "pic_web_port": str(pic.http_port),
         })
-        policy = state / "replication-policy-link.toml"
-        policy.write_text((HERE / "replication-policy-xrootd.toml").read_text().replace("PIC-XRD", PIC))
         extra = copy.deepcopy(rucio_stack.settings.extra)
         extra["magic-scanner"].update(rse=ORM, replication_policy=str(policy))
         extra["conveyor"] = {"scheme": "root", "magic_max_active": "4"}

@@ -121,6 +121,20 @@ def site(rucio_stack: Stack) -> Iterator[XrootdSite]:
         shutil.rmtree(state, ignore_errors=True)
 
 
+def site_as(folder: Path, orm: str, pic: str, *replacements: tuple[str, str]) -> tuple[Path, Path]:
+    """This module's site (site-xrootd.cfg, without its scratch area) and replication policy under other RSE names,
+    with further text ``replacements``, written into ``folder``: another module's two RSEs on its own servers."""
+    text = (HERE / "site-xrootd.cfg").read_text()
+    text = text[: text.index("# A scratch area")] + text[text.index("[distances]") : text.index("[scopes]")]
+    for old, new in (("ORM-XRD", orm), ("PIC-XRD", pic), ("orm-xrd", orm.lower()), ("pic-xrd", pic.lower()),
+                     ("SCRATCH-XRD = -1\n", ""), *replacements):
+        text = text.replace(old, new)
+    site, policy = folder / f"site-{orm.lower()}.cfg", folder / f"replication-policy-{pic.lower()}.toml"
+    site.write_text(text)
+    policy.write_text((HERE / "replication-policy-xrootd.toml").read_text().replace("PIC-XRD", pic))
+    return site, policy
+
+
 # -- looks into the ledger, Rucio and the servers' disks ---------------------------------------------------------
 
 
