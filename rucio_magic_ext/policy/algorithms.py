@@ -18,10 +18,8 @@ def lfn2pfn(scope: str, name: str, rse: str, rse_attrs: dict[str, Any], protocol
 
 
 def non_deterministic_pfn(dsn: str, scope: str | None, filename: str) -> str:
-    """Non-deterministic destinations with ``naming_convention=magic``: the same layout as deterministic ones.
-
-    Rucio's own conventions return a path with a leading '/', which the protocol joins to its prefix.
-    """
+    """Non-deterministic destinations with ``naming_convention=magic``: the same layout as deterministic ones,
+    with a leading '/' as Rucio's own conventions return it."""
     del dsn
     return "/" + layout.path_of_did(scope or "", filename)
 

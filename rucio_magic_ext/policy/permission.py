@@ -1,35 +1,28 @@
 """MAGIC permissions for a Rucio instance that several experiments share.
 
-Roles, in the MAGIC scopes (``rucio_magic_ext.layout.SCOPES``, the carrier scope ``magic_carrier`` and
-``[magic-policy] scopes``):
+Roles, in the MAGIC scopes (``rucio_magic_ext.layout.SCOPES``, ``magic_carrier`` and ``[magic-policy] scopes``):
 
 - root and accounts with the attribute ``admin`` (Rucio's own test of an admin) may do everything;
-- ``magic=writer`` accounts add data (DIDs, attachments, metadata, replicas away from the observatory) and
-  rules, and change or delete the rules they own. They never remove or weaken a rule of another account: a
-  source copy at the observatory may be its only copy;
-- the account that owns ``magic_carrier`` (the flow's service account) is the only non-admin that touches
-  carrier DIDs and their rules, whose deletion makes every source copy in the carrier OBSOLETE;
+- ``magic=writer`` accounts add data and rules, and change or delete the rules they own, never another
+  account's: a source copy at the observatory may be its only copy;
+- the owner of ``magic_carrier`` (the flow's service account) is the only non-admin that touches carrier DIDs
+  and their rules, whose deletion makes every source copy in the carrier OBSOLETE;
 - ``magic=reader`` only gets signed URLs of embargoed data; every other account is refused.
 
-The observatory, in every scope: an RSE with the attribute ``magic=true`` holds files that may have no other
-copy, under paths the flow registered. Only admins and the flow's service account register replicas there
-(``add_replicas``, content added or attached with an RSE), change or delete them, put rules there (also inline
-and moved ones), or declare replicas there bad or suspicious; a replica of another DID under a MAGIC file's path
-and a rule with ``purge_replicas`` would otherwise let the reaper delete the MAGIC file. Declarations the
-daemons act on that may concern MAGIC replicas elsewhere are refused the same way. Rule comments that start
-with ``magic-policy:`` or ``magic-carrier:`` are the flow's: only it and admins write them.
+The observatory, in every scope: an RSE with ``magic=true`` holds files that may have no other copy. Only admins
+and the flow register, change, delete or declare replicas there, or put rules there: a replica of another DID
+under a MAGIC file's path, or a rule with ``purge_replicas``, would let the reaper delete the MAGIC file.
+Declarations that may concern MAGIC replicas elsewhere, and rule comments starting ``magic-policy:`` or
+``magic-carrier:`` (the flow's), are theirs too.
 
-A call that mixes MAGIC and foreign DIDs is refused to non-admins, so a MAGIC role never reaches into
-another experiment's scope. Only admins set or change ``embargo_until`` (also on new DIDs) and DID lifetimes
-(the ``lifetime`` argument of new DIDs as well as their metadata). A DID under embargo (its own
-``embargo_until`` in the future, or one of a collection above or below it) gets rules, moved rules included,
-only on RSEs of ``[magic-policy] embargo_rse_expression``.
+A call that mixes MAGIC and foreign DIDs is refused to non-admins. Only admins set ``embargo_until`` and DID
+lifetimes. A DID under embargo (its own, or one of a collection above or below it) gets rules only on RSEs of
+``[magic-policy] embargo_rse_expression``.
 
-Calls that touch neither a MAGIC scope nor the observatory return None: Rucio's generic policy decides, as
-without this package. A check never raises: when the arguments do not say enough to decide, it returns None
-too. Where Rucio 41 passes a check less than its call carries, the REST request's body says the rest
-(``_request_body``); where neither says enough (``add_bad_dids``), non-admins are refused. ``NOT_CHECKED`` lists
-every other action of Rucio 41 and why it cannot put MAGIC bytes at risk.
+Calls that touch neither a MAGIC scope nor the observatory, or whose arguments do not say enough, return None:
+Rucio's generic policy decides. A check never raises. Where Rucio 41 passes a check less than its call carries,
+the REST request's body says the rest (``_request_body``); where neither does (``add_bad_dids``), non-admins are
+refused. ``NOT_CHECKED`` lists every other action of Rucio 41 and why it cannot put MAGIC bytes at risk.
 """
 
 from __future__ import annotations
@@ -162,25 +155,19 @@ class _Context:
                 f"{', '.join(sorted(foreign))}: a MAGIC role does not reach outside the MAGIC scopes, split the call",
             )
         if CARRIER_SCOPE in magic and not self.owns_carrier:
-            return self.refuse_carrier(what)
+            return _result(
+                False,
+                f"{what} in {CARRIER_SCOPE}: only the account that owns it (the flow's service account) and admins "
+                f"change carriers, whose rules keep the observatory's only copies",
+            )
         if magic - {CARRIER_SCOPE} and self.role != WRITER:
-            return self.refuse(f"{what} in the MAGIC scope(s) {', '.join(sorted(magic))}")
+            return _result(
+                False,
+                f"{what} in the MAGIC scope(s) {', '.join(sorted(magic))} needs the account attribute "
+                f"{ROLE_ATTRIBUTE}={WRITER} (account {self.issuer.external} has "
+                f"{ROLE_ATTRIBUTE}={self.role or 'nothing'})",
+            )
         return _result(True)
-
-    def refuse(self, what: str) -> PermissionResult:
-        """A refusal that says which role is missing, and what the account has instead."""
-        return _result(
-            False,
-            f"{what} needs the account attribute {ROLE_ATTRIBUTE}={WRITER} "
-            f"(account {self.issuer.external} has {ROLE_ATTRIBUTE}={self.role or 'nothing'})",
-        )
-
-    def refuse_carrier(self, what: str) -> PermissionResult:
-        return _result(
-            False,
-            f"{what} in {CARRIER_SCOPE}: only the account that owns it (the flow's service account) and admins "
-            f"change carriers, whose rules keep the observatory's only copies",
-        )
 
     def refuse_keys(self, keys: Iterable[Any], where: str) -> PermissionResult | None:
         """Embargo and lifetime are admins' decisions: a writer could otherwise lift an embargo or expire data."""
@@ -222,19 +209,16 @@ class _Context:
         names = _observatory_names(rse_ids, self.session)
         if not names or self.is_flow:
             return None
-        return self.refuse_observatory(what, names)
-
-    def observatory_expression(self, expression: Any, what: str) -> PermissionResult | None:
-        """A rule whose RSE expression includes the observatory: the flow's and admins' only."""
-        return self.observatory(_expression_rse_ids(expression, self.session), what)
-
-    def refuse_observatory(self, what: str, names: Iterable[str]) -> PermissionResult:
         return _result(
             False,
             f"{what} at {', '.join(sorted(names))}: an RSE with {RSE_ATTRIBUTE}=true is the observatory, where only "
             f"the flow's service account (the owner of {CARRIER_SCOPE}) and admins register or change replicas, "
             f"declare them or put rules, since a file there may have no other copy",
         )
+
+    def observatory_expression(self, expression: Any, what: str) -> PermissionResult | None:
+        """A rule whose RSE expression includes the observatory: the flow's and admins' only."""
+        return self.observatory(_expression_rses(expression, self.session) or [], what)
 
     def reserved_comment(self, comment: Any, what: str) -> PermissionResult | None:
         """Only the flow writes the comments the flow reads."""
@@ -287,7 +271,6 @@ def _rse_attribute(rse_id: Any, session: Session) -> bool:
 
 
 def _observatory_names(rse_ids: Iterable[Any], session: Session) -> list[str]:
-    """The names of those RSEs that carry ``magic=true``."""
     from rucio.core.rse import get_rse_name
 
     names = set()
@@ -300,16 +283,17 @@ def _observatory_names(rse_ids: Iterable[Any], session: Session) -> list[str]:
     return sorted(names)
 
 
-def _expression_rse_ids(expression: Any, session: Session) -> list[str]:
-    """The RSEs of an expression; none when it names no RSE (the operation itself then fails on it)."""
+def _expression_rses(expression: Any, session: Session, key: str = "id") -> list[str] | None:
+    """The RSEs (``key``: their ids or names) of an expression; None when it names no RSE (the operation itself
+    then fails on it)."""
     from rucio.core.rse_expression_parser import parse_expression
 
     if not isinstance(expression, str) or not expression:
-        return []
+        return None
     try:
-        return [rse["id"] for rse in parse_expression(expression, session=session)]
+        return [rse[key] for rse in parse_expression(expression, session=session)]
     except RucioException:
-        return []
+        return None
 
 
 def _rse_id(context: _Context, rse: Any) -> str | None:
@@ -372,7 +356,6 @@ def _first(*results: PermissionResult | None) -> PermissionResult | None:
 
 
 def _unless(refusal: PermissionResult | None, verdict: PermissionResult | None) -> PermissionResult | None:
-    """The refusal if there is one, else the verdict."""
     return verdict if refusal is None else refusal
 
 
@@ -446,27 +429,12 @@ def embargoed(context: _Context, dids: Iterable[dict[str, Any]]) -> list[str]:
     return sorted(found)
 
 
-def _rse_names(expression: str, session: Session) -> set[str]:
-    from rucio.core.rse_expression_parser import parse_expression
-
-    return {rse["rse"] for rse in parse_expression(expression, session=session)}
-
-
 def _outside_embargo(expression: Any, session: Session) -> list[str] | None:
-    """RSEs of an expression outside ``embargo_rse_expression``; None when the expression names no RSE
-    (the operation itself then fails on it)."""
-    if not isinstance(expression, str) or not expression:
+    """RSEs of an expression outside ``embargo_rse_expression``; None when the expression names no RSE."""
+    targets = _expression_rses(expression, session, "rse")
+    if targets is None:
         return None
-    try:
-        targets = _rse_names(expression, session)
-    except RucioException:
-        return None
-    allowed = embargo_rse_expression()
-    try:
-        inside = _rse_names(allowed, session) if allowed else set()
-    except RucioException:
-        inside = set()
-    return sorted(targets - inside)
+    return sorted(set(targets) - set(_expression_rses(embargo_rse_expression(), session, "rse") or []))
 
 
 def _embargo_refusal(context: _Context, dids: list[dict[str, Any]], expression: Any) -> PermissionResult | None:
@@ -746,12 +714,11 @@ def _add_rule(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | N
     if (verdict is not None and not verdict) or context.is_admin:
         return verdict
     # Foreign DIDs too: a foreign collection may hold embargoed MAGIC data (add_did's content is never checked).
-    refusal = _first(
+    return _first(
         _embargo_refusal(context, dids, kwargs.get("rse_expression")),
         context.observatory_expression(kwargs.get("rse_expression"), "adding a rule"),
         context.reserved_comment(kwargs.get("comment"), "adding a rule"),
     )
-    return refusal
 
 
 def _rule_of(context: _Context, kwargs: dict[str, Any]) -> dict[str, Any] | None:
@@ -936,11 +903,7 @@ def _named_replicas(what: str) -> Callable[[_Context, dict[str, Any]], Permissio
 
 def _changed_replicas(what: str) -> Callable[[_Context, dict[str, Any]], PermissionResult | None]:
     """``delete_replicas`` and ``update_replicas_states``: Rucio names the RSE."""
-
-    def check(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | None:
-        return context.observatory([kwargs.get("rse_id")], what)
-
-    return check
+    return lambda context, kwargs: context.observatory([kwargs.get("rse_id")], what)
 
 
 ACTIONS: dict[str, Callable[[_Context, dict[str, Any]], PermissionResult | None]] = {
@@ -956,6 +919,7 @@ ACTIONS: dict[str, Callable[[_Context, dict[str, Any]], PermissionResult | None]
     "add_rule": _add_rule,
     "del_rule": _on_rule("deleting rules", lambda context, kwargs, rule: _owned(context, rule, "deleting rule")),
     "update_rule": _on_rule("updating rules", _may_update, _update_everywhere),
+
     "reduce_rule": _on_rule("reducing rules", lambda context, kwargs, rule: _owned(context, rule, "reducing rule")),
     "move_rule": _on_rule("moving rules", _may_move, _move_everywhere),
     "get_signed_url": _get_signed_url,

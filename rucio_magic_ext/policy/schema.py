@@ -48,11 +48,7 @@ def _schemas() -> dict[str, Any]:
     """Rucio's generic table, each entry replaced by this module's constant of the same name where there is one."""
     constants = {id(value): key for key, value in vars(generic).items() if key.isupper()}
     here = globals()
-    table = {}
-    for name, schema in generic.SCHEMAS.items():
-        constant = constants.get(id(schema))
-        table[name] = here.get(constant, schema) if constant else schema
-    return table
+    return {name: here.get(constants.get(id(schema), ""), schema) for name, schema in generic.SCHEMAS.items()}
 
 
 SCHEMAS = _schemas()
