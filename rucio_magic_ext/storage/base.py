@@ -1,17 +1,13 @@
 """What the scanner and the transfer tool need from a storage, whatever its protocol.
 
 One implementation per URL scheme: posix (`file`), `root` (XRootD) and `davs` (WebDAV). As fsspec writes walk
-and find once over a backend's `ls`, `Storage` holds what every storage does the same way: the folder walks
-(`list`, `folders`, `files` over one folder's listing), the checksum with its proof (`checksum_detail`: what
-the storage keeps, the rest streamed here), the streamed copy with its checks and its clean-up. A backend
-supplies the primitives: a folder's listing, a stat, the checksums it keeps, a stream to read, a new file
-to write, rename and remove. Locations are given either as the storage's URL (a Rucio PFN) or as its
-native path.
+and find once over a backend's `ls`, `Storage` holds what every storage does the same way (the folder walks, the
+checksum with its proof, the streamed copy with its checks and its clean-up); a backend supplies the primitives.
+Locations are given either as the storage's URL (a Rucio PFN) or as its native path.
 
-A storage may be given a root, the prefix of the RSE protocol it serves (as a URL or a native path). Every
-location then goes through ``path_of``, which normalises it and raises :class:`OutsideRoot` unless it is
-the root or below it: a PFN built from a DID name such as ``../../etc/x`` is refused before any byte is
-read or written. Without a root (scanner, carrier, tests) locations are only normalised.
+A storage may be given a root, the prefix of the RSE protocol it serves. Every location then goes through
+``path_of``, which raises :class:`OutsideRoot` unless it is the root or below it: a PFN built from a DID name
+such as ``../../etc/x`` is refused before any byte is read or written.
 """
 
 from __future__ import annotations
@@ -50,12 +46,9 @@ def normalise(path: str) -> str:
 
 
 def confine(path: str, root: str | None, location: str | None = None) -> str:
-    """`path` normalised; with a root (normalised), OutsideRoot unless it is the root or below it.
-
-    Under a root a '..' component is refused outright rather than resolved: resolved on the string it
-    could disagree with the file system past a symlinked folder. `location` is what the caller gave,
-    for the message.
-    """
+    """`path` normalised; with a root (normalised), OutsideRoot unless it is the root or below it. Under a root a
+    '..' component is refused rather than resolved: on the string it could disagree with the file system past a
+    symlinked folder. `location` is what the caller gave, for the message."""
     if root is None:
         return normalise(path)
     shown = location if location is not None else path
@@ -80,11 +73,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Folder:
-    """A directory as the storage lists it: native path and modification time (epoch s).
-
-    Its mtime changes when an entry is created, renamed or removed in it, not when a file in it grows:
-    a folder whose mtime has not moved holds no new name.
-    """
+    """A directory as the storage lists it. Its mtime changes when an entry is created, renamed or removed in
+    it, not when a file in it grows: a folder whose mtime has not moved holds no new name."""
 
     path: str
     mtime: float
@@ -139,15 +129,12 @@ class ProvenChecksums:
     """Checksums and how each was obtained: answered by the storage, or computed here from streamed bytes."""
 
     values: dict[str, str]
-    #: Algorithms whose value the storage computed and answered itself.
     by_storage: frozenset[str] = frozenset()
-    #: Algorithms computed here by reading the file's bytes, and how many bytes that read.
     streamed: frozenset[str] = frozenset()
-    bytes_read: int = 0
+    bytes_read: int = 0  # what computing the streamed ones read
     #: What the storage answered when it did not give an algorithm asked for (for the logs).
     notes: tuple[str, ...] = field(default=())
-    #: The URL scheme of the storage that answered, to name its server.
-    scheme: str = ""
+    scheme: str = ""  # of the storage that answered, to name its server
 
     @property
     def storage_side(self) -> bool:
@@ -155,7 +142,6 @@ class ProvenChecksums:
         return not self.streamed
 
     def how(self, algorithm: str) -> str:
-        """How one value was proven, as logs and ledger events say it."""
         if algorithm in self.by_storage:
             return f"by the {self.scheme}:// server"
         return f"computed here from {self.bytes_read} bytes"
@@ -184,10 +170,8 @@ def stream_size(reader: io.RawIOBase) -> int:
 
 
 class Storage(ABC):
-    """File operations on one storage endpoint; a missing file raises FileNotFoundError.
-
-    Every operation takes its locations through `path_of`, so with a root none reaches outside it.
-    """
+    """File operations on one storage endpoint; a missing file raises FileNotFoundError. Every operation takes
+    its locations through `path_of`, so with a root none reaches outside it."""
 
     #: URL scheme served, as in Rucio protocol definitions ('file', 'root', 'davs').
     scheme: ClassVar[str]
@@ -197,7 +181,7 @@ class Storage(ABC):
     root: str | None = None
 
     def __init__(self, root: str | None = None, logger: LoggerFunction = logging.log) -> None:
-        """`root`: the RSE protocol's prefix, as a URL of this scheme or a native path; None: not confined."""
+        """`root`: the RSE protocol's prefix, as a URL of this scheme or a native path."""
         self.logger = logger
         if root is not None:
             native = self.native_path(root)
@@ -230,8 +214,7 @@ class Storage(ABC):
         """A folder (a confined native path on `where`) with its mtime; FileNotFoundError when it is gone."""
 
     @abstractmethod
-    def stat(self, location: str) -> Entry:
-        """Size and modification time of one file."""
+    def stat(self, location: str) -> Entry: ...
 
     def _stored_checksums(self, location: str, algorithms: tuple[str, ...]) -> tuple[dict[str, str], tuple[str, ...]]:
         """The checksums the storage computes itself, of those asked, and what it said of the others."""
@@ -249,7 +232,7 @@ class Storage(ABC):
 
     @abstractmethod
     def rename(self, source: str, destination: str) -> None:
-        """Atomically give `source` the name `destination`, replacing it if it exists."""
+        """Atomically, replacing `destination` if it exists."""
 
     @abstractmethod
     def remove(self, location: str) -> bool:
@@ -279,10 +262,9 @@ class Storage(ABC):
     def folders(self, prefix: str) -> Iterator[Folder]:
         """Every folder under `prefix` (itself included), recursively, lazily, without listing files.
 
-        A folder's mtime is read before it is listed, so a name created in between shows as a change later.
-        One whose subfolders cannot be read is still given (listing its files then fails where the caller can
-        record it); one that cannot even be stat'ed comes with a NaN mtime, which equals no mtime a ledger
-        keeps, so that it is looked at (and its error met) every time. A storage that does not answer is raised.
+        A folder's mtime is read before it is listed, so a name created in between shows as a change later. One
+        whose subfolders cannot be read is still given (listing its files then fails where the caller can record
+        it); one that cannot be stat'ed comes with a NaN mtime, which equals no mtime a ledger keeps.
         """
         where, top = self._locate(prefix)
         try:
@@ -315,17 +297,13 @@ class Storage(ABC):
     # -- checksums ------------------------------------------------------------------------------------------
 
     def checksum(self, location: str, algorithms: Iterable[str] = (ADLER32,)) -> dict[str, str]:
-        """Checksums in Rucio's format, keyed by algorithm name."""
         return self.checksum_detail(location, algorithms).values
 
     def checksum_detail(
         self, location: str, algorithms: Iterable[str] = (ADLER32,), stream: bool = True
     ) -> ProvenChecksums:
-        """Checksums, and whether the storage computed each (no byte read here) or they were streamed.
-
-        The storage is asked first; an algorithm it does not answer is computed here over the file's bytes, in
-        one pass for all of them, unless `stream` is False (then it is left out).
-        """
+        """Checksums, and whether the storage computed each or they were streamed: an algorithm the storage does
+        not answer is computed here over the file's bytes, in one pass, unless `stream` is False (then left out)."""
         wanted = wanted_algorithms(algorithms)
         values, notes = self._stored_checksums(location, wanted)
         by_storage = frozenset(values)
@@ -364,12 +342,9 @@ class Storage(ABC):
         progress: ProgressCallback | None = None,
         source_storage: Storage | None = None,
     ) -> CopyResult:
-        """Copy `source` to a new file `destination` (which must not exist), durably.
-
-        Both locations are on storages of this scheme: `source` on `source_storage` (confined to its own
-        root), this storage when None. On any failure the partial destination is removed before the error
-        propagates; a FileExistsError leaves the file found there, someone else's, as it is.
-        """
+        """Copy `source` (on `source_storage`, of this scheme; this storage when None) to a new file `destination`,
+        durably. On any failure the partial destination is removed, but a FileExistsError leaves the file found
+        there, someone else's, as it is."""
         if self._exists(destination):
             raise FileExistsError(errno.EEXIST, "the copy's destination exists", self.path_of(destination))
         try:

@@ -133,19 +133,15 @@ class Credentials:
         read = _FILES.read(path, token=False)
         if read is None:
             raise self._refused(f"no X.509 proxy at {path}")
-        found = Found(read[0], path, read[1])
-        return self._unexpired(found, "X.509 proxy")
+        return self._unexpired(Found(read[0], path, read[1]), "X.509 proxy")
 
     def token(self, env: Mapping[str, str] | None = None) -> Found:
         """The bearer token to present; AccessRefused when none is found or it has expired."""
         env = os.environ if env is None else env
-        if self.token_file:
-            places = [self.token_file]
-        else:
-            if env.get("BEARER_TOKEN", "").strip():
-                value = env["BEARER_TOKEN"].strip()
-                return self._unexpired(Found(value, "BEARER_TOKEN", token_expiry(value)), "token")
-            places = token_places(env, os.getuid())
+        if not self.token_file and env.get("BEARER_TOKEN", "").strip():
+            value = env["BEARER_TOKEN"].strip()
+            return self._unexpired(Found(value, "BEARER_TOKEN", token_expiry(value)), "token")
+        places = [self.token_file] if self.token_file else token_places(env, os.getuid())
         for place in places:
             read = _FILES.read(place, token=True)
             if read is not None and read[0]:

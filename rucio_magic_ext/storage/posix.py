@@ -24,10 +24,8 @@ KINDS = {
 
 
 class NotARegularFile(OSError):
-    """The entry is not a regular file (FIFO, socket, device, directory, a link leading out of the root).
-
-    Refused without being opened: reading a FIFO blocks until someone writes, a device never ends.
-    """
+    """The entry is not a regular file (FIFO, socket, device, directory, a link leading out of the root): refused
+    without being opened, since reading a FIFO blocks until someone writes, a device never ends."""
 
     def __init__(self, path: str, what: str, link: bool = False) -> None:
         super().__init__(errno.EINVAL, f"not a regular file: {what}", path)
@@ -42,10 +40,8 @@ def kind_of(mode: int) -> str:
 class PosixStorage(Storage):
     """Files reached through the local file system; URLs look like `file://host/abs/path`.
 
-    With a root (`PosixStorage(root="/data/pic")`), no location outside `/data/pic` is read or written.
-    Symlinks below the root are followed as the file system does when they lead to a regular file below it;
-    a link that leads out of the root (or nowhere) is refused. Only regular files are read: a FIFO, socket or
-    device is refused before it is opened.
+    Symlinks below the root are followed when they lead to a regular file below it; a link that leads out of the
+    root (or nowhere) is refused. Only regular files are read: a FIFO, socket or device is refused unopened.
     """
 
     scheme = "file"
@@ -92,9 +88,7 @@ class PosixStorage(Storage):
     def _entry(self, child: os.DirEntry[str]) -> Entry | None:
         info = child.stat(follow_symlinks=False)
         if stat_module.S_ISLNK(info.st_mode):
-            target = os.path.realpath(child.path)
-            why = self._link_refused(child.path, target)
-            if why:
+            if why := self._link_refused(child.path, os.path.realpath(child.path)):
                 return Refused(child.path, 0, info.st_mtime, why, link=True)
             followed = os.stat(child.path)
             if stat_module.S_ISDIR(followed.st_mode):
@@ -120,8 +114,7 @@ class PosixStorage(Storage):
         path = self.path_of(location)
         info = os.lstat(path)
         if stat_module.S_ISLNK(info.st_mode):
-            why = self._link_refused(path, os.path.realpath(path))
-            if why:
+            if why := self._link_refused(path, os.path.realpath(path)):
                 raise NotARegularFile(path, why, link=True)
             info = os.stat(path)
         if stat_module.S_ISDIR(info.st_mode):

@@ -61,12 +61,8 @@ def scheme_of(url_or_scheme: str) -> str:
 
 
 def get_storage(url_or_scheme: str, root: str | None = None, credentials: Credentials = OPEN) -> Storage:
-    """The storage for a URL (`file://host/path`, `root://...`), a local path, or a scheme name.
-
-    With `root` (the RSE protocol's prefix, as a URL or native path) the storage refuses, with
-    OutsideRoot, every location that is not at or under it; without, nothing is confined. `credentials`:
-    what the RSE's storage asks (`credentials.for_rse`).
-    """
+    """The storage for a URL (`file://host/path`, `root://...`), a local path, or a scheme name; with `root`
+    (the RSE protocol's prefix) it refuses, with OutsideRoot, every location that is not at or under it."""
     scheme = scheme_of(url_or_scheme)
     try:
         factory = _FACTORIES[scheme]
@@ -84,11 +80,8 @@ def protocol_root(protocol: Mapping[str, Any]) -> str:
 
 
 def storage_for_pfn(pfn: str, protocols: Iterable[Mapping[str, Any]], credentials: Credentials = OPEN) -> Storage:
-    """The storage of `pfn`, confined to the root of the first of an RSE's `protocols` whose prefix holds it.
-
-    OutsideRoot when none does (another server, another prefix, a path climbing out): such a PFN was not
-    built by the RSE's protocols, and nothing is read there.
-    """
+    """The storage of `pfn`, confined to the root of the first of an RSE's `protocols` whose prefix holds it;
+    OutsideRoot when none does: such a PFN was not built by the RSE's protocols, and nothing is read there."""
     scheme = scheme_of(pfn)
     roots = [protocol_root(protocol) for protocol in protocols if protocol.get("scheme") == scheme]
     for root in roots:

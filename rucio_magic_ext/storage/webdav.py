@@ -5,14 +5,10 @@ Sites whose doors speak HTTP (dCache, EOS, XRootD's XrdHttp, StoRM) are reached 
 asks the server for its checksum (RFC 3230 `Digest` header, so no byte of the file crosses the network),
 `GET` with byte ranges reads, `PUT` writes, `MOVE` renames, `DELETE` removes, `MKCOL` makes folders.
 
-Where the server answers no digest, or another algorithm, the bytes are streamed and the checksum computed
-here; `checksum_detail` (Storage's) says which way each value was obtained. A copy streams
-through this process (HTTP third-party copy wants TLS and delegated credentials) and is then checked against
-the destination's own digest; the source's stored digest is compared with the bytes read.
-
-`PUT` replaces an existing file on most servers whatever the request says, so a copy first checks that the
-destination is absent: two writers racing for one new name are not told apart (the transfer tool writes to
-a name of its own and renames).
+A copy streams through this process (HTTP third-party copy wants TLS and delegated credentials). `PUT` replaces
+an existing file on most servers whatever the request says, so a copy first checks that the destination is
+absent: two writers racing for one new name are not told apart (the transfer tool writes to a name of its own
+and renames).
 """
 
 from __future__ import annotations
@@ -136,10 +132,7 @@ class _Body:
     """A PUT body read from a source stream, of known length (so no chunked encoding), checksummed on the way."""
 
     def __init__(self, reader: io.RawIOBase, size: int, digest: StreamingChecksum, progress: ProgressCallback | None):
-        self.reader = reader
-        self.size = size
-        self.digest = digest
-        self.progress = progress
+        self.reader, self.size, self.digest, self.progress = reader, size, digest, progress
         self.error: BaseException | None = None
 
     def __len__(self) -> int:
@@ -161,11 +154,8 @@ class _Body:
 class WebDAVStorage(ServerStorage):
     """Files on a WebDAV server; URLs look like `davs://host:port/abs/path` (or https://, http://).
 
-    `endpoint` (`https://host:port`) is where native paths are looked up; without it, the root's when the
-    root is a URL, else that of the first URL given. With a root, every location must be on that endpoint
-    and under that path (OutsideRoot otherwise). `credentials`: what the server asks (an X.509 proxy as the
-    client certificate, or a bearer token), found afresh at each request, and the CA folder TLS is verified
-    against. A refusal of the credential or of the server's certificate is AccessRefused, never the file's.
+    `credentials` (an X.509 proxy as the client certificate, or a bearer token) are found afresh at each request.
+    A refusal of the credential or of the server's certificate is AccessRefused, never the file's.
     """
 
     scheme = "davs"
@@ -197,16 +187,16 @@ class WebDAVStorage(ServerStorage):
         except (requests.ConnectionError, requests.Timeout) as error:
             raise StorageUnavailable(errno.EHOSTUNREACH, f"{urlsplit(url).netloc} does not answer: {error}",
                                      path) from error
+        said = f"{method} answered {response.status_code} {response.reason}"
         if response.status_code in _UNAVAILABLE_STATUSES:
             response.close()
-            raise StorageUnavailable(errno.EAGAIN, f"{method} answered {response.status_code} {response.reason}",
-                                     path)
+            raise StorageUnavailable(errno.EAGAIN, said, path)
         if response.status_code == 401 or (response.status_code == 403 and self.credentials.mechanism != "none"):
             response.close()
-            raise self.credentials.refused(f"{method} answered {response.status_code} {response.reason}", path)
+            raise self.credentials.refused(said, path)
         if response.status_code == 403:
             response.close()
-            raise PermissionError(errno.EACCES, f"{method} answered {response.status_code} {response.reason}", path)
+            raise PermissionError(errno.EACCES, said, path)
         return response
 
     def _presenting(self, headers: dict[str, str] | None) -> dict[str, Any]:

@@ -1,26 +1,19 @@
 """Storage reached over XRootD (Rucio scheme `root`), with XRootD's own Python client (PyPI `xrootd`).
 
-The observatory and the data centre serve their disks over XRootD, so the scanner lists, stats and
-checksums there without mounting anything, and the transfer tool copies server to server.
+XRootD.client rather than fsspec-xrootd (which wraps the same client): every failure keeps its XRootD status, so
+a missing file, a refused permission and a server that does not answer become distinct exceptions (fsspec-xrootd
+makes them all a bare OSError); it offers third-party copy (`CopyProcess`) and costs no event loop thread.
+Measured against an xrootd 5.5.3 server on loopback: listing a folder of 10,000 files with sizes and mtimes
+136 ms (fsspec-xrootd 156 ms); 100 stats 14 ms (52 ms); 100 checksum queries 12 ms (32 ms).
 
-XRootD.client rather than fsspec-xrootd (which wraps the same client): every failure keeps its XRootD
-status (kXR error number, client error code), so a missing file, a refused permission and a server that
-does not answer become distinct exceptions; fsspec-xrootd turns them all into a bare OSError. It also
-offers third-party copy (`CopyProcess`), which fsspec-xrootd does not, and costs no event loop thread.
-Measured against an xrootd 5.5.3 server on loopback: listing a folder of 10,000 files with sizes and
-mtimes 136 ms (fsspec-xrootd 156 ms); 100 stats 14 ms (52 ms); 100 checksum queries 12 ms (32 ms).
+Checksums are the server's (`xrootd.chksum adler32`): a query costs no bytes on the network, and once computed
+is answered from the file's extended attributes; another algorithm is streamed and computed here. A server keeps
+its checksum while the file's mtime is unchanged, so a copy compares the source's stored checksum with the
+destination's fresh one: a source whose bytes rotted after they were checksummed is caught at the copy.
 
-Checksums are the server's (`xrootd.chksum adler32`): a checksum query costs no bytes on the network
-and, once the server has computed it, is answered from the file's extended attributes. Where the server
-answers another algorithm or none, the bytes are streamed and the checksum computed here; `checksum_detail`
-(Storage's) says which way each value was obtained. A server keeps the checksum it computed while the file's mtime
-is unchanged, so a copy compares the source's stored checksum with the destination's fresh one: a source
-whose bytes rotted after they were checksummed is caught at the copy.
-
-The client retries a refused connection for up to ten minutes by default; unless `XRD_CONNECTIONRETRY`,
-`XRD_CONNECTIONWINDOW` or `XRD_STREAMERRORWINDOW` are set, this module makes it give up at once (ten seconds
-for a host that does not even refuse) and try again five seconds after a failure rather than thirty minutes,
-so that a stopped server is reported (StorageUnavailable) rather than waited for, and a restarted one is used.
+The client retries a refused connection for up to ten minutes by default; unless the site sets `XRD_*` variables,
+it gives up at once here (ten seconds for a host that does not even refuse) and tries again five seconds after a
+failure, so that a stopped server is reported (StorageUnavailable) rather than waited for.
 """
 
 from __future__ import annotations
@@ -64,9 +57,12 @@ _REFUSED_CODES = frozenset({110, 203, 204})
 _ERROR_RESPONSE = 400
 # kXR error numbers of a server's error response (XProtocol.h).
 _KXR_NOT_AUTHORIZED, _KXR_NOT_FOUND, _KXR_UNSUPPORTED, _KXR_NO_SERVER = 3010, 3011, 3013, 3014
-_KXR_IS_DIRECTORY, _KXR_ITEM_EXISTS, _KXR_OVERLOADED = 3016, 3018, 3024
-_KXR_NO_SPACE, _KXR_OVER_QUOTA, _KXR_FS_READ_ONLY = 3009, 3021, 3025
-_KXR_FILE_LOCKED = 3003
+_KXR_ITEM_EXISTS, _KXR_OVERLOADED, _KXR_FILE_LOCKED = 3018, 3024, 3003
+# ... as errno values: OSError(number, ...) is then FileNotFoundError, PermissionError, FileExistsError and the like.
+_KXR_ERRNOS = {
+    _KXR_NOT_FOUND: errno.ENOENT, _KXR_NOT_AUTHORIZED: errno.EACCES, 3016: errno.EISDIR, _KXR_ITEM_EXISTS: errno.EEXIST,
+    3009: errno.ENOSPC, 3021: errno.ENOSPC, 3025: errno.EROFS, _KXR_UNSUPPORTED: errno.EOPNOTSUPP,
+}
 #: How long a new file's name may stay held by a writer that is going away (a refused third-party copy).
 LOCKED_NAME_GRACE = 10.0
 
@@ -136,23 +132,10 @@ def _raise_for(status: Any, endpoint: str, path: str, credentials: Credentials =
     if status.code in _UNREACHABLE_CODES:
         raise StorageUnavailable(errno.EHOSTUNREACH, f"{endpoint} does not answer: {message}", path)
     if status.code == _ERROR_RESPONSE:
-        number = status.errno
-        if number == _KXR_NOT_FOUND:
-            raise FileNotFoundError(errno.ENOENT, message, path)
-        if number == _KXR_NOT_AUTHORIZED:
-            raise PermissionError(errno.EACCES, message, path)
-        if number == _KXR_IS_DIRECTORY:
-            raise IsADirectoryError(errno.EISDIR, message, path)
-        if number == _KXR_ITEM_EXISTS:
-            raise FileExistsError(errno.EEXIST, message, path)
-        if number in (_KXR_NO_SERVER, _KXR_OVERLOADED):
+        if status.errno in (_KXR_NO_SERVER, _KXR_OVERLOADED):
             raise StorageUnavailable(errno.EAGAIN, f"{endpoint} cannot serve now: {message}", path)
-        if number in (_KXR_NO_SPACE, _KXR_OVER_QUOTA):
-            raise OSError(errno.ENOSPC, message, path)
-        if number == _KXR_FS_READ_ONLY:
-            raise OSError(errno.EROFS, message, path)
-        if number == _KXR_UNSUPPORTED:
-            raise OSError(errno.EOPNOTSUPP, message, path)
+        if status.errno in _KXR_ERRNOS:
+            raise OSError(_KXR_ERRNOS[status.errno], message, path)
         if "not a directory" in message:
             raise NotADirectoryError(errno.ENOTDIR, message, path)
     raise OSError(errno.EIO, message, path)
@@ -215,22 +198,16 @@ class _TpcRefused(Exception):
 class XRootDStorage(ServerStorage):
     """Files on an XRootD server; URLs look like `root://host:port//abs/path`.
 
-    `endpoint` (`root://host:port`) is where native paths are looked up; without it, the root's when the
-    root is a URL, else that of the first URL given. With a root, every location must be on that endpoint
-    and under that path (OutsideRoot otherwise). `timeout` bounds each request in seconds,
-    `checksum_timeout` a checksum query (the server may read a large file first). `tpc`: copy server to
-    server when both ends are root:// (falls back to streaming through here where the destination refuses).
-
-    `credentials`: what a guarded server asks, put where XRootD's client reads it (``present``). The client
-    keeps one connection per server and login name, authenticated once: each token gets a login name of its
-    own, so a renewed token is used from the next request on. Under a credential, copies stream through here:
-    handing a proxy or a token on to the destination server is a transfer service's work (FTS at a site).
+    `tpc`: copy server to server when both ends are root:// (streamed through here where the destination
+    refuses). `credentials` are put where XRootD's client reads them (``present``). The client keeps one
+    connection per server and login name, authenticated once: each token gets a login name of its own, so a
+    renewed token is used from the next request on. Under a credential, copies stream through here: handing a
+    proxy or a token on to the destination server is a transfer service's work (FTS at a site).
     """
 
     scheme = "root"
 
     def __init__(self, *args: Any, tpc: bool = True, **kwargs: Any) -> None:
-        """ServerStorage's arguments, and `tpc`."""
         if xrd_client is None:
             raise ImportError("root:// storage needs XRootD's Python client: pip install xrootd")
         super().__init__(*args, **kwargs)
@@ -319,11 +296,8 @@ class XRootDStorage(ServerStorage):
 
     def _copy(self, origin: Storage, source: str, destination: str, wanted: tuple[str, ...],
               progress: ProgressCallback | None) -> CopyResult:
-        """Server to server where both ends are root:// and the destination allows, else streamed.
-
-        After a third-party copy the destination's checksum, asked of its server, is compared with the source's
-        stored one (a source whose bytes rotted after they were checksummed is caught here).
-        """
+        """Server to server where both ends are root:// and the destination allows, else streamed. After a
+        third-party copy the destination server's checksum is compared with the source's stored one."""
         endpoint, _ = self._locate(destination)
         if isinstance(origin, XRootDStorage) and self.tpc and endpoint not in self._tpc_refused:
             try:
@@ -375,10 +349,8 @@ class XRootDStorage(ServerStorage):
         _raise_for(status, endpoint, path, self.credentials)
 
     def _create(self, endpoint: str, path: str) -> Any:
-        """A new file open for writing; a name still held by a closing writer is waited for a few seconds.
-
-        A destination that refused a third-party copy keeps the name open for a moment after answering.
-        """
+        """A new file open for writing; a name still held by a closing writer (a destination that refused a
+        third-party copy, for a moment after answering) is waited for a few seconds."""
         deadline = time.monotonic() + LOCKED_NAME_GRACE
         while True:
             handle = xrd_client.File()
