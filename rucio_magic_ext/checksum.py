@@ -14,6 +14,7 @@ import queue
 import threading
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 ADLER32 = "adler32"
@@ -177,3 +178,38 @@ def wanted_algorithms(algorithms: Iterable[str]) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unsupported checksum algorithms: {sorted(unknown)}")
     return wanted
+
+
+class Unfinished(Exception):
+    """The file changed during the pass, or its gzip stream has not ended: it is still being written."""
+
+
+class Corrupt(Exception):
+    """The gzip stream is broken: no later write will mend it."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    size: int
+    checksums: dict[str, str]
+
+
+def digest_stream(stream: ReadIntoStream, algorithms: tuple[str, ...], gzip: bool, size: int) -> Digest:
+    """Checksums of a stream of ``size`` bytes, checking on the way that a gzip stream is whole."""
+    checksum = StreamingChecksum(algorithms)
+    inflater = zlib.decompressobj(wbits=31) if gzip else None
+    for block in read_file_blocks(stream, size):
+        checksum.update(block)
+        if inflater is not None and not inflater.eof:
+            try:
+                inflater.decompress(block, 1 << 20)
+                while inflater.unconsumed_tail and not inflater.eof:
+                    inflater.decompress(inflater.unconsumed_tail, 1 << 20)
+            except zlib.error as error:
+                raise Corrupt(f"gzip stream broken: {error}") from None
+    if inflater is not None:
+        if not inflater.eof:
+            raise Unfinished("gzip stream has no end yet (trailer missing)")
+        if inflater.unused_data:
+            raise Corrupt(f"{len(inflater.unused_data)} bytes after the end of the gzip stream")
+    return Digest(checksum.size, checksum.hexdigests())

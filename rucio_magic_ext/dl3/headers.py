@@ -203,14 +203,15 @@ def _verify_checksums(hdu: _Hdu, data: bytes) -> None:
             raise Dl3Refused("checksum", f"{hdu}: CHECKSUM says {stated!r} but the HDU as stored gives {computed!r}")
 
 
-def _walk(stream: _Stream) -> list[_Hdu]:
-    """Every HDU's header in file order, the data checked to be there (and verified where checksums say)."""
+def _walk(stream: _Stream, sums: bool) -> list[_Hdu]:
+    """Every HDU's header in file order, the data checked to be there (and verified where checksums say, if
+    ``sums``)."""
     hdus: list[_Hdu] = []
     while (header := _header(stream, len(hdus))) is not None:
         hdu = _Hdu(len(hdus), header)
         size, padded = _data_size(hdu)
         start = stream.position
-        summed = "CHECKSUM" in header or "DATASUM" in header
+        summed = sums and ("CHECKSUM" in header or "DATASUM" in header)
         data = stream.read(padded) if summed else b""
         present = len(data) if summed else stream.skip(padded)
         if present < size:
@@ -349,16 +350,19 @@ def _positions(events: fits.Header) -> dict[str, str | int | float]:
     return found
 
 
-def describe(stream: BinaryIO, size: int, record: MagicName, night: date | None = None) -> dict[str, str | int | float]:
+def describe(
+    stream: BinaryIO, size: int, record: MagicName, night: date | None = None, sums: bool = True
+) -> dict[str, str | int | float]:
     """Metadata of a DL3 file from its FITS headers, checked against its name. Raises Dl3Refused.
 
     ``size`` is the file's size on storage (a ``.fits.gz`` is checked against its decompressed size instead);
     ``night`` is the folder's night, for a name without one. Reads the header blocks only, but also the data
-    of an HDU with checksum cards, and the whole of a gzip file.
+    of an HDU with checksum cards (unless ``sums`` is off: they are verified on the file's copy), and the whole
+    of a gzip file.
     """
     if size == 0:
         raise Dl3Refused("not_fits", "the file is empty")
-    hdus = _walk(_opened(stream, size, record.compression == "gz"))
+    hdus = _walk(_opened(stream, size, record.compression == "gz"), sums)
     events = _require(hdus).header
     start, stop, mjdref = _times(events)
     meta: dict[str, str | int | float] = {

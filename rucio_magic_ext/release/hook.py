@@ -3,7 +3,9 @@
 Each cycle, every file of a carrier is assessed from Rucio's database (``verify.py``): its policy rules in
 place with their locks OK and replicas AVAILABLE. A rule STUCK or SUSPENDED holds the carrier and says so;
 copies under way leave it waiting. Once every file is ready, each copy is read back at its storage and
-compared with the size and adler32 registered from the source. Only when all its files pass, and the
+compared with the size and adler32 registered from the source; a ``.gz`` or DL3 copy is also read whole, once,
+at one destination, its gzip stream proven to end and its checksum cards to hold (its source, checksummed by its
+server, was not read across the link). Only when all its files pass, and the
 copies have dwelt long enough, does the carrier go (``carrier/life.py``): its source rule is removed (the
 source copies become OBSOLETE and the reaper deletes them), then its dataset. A copy that fails is declared
 bad, so Rucio transfers it again, and its file waits, its source copy kept. Every decision is written to the
@@ -23,6 +25,7 @@ or removed by the person): a retry never lets the flow delete bytes other than t
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,10 +33,13 @@ from typing import Any
 
 from rucio_magic_ext import monitoring, rucio_db
 from rucio_magic_ext.carrier.life import IN_FLIGHT, Carriers
+from rucio_magic_ext.checksum import ADLER32, Corrupt, Unfinished, digest_stream
 from rucio_magic_ext.common import DID, LoggerFunction, utcnow
+from rucio_magic_ext.dl3.headers import Dl3Refused, describe
 from rucio_magic_ext.ledger import FileState, Ledger
 from rucio_magic_ext.ledger.models import LedgerCarrier, LedgerFile
 from rucio_magic_ext.ledger.states import CarrierState
+from rucio_magic_ext.naming import Level
 from rucio_magic_ext.release.catalogue import ReleaseCatalogue
 from rucio_magic_ext.release.config import CarrierConfig
 from rucio_magic_ext.release.source import adler32_of, read_sources
@@ -52,9 +58,10 @@ from rucio_magic_ext.release.verify import (
     mismatches,
     source_verdict,
     unreadable,
+    unsound,
 )
 from rucio_magic_ext.replication import ReplicationPolicy
-from rucio_magic_ext.storage import credentials, storage_for_pfn
+from rucio_magic_ext.storage import Storage, credentials, storage_for_pfn
 
 ACTOR = "carrier"
 SPLIT_AFTER_FAILURES = 3  # verifications failed (wrong or unreadable copies) before a file leaves its batch
@@ -153,9 +160,11 @@ class Hook:
             return 0  # copies under way
         proof = self._prove(carrier, files)  # the facts gathered again, with the PFNs of the copies to read
         if not proof.proven:
-            self._split_failing(carrier, files)
+            files = self.carriers.files(carrier)
+            if not self._split_held(carrier, files, self._held(files), "held for a person"):
+                self._split_failing(carrier, files)
             return 0
-        held = [row for row in files if held_for_a_person(row.last_error) and (row.retry_after or NEVER) > utcnow()]
+        held = self._held(files)
         if held:  # until a person's retry, or its next look: not read again each pass
             self._split_held(carrier, files, held, "held for a person")
             self.carriers.hold(carrier, f"{held[0].name}: {held[0].last_error}", ACTOR)
@@ -207,11 +216,20 @@ class Hook:
         return f"{held[0].name}: {verdicts[held[0].did].reason}{more}"
 
     def _source_verdict(self, row: LedgerFile, reading: SourceReading) -> SourceVerdict:
-        accepted = False
-        if reading.missing and held_for_a_person(row.last_error):
-            stories = [events for found, events in self.ledger.history(row.rse, row.path) if found.id == row.id]
-            accepted = absence_accepted([(event.actor, event.detail) for event in stories[0]] if stories else [])
+        accepted = reading.missing and self._answered(row)
         return source_verdict(Registered(row.size, row.mtime, str(row.adler32)), reading, accepted)
+
+    def _answered(self, row: LedgerFile) -> bool:
+        """Whether a person put the file back into the flow since it was held for them."""
+        if not held_for_a_person(row.last_error):
+            return False
+        stories = [events for found, events in self.ledger.history(row.rse, row.path) if found.id == row.id]
+        return absence_accepted([(event.actor, event.detail) for event in stories[0]] if stories else [])
+
+    @staticmethod
+    def _held(files: list[LedgerFile]) -> list[LedgerFile]:
+        """Files held for a person until their retry, or their next look."""
+        return [row for row in files if held_for_a_person(row.last_error) and (row.retry_after or NEVER) > utcnow()]
 
     def _hold_source(self, row: LedgerFile, verdict: SourceVerdict) -> None:
         """Keep a source whose bytes are not proven the registered ones; an alarm, counted, when newly found."""
@@ -257,15 +275,26 @@ class Hook:
                 continue
             if row.state is FileState.PROTECTED:
                 self.ledger.move([row], FileState.REPLICATED, ACTOR, assessment.reason)
+            if row.state is FileState.REPLICATED and self._held([row]):
+                waiting.append(f"{row.name}: {row.last_error}")  # not read whole again until a person's retry
+                continue
             if row.state is FileState.REPLICATED or again:
                 read += 1
-                readings = [self._read(copy.rse, copy.pfn) for copy in assessment.copies]
+                whole = row.state is FileState.REPLICATED and _self_checked(row) and not self._answered(row)
+                readings = [self._read(c.rse, c.pfn, row if whole and i == 0 else None)
+                            for i, c in enumerate(assessment.copies)]
                 wrong, cannot = mismatches(row.size, str(row.adler32), readings), unreadable(readings)
                 if wrong:
                     waiting.append(f"{row.name}: {self._refuse(row, wrong)}")
                     continue
                 if cannot:
                     waiting.append(f"{row.name}: {self._cannot_read(row, cannot)}")
+                    continue
+                broken = next((r for r in readings if r.unsound), None)
+                if broken is not None:
+                    hold = unsound(f"{broken.rse} {broken.pfn}", str(broken.unsound))
+                    self._hold_source(row, hold)
+                    waiting.append(f"{row.name}: {hold.reason}")
                     continue
                 if row.state is FileState.REPLICATED:
                     copies = "; ".join(f"{r.rse} {r.pfn} size {r.size} adler32 {r.adler32}{_how(r)}" for r in readings)
@@ -282,17 +311,18 @@ class Hook:
         how = "read again" if again else "verified"
         return Proof(True, f"{len(files)} file(s) {how} at {', '.join(sorted(at))}", read == len(files))
 
-    def _read(self, rse: str, pfn: str | None) -> Reading:
+    def _read(self, rse: str, pfn: str | None, whole: LedgerFile | None = None) -> Reading:
         """A copy as its storage holds it, read only through the RSE's own protocols in Rucio: the storage is
         confined to the prefix of the protocol that holds the PFN, so a PFN leading elsewhere is read nowhere
-        (unreadable: the file is held, nothing is declared bad)."""
+        (unreadable: the file is held, nothing is declared bad). ``whole``: the file whose own checks it must pass."""
         if pfn is None:
             return Reading(rse, "(no PFN)", None, None, "no protocol to read the copy with")
         try:
             storage = storage_for_pfn(pfn, rucio_db.rse_settings(rse)["protocols"], credentials.for_rse(rse))
             entry = storage.stat(pfn)
             adler32, how = adler32_of(storage, pfn)
-            return ProvenReading(rse, pfn, entry.size, adler32, how=how)
+            unsound = _self_check(storage, pfn, entry.size, whole) if whole is not None else None
+            return ProvenReading(rse, pfn, entry.size, adler32, unsound=unsound, how=how)
         except FileNotFoundError:
             return Reading(rse, pfn, None, None, "missing at the storage", missing=True)
         except Exception as error:
@@ -344,3 +374,24 @@ class Hook:
         gone = [row for row in released if row.did not in present]
         self.ledger.move(gone, FileState.DELETED, ACTOR, f"source replica deleted from {self.config.rse}")
         return len(gone)
+
+
+def _self_checked(row: LedgerFile) -> bool:
+    return row.path.endswith(".gz") or row.record.level is Level.DL3
+
+
+def _self_check(storage: Storage, pfn: str, size: int, row: LedgerFile) -> str | None:
+    """Why a copy's bytes fail their own check (a gzip stream's end, a DL3 file's checksum cards), read here;
+    None when they pass."""
+    try:
+        if row.path.endswith(".gz"):
+            with storage.open_read(pfn) as stream:
+                digest_stream(stream, (ADLER32,), gzip=True, size=size)
+        if row.record.level is Level.DL3:
+            with storage.open_read(pfn) as stream:
+                describe(io.BufferedReader(stream, 1 << 20), size, row.record, row.night)
+    except (Unfinished, Corrupt) as error:
+        return str(error)
+    except Dl3Refused as error:
+        return f"DL3 refused ({error.kind}): {error}"
+    return None

@@ -7,6 +7,9 @@ stay count: a copy at the source RSE itself, or under a rule that expires, is no
 when each counted copy, read at its storage, has the size and adler32 registered from the source, and
 at least ``min_copies`` distinct RSEs hold one. It may go once the copies have been in place for the
 dwell time. A copy that cannot be read proves nothing either way: it holds the file, and is not declared bad.
+A ``.gz`` or DL3 file's copy is read whole once, at one destination, when first verified: its gzip stream must
+end and its checksum cards hold (``unsound``), which where its source's server gave the checksum nothing read
+before, so that no byte of it crosses the link twice.
 Just before its source rule goes, each source file is read again at the observatory (``source_verdict``):
 only the registered bytes, which the copies were proven to hold, may be deleted there.
 """
@@ -107,6 +110,7 @@ class Reading:
     adler32: str | None
     error: str | None = None
     missing: bool = False  # the storage says the file is not there: a proven loss, unlike an error
+    unsound: str | None = None  # read whole, its bytes as registered, but failing their own check: why
 
 
 def mismatches(expected_size: int, expected_adler32: str, readings: Sequence[Reading]) -> dict[str, str]:
@@ -152,9 +156,11 @@ def may_release(
 
 # -- the source, read again just before its carrier's source rule goes ----------------------------------------
 
-# The reasons that hold a file for a person: its source holds bytes other than the registered ones, or none.
+# The reasons that hold a file for a person: its source holds bytes other than the registered ones, or none, or the
+# registered bytes fail their own check (a gzip stream's end, a DL3 file's checksum cards), read on the copy.
 SOURCE_CHANGED = "source changed since registration"
 SOURCE_GONE = "source gone since registration"
+UNSOUND = "registered bytes fail their own check"
 FOR_A_PERSON = "held for a person, never deleted by the flow"
 RETRY = "`rucio-magic retry PATH --why ...`"
 WAY_OUT = (
@@ -168,6 +174,7 @@ class SourceState(Enum):
     TOUCHED = "touched"  # the registered bytes under another mtime: may go
     CHANGED = "changed"  # other bytes: they exist only here, held for a person
     GONE = "gone"  # nothing at its path: held until a person says its absence is known
+    UNSOUND = "unsound"  # registered truncated or broken: held until a person says they are final
     UNREADABLE = "unreadable"  # proves nothing either way: held, tried again
 
 
@@ -233,9 +240,18 @@ def source_verdict(registered: Registered, reading: SourceReading, absence_accep
     return SourceVerdict(SourceState.UNCHANGED, f"source unchanged: {now}", True)
 
 
+def unsound(pfn: str, why: str) -> SourceVerdict:
+    """A copy holding the registered bytes, which fail their own check: registered before its writer finished, or
+    truncated or broken at the source. Neither copy nor source is the file it should be, and the scanner did not
+    read the source whole to see it (its server gave the checksum), so a person decides."""
+    reason = f"{UNSOUND}, {FOR_A_PERSON}: its copy {pfn}, which holds the registered bytes: {why}"
+    return SourceVerdict(SourceState.UNSOUND, f"{reason}; {RETRY} once they are known to be final", False)
+
+
 def held_for_a_person(last_error: str | None) -> bool:
-    """Whether a file's last error is a source found changed or gone: only a person's retry reads it again early."""
-    return bool(last_error) and str(last_error).startswith((SOURCE_CHANGED, SOURCE_GONE))
+    """Whether a file's last error is a source found changed or gone, or registered unsound: only a person's
+    retry reads it again early."""
+    return bool(last_error) and str(last_error).startswith((SOURCE_CHANGED, SOURCE_GONE, UNSOUND))
 
 
 def _when(mtime: float) -> str:
@@ -244,7 +260,8 @@ def _when(mtime: float) -> str:
 
 def absence_accepted(events: Sequence[tuple[str, str | None]]) -> bool:
     """Whether a person put a file back into the flow (``rucio-magic retry``, actor ``operator:...``) after it was
-    last held for its source: ``events`` are its history's (actor, detail), oldest first."""
+    last held for its source (its absence, or its unsound bytes, known): ``events`` are its history's (actor,
+    detail), oldest first."""
     held = [index for index, (_, detail) in enumerate(events) if held_for_a_person(_error(detail))]
     return bool(held) and any(actor.startswith("operator:") for actor, _ in events[held[-1] + 1 :])
 

@@ -1,13 +1,12 @@
 """Checksum: adler32 (and md5 when configured) in one streaming pass over each settled file.
 
-A ``.gz`` file is decompressed in the same pass: a gzip stream whose end (and so its CRC and length
-trailer) is not there yet means the file is still being written, whatever its mtime says. It goes back
-to SEEN, and to QUARANTINED once it has not grown for several settle times.
-
-The storage's own checksum is used for other files when the storage computes one (root://): no byte
-crosses the network. A ``.gz`` file is still streamed there: its gzip check is the only proof that a writer
-which paused longer than the settle time has finished, and one read of the file on the observatory's LAN
-costs less than registering a truncated file whose source is later deleted.
+The storage's own checksum is used where the storage computes one (root://, davs://): no byte crosses the
+network, which between La Palma and PIC is one shared link. Elsewhere (posix) the file is read here, and a
+``.gz`` file is decompressed in the same pass: a gzip stream whose end (and so its CRC and length trailer)
+is not there yet means the file is still being written, whatever its mtime says. It goes back to SEEN, and
+to QUARANTINED once it has not grown for several settle times. A ``.gz`` file checksummed by its server is
+proven whole on its first copy instead, read at the destination before its source may go
+(``release/hook.py``).
 
 A DL3 file's FITS headers are read in the same stage (``scanner/headers.py``), between the two checks that
 the file did not change: one refused by its headers is QUARANTINED with the reason.
@@ -21,13 +20,11 @@ the whole storage or database stops the stage, after the files already done are 
 from __future__ import annotations
 
 import logging
-import zlib
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from rucio_magic_ext import daemons, monitoring
-from rucio_magic_ext.checksum import ReadIntoStream, StreamingChecksum, read_file_blocks
+from rucio_magic_ext.checksum import Corrupt, Unfinished, digest_stream
 from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.dl3.headers import Dl3Refused
 from rucio_magic_ext.ledger import FileState, LostRace
@@ -39,41 +36,6 @@ from rucio_magic_ext.storage.posix import NotARegularFile
 
 ACTOR = "scanner.checksum"
 GIVE_UP_AFTER_SETTLES = 3
-
-
-class Unfinished(Exception):
-    """The file changed during the pass, or its gzip stream has not ended: it is still being written."""
-
-
-class Corrupt(Exception):
-    """The gzip stream is broken: no later write will mend it."""
-
-
-@dataclass(frozen=True)
-class Digest:
-    size: int
-    checksums: dict[str, str]
-
-
-def digest_stream(stream: ReadIntoStream, algorithms: tuple[str, ...], gzip: bool, size: int) -> Digest:
-    """Checksums of a stream of ``size`` bytes, checking on the way that a gzip stream is whole."""
-    checksum = StreamingChecksum(algorithms)
-    inflater = zlib.decompressobj(wbits=31) if gzip else None
-    for block in read_file_blocks(stream, size):
-        checksum.update(block)
-        if inflater is not None and not inflater.eof:
-            try:
-                inflater.decompress(block, 1 << 20)
-                while inflater.unconsumed_tail and not inflater.eof:
-                    inflater.decompress(inflater.unconsumed_tail, 1 << 20)
-            except zlib.error as error:
-                raise Corrupt(f"gzip stream broken: {error}") from None
-    if inflater is not None:
-        if not inflater.eof:
-            raise Unfinished("gzip stream has no end yet (trailer missing)")
-        if inflater.unused_data:
-            raise Corrupt(f"{len(inflater.unused_data)} bytes after the end of the gzip stream")
-    return Digest(checksum.size, checksum.hexdigests())
 
 
 def checksum(context: Context) -> int:
@@ -134,12 +96,11 @@ def _read(context: Context, row: LedgerFile) -> dict[str, Any]:
     if (before.size, before.mtime) != (row.size, row.mtime):
         raise Unfinished("changed since it settled")
     algorithms = context.config.checksums
-    gzip = row.path.endswith(".gz")
-    if context.storage.storage_side_checksum and not gzip:
+    if context.storage.storage_side_checksum:
         found = context.storage.checksum(location, algorithms)
-    else:  # streamed here: a .gz file always, for its completeness check (see above)
+    else:
         with context.storage.open_read(location) as stream:
-            digest = digest_stream(stream, algorithms, gzip=gzip, size=row.size)
+            digest = digest_stream(stream, algorithms, gzip=row.path.endswith(".gz"), size=row.size)
         if digest.size != row.size:
             raise Unfinished(f"read {digest.size} bytes of {row.size}")
         found = digest.checksums

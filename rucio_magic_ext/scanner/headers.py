@@ -2,7 +2,10 @@
 
 A DL3 file is registered fully described or not at all: one that is not valid FITS, fails its checksum cards,
 lacks a required header or contradicts its name is refused with the reason (``Dl3Refused``) and left on
-storage. Only the header blocks are read where the storage serves ranges (posix, root://, davs://).
+storage. Only the header blocks are read where the storage serves ranges (posix, root://, davs://). The data of
+an HDU with checksum cards is read too, to verify them, except where the storage's server gave the file's
+checksum: no data crosses the link then, and the cards are verified on the file's first copy, at the
+destination, before its source may go (``release/hook.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ def header_metadata(storage: Storage, location: str, row: LedgerFile) -> dict[st
     if row.record.level is not Level.DL3:
         return None
     with storage.open_read(location) as stream:
-        return describe(_buffered(stream), row.size, row.record, row.night)
+        return describe(_buffered(stream), row.size, row.record, row.night, sums=not storage.storage_side_checksum)
 
 
 def _buffered(stream: io.RawIOBase | BinaryIO) -> BinaryIO:

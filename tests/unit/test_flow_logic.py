@@ -18,6 +18,7 @@ from rucio_magic_ext.carrier.model import (
     closing_reason,
     plan_batches,
 )
+from rucio_magic_ext.checksum import Corrupt, Unfinished, digest_stream
 from rucio_magic_ext.release.verify import (
     Copy,
     Readiness,
@@ -28,7 +29,6 @@ from rucio_magic_ext.release.verify import (
     mismatches,
     unreadable,
 )
-from rucio_magic_ext.scanner.checksum import Corrupt, Unfinished, digest_stream
 from rucio_magic_ext.scanner.discover import describe, wanted
 from rucio_magic_ext.scanner.settle import Settling, decide
 from rucio_magic_ext.storage.base import Entry
