@@ -22,7 +22,14 @@ from rucio_magic_ext import layout, monitoring
 from rucio_magic_ext.audit.classes import Kind
 from rucio_magic_ext.carrier.model import CARRIER_SCOPE
 from rucio_magic_ext.common import utcnow
-from rucio_magic_ext.ledger.models import LedgerAuditCounts, LedgerCarrier, LedgerEvent, LedgerFile, LedgerFolder
+from rucio_magic_ext.ledger.models import (
+    LedgerAuditCounts,
+    LedgerCarrier,
+    LedgerEvent,
+    LedgerFile,
+    LedgerFolder,
+    LedgerOutage,
+)
 from rucio_magic_ext.ledger.states import DEAD_ENDS, UNSAFE, CarrierState, FileState
 from rucio_magic_ext.ledger.store import Ledger
 from rucio_magic_ext.release.verify import SOURCE_CHANGED, SOURCE_GONE
@@ -89,6 +96,17 @@ class FolderTrouble:
 
 
 @dataclass(frozen=True)
+class Outage:
+    """A service the scanner found not answering for a source RSE, since when, and the last cycle that found so."""
+
+    rse: str
+    service: str
+    since: datetime
+    seen_at: datetime
+    why: str | None
+
+
+@dataclass(frozen=True)
 class Audit:
     """The last cheap audit of a source RSE: ``counts`` per class (``audit.classes.Kind`` values) as taken at
     ``taken_at`` (None: never yet); ``error`` says why the last try, at ``tried_at``, gave no new counts."""
@@ -140,6 +158,7 @@ class Census:
     audits: dict[str, Audit] = field(default_factory=dict)  # the last audit of each source RSE
     waiting: list[Waiting] = field(default_factory=list)  # what the files not yet deleted wait on
     credentials: list[Outlook] = field(default_factory=list)  # of each guarded RSE's storage, as found now
+    outages: list[Outage] = field(default_factory=list)  # services not answering, as the scanner last found them
 
     @property
     def rses(self) -> list[str]:
@@ -148,6 +167,7 @@ class Census:
             | {rse for rse, _ in self.carriers}
             | {f.rse for f in self.folders}
             | set(self.audits)
+            | {o.rse for o in self.outages}
         )
 
     def nights(self, rse: str) -> list[date | None]:
@@ -227,6 +247,8 @@ def publish(census: Census) -> None:
     left = {(o.rse, o.mechanism): max(o.left.total_seconds(), 0.0) if o.left is not None else 0.0
             for o in census.credentials if o.left is not None or o.warning}
     monitoring.gauges(monitoring.CREDENTIAL_LEFT, left)
+    lasting = {(o.rse, o.service): (census.taken_at - o.since).total_seconds() for o in census.outages}
+    monitoring.gauges(monitoring.OUTAGE_SECONDS, lasting)
     _publish_audits(census)
 
 
@@ -277,6 +299,9 @@ def _ledger_counts(census: Census, ledger: Ledger, rse: str | None, errors: bool
         ]
         census.audits = audits(session, rse)
         census.waiting = waiting(session, rse)
+        found = select(LedgerOutage).where(*([LedgerOutage.rse == rse] if rse else []))
+        rows = session.scalars(found.order_by(LedgerOutage.since))
+        census.outages = [Outage(o.rse, o.service, o.since, o.seen_at, o.why) for o in rows]
         if errors:
             census.errors = recent_errors(session, rse, census.taken_at - ERROR_WINDOW)
             census.troubles = troubles(session, rse)
@@ -347,6 +372,21 @@ def audit_tried(ledger: Ledger, rse: str) -> datetime | None:
     """When an audit of ``rse`` was last tried: the next is due a period after it, whichever process asks."""
     with ledger.session() as session:
         return session.scalar(select(LedgerAuditCounts.tried_at).where(LedgerAuditCounts.rse == rse))
+
+
+def record_outage(ledger: Ledger, rse: str, service: str, why: str | None, at: datetime) -> None:
+    """Keep that ``service`` does not answer for ``rse``: from when it first did not, and the last time found so;
+    ``why`` None: it answers again, and the outage is over."""
+    with ledger.session() as session:
+        row = session.scalar(select(LedgerOutage).where(LedgerOutage.rse == rse, LedgerOutage.service == service))
+        if why is None:
+            if row is not None:
+                session.delete(row)
+            return
+        if row is None:
+            row = LedgerOutage(rse=rse, service=service, since=at)
+            session.add(row)
+        row.seen_at, row.why = at, why
 
 
 def record_audit(

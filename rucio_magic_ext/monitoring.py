@@ -81,6 +81,11 @@ OUTAGES = _define(
 )
 
 # -- guarded storage (storage/credentials.py, census.py) ----------------------------------------------------
+OUTAGE_SECONDS = _define(
+    "source.outage_seconds.{rse}.{service}",
+    "gauge",
+    "seconds a service of a source RSE (its storage, credentials) has not answered the scanner; 0 once it answers",
+)
 STORAGE_REFUSED = _define(
     "storage.refused.{rse}.{mechanism}",
     "counter",

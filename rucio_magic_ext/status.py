@@ -2,7 +2,8 @@
 
 Pure rendering: the census (census.py) does the reading, so the screen shows the same numbers as the
 gauges. "Waiting" bytes are those that exist only at the source; "oldest unsafe" is when the oldest of
-them appeared. The audit line is the scanner's last cheap audit of the RSE, as recorded in the ledger: status
+them appeared. The audit line is the scanner's last cheap audit of the RSE, and a line starting with '!' a
+service of it (its storage, its credentials) the scanner finds not answering, as recorded in the ledger: status
 lists no storage itself, so the screen stays quick and shows what the gauges show.
 """
 
@@ -60,6 +61,12 @@ def _source(census: Census, rse: str) -> list[str]:
         + f"; carriers: {carriers or 'none'}",
         _audit(census, census.audits.get(rse)),
     ]
+    for outage in (o for o in census.outages if o.rse == rse):
+        lasting = _age(census.taken_at - outage.since)
+        lines.append(
+            f"! its {outage.service} does not answer since {_when(outage.since)} ({lasting}; last found so "
+            f"{_when(outage.seen_at)}): {_short(outage.why or '', 200)}"
+        )
     states = [state for state in FileState if census.count(rse, states=[state]).files]
     header = ["night", "files", *(state.value for state in states), "waiting", "oldest unsafe"]
     rows = []
@@ -230,6 +237,7 @@ def as_json(census: Census) -> dict[str, Any]:
                 "oldest_unsafe_age_seconds": _seconds(census.oldest_age(rse)),
                 "carriers": {state.value: n for (r, state), n in sorted(census.carriers.items()) if r == rse},
                 "audit": _plain(audit) if (audit := census.audits.get(rse)) else None,
+                "outages": [_plain(o) for o in census.outages if o.rse == rse],
                 "waiting": [_plain(w) for w in census.waiting if w.rse == rse],
                 "nights": nights,
             }

@@ -211,3 +211,19 @@ class LedgerAuditCounts(Base):
     error: Mapped[Optional[str]] = mapped_column(Text)  # why the last try failed; None when it gave the counts
 
     __table_args__ = (Index(None, "rse", unique=True),)
+
+
+class LedgerOutage(Base):
+    """A service the scanner finds not answering for a source RSE (its storage, the credentials it presents), from
+    when it first did not until the cycle that finds it back, which removes the row: ``status`` shows it meanwhile."""
+
+    __tablename__ = PREFIX + "outages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rse: Mapped[str] = mapped_column(String(255))
+    service: Mapped[str] = mapped_column(String(32))  # Outage.service: "storage", "credentials"
+    since: Mapped[datetime] = mapped_column(DateTime)
+    seen_at: Mapped[datetime] = mapped_column(DateTime)  # the last cycle that found it so
+    why: Mapped[Optional[str]] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "rse", "service", unique=True),)

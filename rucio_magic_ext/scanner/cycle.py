@@ -3,7 +3,9 @@
 An outage is not a failure of the files: when the storage's root is not there (unmounted, renamed away) the
 stages that read it are skipped, and when the database does not answer the cycle stops. Either is said once
 when it starts and once when it ends, counted (``magic_scanner_outages_total``), and marks no file; the next
-cycle resumes where the flow stood. A stop request (SIGTERM) ends the cycle after the current stage.
+cycle resumes where the flow stood. An outage of the storage (or of the credentials it is presented) is kept in
+the ledger while it lasts, for ``status`` and the gauge ``magic_source_outage_seconds``. A stop request (SIGTERM)
+ends the cycle after the current stage.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from rucio_magic_ext import daemons, monitoring
+from rucio_magic_ext import census, daemons, monitoring
+from rucio_magic_ext.common import utcnow
 from rucio_magic_ext.scanner.census import refresh_gauges
 from rucio_magic_ext.scanner.checksum import checksum
 from rucio_magic_ext.scanner.context import Context
@@ -99,8 +102,10 @@ def _storage_up(context: Context, stages: tuple[tuple[str, Callable[[Context], i
 
 
 def _outage(context: Context, service: str, why: str) -> None:
-    """Said once when it starts; the cycles after it stay quiet until the service is back."""
+    """Said once when it starts, and kept in the ledger for ``status`` while it lasts; the cycles after it stay quiet
+    until the service is back."""
     monitoring.outage(service)
+    _record(context, service, why)
     if service not in context.outages:
         context.outages[service] = why
         context.logger(logging.ERROR, "the %s does not answer (%s): its stages wait; no file is marked", service, why)
@@ -111,3 +116,16 @@ def _outage(context: Context, service: str, why: str) -> None:
 def _recovered(context: Context, service: str) -> None:
     if service in getattr(context, "outages", {}):
         context.logger(logging.WARNING, "the %s answers again (it failed: %s)", service, context.outages.pop(service))
+    if service == "storage":  # and so do the credentials it was presented; also an outage an earlier run left
+        _record(context, "storage", None)
+        _record(context, "credentials", None)
+
+
+def _record(context: Context, service: str, why: str | None) -> None:
+    """The ledger keeps an outage of the storage or credentials while it lasts; the database's cannot be kept."""
+    if service == "database" or getattr(context, "ledger", None) is None:
+        return
+    try:
+        census.record_outage(context.ledger, context.rse, service, why, utcnow())
+    except Exception as error:  # the ledger may be down too: the log says it, and the next cycle tries again
+        context.logger(logging.WARNING, "the %s outage could not be recorded: %s", service, error)
