@@ -1,8 +1,5 @@
-"""The MAGIC policy package for Rucio 41.
-
-Enable it with ``[policy] package = rucio_magic_ext.policy`` in ``rucio.cfg`` (or ``RUCIO_POLICY_PACKAGE``).
-Rucio then loads ``schema`` and ``permission`` from here and registers the algorithms below.
-"""
+"""The MAGIC policy package for Rucio 41: ``[policy] package = rucio_magic_ext.policy`` in ``rucio.cfg`` (or
+``RUCIO_POLICY_PACKAGE``). Rucio then loads ``schema`` and ``permission`` from here and registers the algorithms."""
 
 from __future__ import annotations
 

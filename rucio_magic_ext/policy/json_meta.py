@@ -1,36 +1,26 @@
 """Rucio's JSON DID metadata on SQLite too, so that one ``[metadata] plugins`` setting serves every database.
 
-Rucio's ``JSONDidMeta`` refuses SQLite, so the embedded default stack kept only the DID-column keys
-(``run_number``, ``datatype``, ``project``) and ``list_dids`` could not filter on ``source`` or a DL3 header.
-On SQLite Rucio's ``did_meta.meta`` column is text holding ``json.dumps`` of the dict; this plugin reads and
-writes it as such and filters with Rucio's own ``FilterEngine``, whose JSON comparisons compile to SQLite's
-``JSON_EXTRACT``. On PostgreSQL, MySQL and Oracle every call goes to Rucio's plugin unchanged.
-
-Enable it in ``rucio.cfg`` of the server and of every daemon::
-
-    [metadata]
-    plugins = rucio_magic_ext.policy.json_meta.PortableJSONDidMeta
+Rucio's ``JSONDidMeta`` refuses SQLite, so ``list_dids`` could not filter on ``source`` or a DL3 header there.
+On SQLite ``did_meta.meta`` is text holding ``json.dumps`` of the dict; this plugin reads and writes it as such
+and filters with Rucio's own ``FilterEngine`` (its JSON comparisons compile to ``JSON_EXTRACT``). On PostgreSQL,
+MySQL and Oracle every call goes to Rucio's plugin unchanged. Enable it in ``rucio.cfg`` of the server and of
+every daemon: ``[metadata] plugins = rucio_magic_ext.policy.json_meta.PortableJSONDidMeta``.
 
 How a filter value is compared (the same on SQLite and PostgreSQL):
 
 * numbers (``zen_pnt.lte: 40.0``, also ``"40"`` as the CLI sends it) compare as numbers, ``true``/``false``
   as booleans, other strings as text (``*`` is a wildcard with ``=``/``ne``);
-* a string that parses with one of Rucio's ``VALID_DATE_FORMATS`` becomes a datetime and is compared as an
-  instant: ``2013-10-05T00:00:00.000000Z`` (fraction and ``Z``), ``2013-10-05T00:00:00`` and
-  ``2013-10-05 00:00:00``. PostgreSQL casts the stored string to a timestamp (dropping ``Z``); Rucio's
-  expression means nothing to SQLite (every ``gte`` fails, every ``lte`` holds), so here both sides go
-  through SQLite's ``julianday()``. Stored values must then be ISO times in UTC (on PostgreSQL a stored
-  value that is no time makes the query fail; SQLite leaves that DID out);
-* any other form stays a string and is compared as text, e.g. ``2013-10-05T00:00:00Z`` (``Z`` without a
-  fraction), ``2013-10-05`` or ``...+00:00``. Text order is time order only between strings of one
-  format: against stored ``2013-10-05T00:00:00.435217Z`` the bound ``2013-10-05T00:00:00Z`` sorts after
-  (``.`` before ``Z``), so a bound in this form errs by less than a second at its own second.
+* a string that parses with one of Rucio's ``VALID_DATE_FORMATS`` (``2013-10-05T00:00:00.000000Z``,
+  ``2013-10-05T00:00:00``, ``2013-10-05 00:00:00``) is compared as an instant: PostgreSQL casts the stored
+  string to a timestamp; on SQLite, where Rucio's expression means nothing, both sides go through
+  ``julianday()``. Stored values must then be ISO times in UTC (else PostgreSQL fails, SQLite leaves the DID out);
+* any other form (``2013-10-05T00:00:00Z``, ``2013-10-05``, ``...+00:00``) is compared as text, which orders as
+  time only within one format: against stored ``...00.435217Z`` the bound ``...00Z`` sorts after (``.`` before
+  ``Z``), so such a bound errs by less than a second. ``tstart``/``tstop`` are stored as
+  ``YYYY-MM-DDTHH:MM:SS.ffffffZ``: a bound in that format selects them exactly.
 
-So ``tstart``/``tstop`` (stored as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``) are selected exactly by a bound in that
-same format (compared as instants) and to the second by ``YYYY-MM-DDTHH:MM:SSZ`` (compared as text).
-
-As Rucio's plugin, ``list_dids`` here ignores ``did_type``, ``ignore_case`` and ``offset`` (``did_meta``
-knows no type; ``limit`` applies); ``recursive`` is refused on SQLite.
+As Rucio's plugin, ``list_dids`` here ignores ``did_type``, ``ignore_case`` and ``offset``; ``recursive`` is
+refused on SQLite.
 """
 
 from __future__ import annotations

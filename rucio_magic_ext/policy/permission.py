@@ -100,8 +100,7 @@ class _Context:
     """What one permission check needs to know, each fact looked up at most once."""
 
     def __init__(self, issuer: InternalAccount, session: Session) -> None:
-        self.issuer = issuer
-        self.session = session
+        self.issuer, self.session = issuer, session
         self._attributes: dict[str, str] | None = None
         self._owns_carrier: bool | None = None
         self._flow_account: str | None = None
@@ -177,8 +176,7 @@ class _Context:
         return _result(False, f"setting {', '.join(reserved)} of {where} needs the account attribute admin")
 
     def replica_rse(self, rse_id: Any, what: str) -> PermissionResult | None:
-        """Replicas created along with DIDs or attachments in MAGIC scopes: only at the observatory, where the
-        observatory guard has already let only the flow and admins through."""
+        """Replicas made with DIDs or attachments in MAGIC scopes: only at the observatory, where the flow is let in."""
         if rse_id is None or self.is_admin or _rse_attribute(rse_id, self.session):
             return None
         return _result(
@@ -199,7 +197,6 @@ class _Context:
 
     @property
     def is_flow(self) -> bool:
-        """Admins and the flow's service account: the only ones trusted with the observatory's bytes."""
         return self.is_admin or self.owns_carrier
 
     def observatory(self, rse_ids: Iterable[Any], what: str) -> PermissionResult | None:
@@ -284,8 +281,7 @@ def _observatory_names(rse_ids: Iterable[Any], session: Session) -> list[str]:
 
 
 def _expression_rses(expression: Any, session: Session, key: str = "id") -> list[str] | None:
-    """The RSEs (``key``: their ids or names) of an expression; None when it names no RSE (the operation itself
-    then fails on it)."""
+    """The RSEs (``key``: ids or names) of an expression; None when it names none (the operation then fails on it)."""
     from rucio.core.rse_expression_parser import parse_expression
 
     if not isinstance(expression, str) or not expression:
@@ -331,12 +327,8 @@ def _pfn_rse_ids(context: _Context, pfns: list[str]) -> list[str] | None:
 
 
 def _request_body() -> dict[str, Any]:
-    """The JSON body of the REST request being checked; {} outside Rucio's REST server.
-
-    Rucio 41 passes some arguments to no permission (``add_did``'s ``rse``, the PFNs of
-    ``declare_suspicious_file_replicas``, the replicas of ``set_tombstone`` and ``quarantine_file_replicas``),
-    but its REST server has read them from this body (Flask keeps it) before the check runs.
-    """
+    """The JSON body of the REST request being checked ({} outside Rucio's REST server): Rucio 41 passes some
+    arguments to no permission, but its REST server has read them from this body (Flask keeps it) before."""
     try:
         import flask
     except ImportError:
@@ -541,9 +533,7 @@ def _add_dids(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | N
         return verdict
     for did in dids:
         where = f"{_external(did.get('scope'))}:{did.get('name')}"
-        refusal = _first(
-            _magic_did(context, did, where), context.replica_rse(did.get("rse_id"), f"adding {where}")
-        )
+        refusal = _first(_magic_did(context, did, where), context.replica_rse(did.get("rse_id"), f"adding {where}"))
         if refusal is not None:
             return refusal
     return verdict
@@ -591,8 +581,7 @@ def _shared_paths(context: _Context, rse_id: Any, files: list[dict[str, Any]], w
 
 
 def _add_replicas(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | None:
-    """Rucio names the RSE here, not the files (new ones go to add_dids). At the observatory only the flow and
-    admins register, in every scope: a replica under a MAGIC file's path is that file for the reaper."""
+    """Rucio names the RSE here, not the files (new ones go to add_dids)."""
     rse_id = kwargs.get("rse_id")
     files = _dicts(kwargs.get("files")) or _dicts(_request_body().get("files"))
     refusal = _first(
@@ -632,16 +621,9 @@ def _magic_attachment(context: _Context, attachment: dict[str, Any], where: str)
 
 
 def _attach_dids(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | None:
-    attachment = _mapping(kwargs.get("attachment"))
-    where = f"{_external(kwargs.get('scope'))}:{kwargs.get('name')}"
-    refusal = _guard_attachment(context, attachment, where)
-    if refusal is not None:
-        return refusal
-    children = [did.get("scope") for did in _dicts(attachment.get("dids"))]
-    verdict = context.judge([kwargs.get("scope"), *children], "attaching DIDs")
-    if not verdict or context.is_admin:
-        return verdict
-    return _unless(_magic_attachment(context, attachment, where), verdict)
+    """One attachment, judged as each of ``attach_dids_to_dids``."""
+    attachment = {**_mapping(kwargs.get("attachment")), "scope": kwargs.get("scope"), "name": kwargs.get("name")}
+    return _attach_dids_to_dids(context, {"attachments": [attachment]})
 
 
 def _attach_dids_to_dids(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | None:
@@ -685,12 +667,12 @@ def _foreign_rules(context: _Context, scope: InternalScope, name: str) -> list[s
 
     parents = list_all_parent_dids(scope, name, session=context.session)
     collections = [(scope, name), *((parent["scope"], parent["name"]) for parent in parents)]
-    found = []
-    for collection_scope, collection_name in collections:
-        for rule in list_rules({"scope": collection_scope, "name": collection_name}, session=context.session):
-            if rule["account"] != context.issuer:
-                found.append(f"{rule['id']} of {rule['account'].external}")
-    return found
+    return [
+        f"{rule['id']} of {rule['account'].external}"
+        for collection_scope, collection_name in collections
+        for rule in list_rules({"scope": collection_scope, "name": collection_name}, session=context.session)
+        if rule["account"] != context.issuer
+    ]
 
 
 def _set_metadata(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | None:
@@ -706,9 +688,7 @@ def _set_status(context: _Context, kwargs: dict[str, Any]) -> PermissionResult |
 
 
 def _add_rule(context: _Context, kwargs: dict[str, Any]) -> PermissionResult | None:
-    """A writer's own rules are then judged by Rucio's generic policy (the issuer's, not locked): None. In every
-    scope, a rule at the observatory (``purge_replicas`` and lifetime 0 would hand its replicas to the reaper) and a
-    comment the flow reads are the flow's and admins' only."""
+    """A writer's own rules are then judged by Rucio's generic policy (the issuer's, not locked): None."""
     dids = _dicts(kwargs.get("dids"))
     verdict = context.judge([did.get("scope") for did in dids], "adding rules")
     if (verdict is not None and not verdict) or context.is_admin:
@@ -997,11 +977,8 @@ NOT_CHECKED: dict[str, str] = {
 def has_permission(
     issuer: InternalAccount, action: str, kwargs: dict[str, Any], session: Session | None = None
 ) -> PermissionResult | None:
-    """Rucio's hook. None hands the decision to Rucio's generic policy.
-
-    A check that fails on the database refuses (with the reason) rather than raise, or let the generic policy
-    allow what the MAGIC checks did not get to judge.
-    """
+    """Rucio's hook; None hands the decision to Rucio's generic policy. A check that fails on the database refuses
+    (with the reason) rather than raise, or let the generic policy allow what the MAGIC checks did not judge."""
     check = ACTIONS.get(action)
     if check is None or session is None or not isinstance(issuer, InternalAccount):
         return None

@@ -1,13 +1,9 @@
 """Rucio's generic schema, with '+' in DID names of the MAGIC scopes only, and MAGIC's activities.
 
-MAGIC source names carry '+' (``CrabNebula-W0.40+035``, ``1ES1959+650``); Rucio's generic ``NAME`` pattern
-refuses it. ``NAME`` admits it; every schema that carries a scope with the name (``DID``, ``COLLECTION``,
-``ATTACHMENT``, ``ADD_REPLICA_FILE``, ``DELETE_REPLICA_FILE``) holds a name outside the MAGIC scopes to the
-generic pattern, so other experiments keep Rucio's generic names.
-
-Rucio resolves a ``SchemaRef`` against this module first, but ``validate_schema(name, ...)`` looks ``name`` up in
-``SCHEMAS`` and falls back to the generic module's table, whose entries are the generic constants themselves.
-So ``SCHEMAS`` is the generic table with every constant redefined here in place of the generic one.
+MAGIC source names carry '+' (``CrabNebula-W0.40+035``, ``1ES1959+650``), which Rucio's generic ``NAME`` refuses.
+``NAME`` admits it; every schema that carries a scope with the name holds a name outside the MAGIC scopes to the
+generic pattern. ``validate_schema(name, ...)`` looks ``name`` up in ``SCHEMAS``, falling back to the generic
+module's table of the generic constants: so ``SCHEMAS`` is that table with this module's constants in place.
 """
 
 from __future__ import annotations
