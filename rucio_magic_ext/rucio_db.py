@@ -1,9 +1,6 @@
 """The project's access to Rucio's catalogue: its core API and tables, in process and in bulk.
 
-Both daemons, the census and the site bootstrap reach Rucio through here: sessions, RSE settings, the
-DID clause of a bulk query, collections and rules created only when missing, rule states, replicas, and
-Rucio's cache of site settings kept for one transaction. What reaches past Rucio's core API (tables written
-directly, cache regions) is named in ``rucio_internals``.
+What reaches past Rucio's core API (tables written directly, cache regions) is named in ``rucio_internals``.
 Functions that take a ``session`` join the caller's transaction; the others open their own.
 """
 
@@ -38,9 +35,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def retried_when_locked(function: F) -> F:
-    """Run a write transaction again when SQLite refuses it at once ("database is locked"): two transactions
-    that both read before they write cannot both go on, and SQLite fails one without waiting. The embedded
-    default runs every daemon on one SQLite file; other databases lock rows and wait instead."""
+    """Run a write transaction again when SQLite refuses it at once ("database is locked"), as it does to one of
+    two transactions that both read before they write. Other databases lock rows and wait instead."""
 
     @functools.wraps(function)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -64,7 +60,6 @@ def reading() -> Iterator[Session]:
 
 @contextlib.contextmanager
 def writing() -> Iterator[Session]:
-    """One write transaction: committed when the block ends, rolled back on an exception."""
     with db_session(DatabaseOperationType.WRITE) as session:
         yield session
 
@@ -74,7 +69,6 @@ def writing() -> Iterator[Session]:
 
 @REGION.cache_on_arguments()
 def rse_settings(rse: str) -> dict[str, Any]:
-    """Rucio's description of an RSE (id, determinism, protocols); it rarely changes."""
     from rucio.core.rse import get_rse_id
     from rucio.rse import rsemanager
 
@@ -111,27 +105,18 @@ def pfn(rse: str, did: DID, path: str | None, operation: str = "read") -> str | 
 
 
 def existing_dids(dids: Sequence[DID], session: Session) -> set[DID]:
-    from rucio.db.sqla import models
-
-    table = models.DataIdentifier
-    known: set[DID] = set()
-    for chunk in chunks(list(dids)):
-        query = select(table.scope, table.name).where(did_clause(table, chunk))
-        known.update((scope.external, name) for scope, name in session.execute(query))
-    return known
+    return set(makers(dids, session))
 
 
 @dataclass(frozen=True)
 class Maker:
-    """Who made a DID and whether it is set to expire: the flow counts as its own only what its account made
-    without an expiry (Rucio's undertaker deletes an expired collection with its rules)."""
+    """Who made a DID, and its expiry: Rucio's undertaker deletes an expired collection with its rules."""
 
     account: str
     expired_at: datetime | None
 
 
 def makers(dids: Sequence[DID], session: Session) -> dict[DID, Maker]:
-    """The maker of each of ``dids`` that exists."""
     from rucio.db.sqla import models
 
     table = models.DataIdentifier
@@ -144,8 +129,7 @@ def makers(dids: Sequence[DID], session: Session) -> dict[DID, Maker]:
 
 
 def json_metadata_kept(session: Session) -> bool:
-    """Whether a configured metadata plugin takes keys beyond Rucio's DID columns (``source``) on this database:
-    Rucio's JSON plugin refuses SQLite, the project's ``PortableJSONDidMeta`` takes them everywhere."""
+    """Whether a configured metadata plugin takes keys beyond Rucio's DID columns (``source``) on this database."""
     return metadata_plugin_takes("source", session)
 
 
@@ -157,16 +141,9 @@ def ensure_collections(wanted: Mapping[DID, DIDType], account: InternalAccount, 
     keys = {did: f"collection:{did[0]}:{did[1]}" for did in wanted}
     unknown = [did for did, key in keys.items() if REGION.get(key) is NO_VALUE]
     present = existing_dids(unknown, session)
-    for did in unknown:
-        if did in present:
-            continue
-        try:
-            with session.begin_nested():
-                add_did(
-                    scope=InternalScope(did[0]), name=did[1], did_type=wanted[did], account=account, session=session
-                )
-        except DataIdentifierAlreadyExists:
-            pass
+    for did in (did for did in unknown if did not in present):
+        with contextlib.suppress(DataIdentifierAlreadyExists), session.begin_nested():
+            add_did(scope=InternalScope(did[0]), name=did[1], did_type=wanted[did], account=account, session=session)
     seen = [keys[did] for did in unknown]
     if seen:  # remembered only once they are committed: a rolled-back creation must be tried again
 
@@ -184,8 +161,7 @@ def ensure_datasets(dids: Iterable[DID], account: InternalAccount) -> None:
 
 
 def reopen_closed(dids: Sequence[DID], session: Session) -> list[DID]:
-    """Reopen those of ``dids`` that are closed, in the caller's transaction; returns them. Rucio refuses to attach
-    to a closed collection, and one refusal rolls back a whole registration batch."""
+    """Reopen the closed ones of ``dids`` (attaching to one fails a whole registration batch); returns them."""
     from rucio.core.did import set_status
     from rucio.db.sqla import models
 
@@ -202,10 +178,7 @@ def reopen_closed(dids: Sequence[DID], session: Session) -> list[DID]:
 @retried_when_locked
 def attach_missing(collections: Mapping[DID, Sequence[DID]], account: InternalAccount) -> None:
     """Create the datasets that are missing and attach the files not yet in them, their rules' locks made at
-    once (``evaluate_attachments``), in one transaction.
-
-    A dataset closed by a run that was cut short is reopened for the files it lacks; the caller closes it.
-    """
+    once, in one transaction. A dataset closed by a run cut short is reopened; the caller closes it."""
     from rucio.core.did import attach_dids_to_dids, get_did, set_status
 
     with writing() as session:
@@ -218,13 +191,8 @@ def attach_missing(collections: Mapping[DID, Sequence[DID]], account: InternalAc
                 continue
             if not get_did(InternalScope(scope), name, session=session).get("open"):
                 set_status(InternalScope(scope), name, open=True, session=session)
-            attachments.append(
-                {
-                    "scope": InternalScope(scope),
-                    "name": name,
-                    "dids": [{"scope": InternalScope(s), "name": n} for s, n in missing],
-                }
-            )
+            dids = [{"scope": InternalScope(s), "name": n} for s, n in missing]
+            attachments.append({"scope": InternalScope(scope), "name": name, "dids": dids})
         if attachments:
             attach_dids_to_dids(attachments=attachments, account=account, session=session)
             evaluate_attachments([(a["scope"].external, a["name"]) for a in attachments], session)
@@ -247,7 +215,7 @@ def detach(collection: DID, files: Sequence[DID], account: InternalAccount) -> N
 
 
 def content(scope: str, name: str, session: Session | None = None) -> set[DID]:
-    """What a collection holds now (its direct children)."""
+    """A collection's direct children."""
     from rucio.core.did import list_content
 
     if session is None:
@@ -259,7 +227,6 @@ def content(scope: str, name: str, session: Session | None = None) -> set[DID]:
 
 @retried_when_locked
 def close(dids: Iterable[DID]) -> None:
-    """Close datasets (no more content); closing a closed one changes nothing."""
     from rucio.core.did import get_did, set_status
 
     with writing() as session:
@@ -273,15 +240,9 @@ def delete_dataset(did: DID, account: InternalAccount, session: Session) -> None
     from rucio.common.exception import DataIdentifierNotFound
     from rucio.core.did import delete_dids
 
+    dataset = {"scope": InternalScope(did[0]), "name": did[1], "did_type": DIDType.DATASET}
     with contextlib.suppress(DataIdentifierNotFound):
-        dataset = {
-            "scope": InternalScope(did[0]),
-            "name": did[1],
-            "did_type": DIDType.DATASET,
-            "purge_replicas": False,
-            "created_at": None,
-        }
-        delete_dids([dataset], account, session=session)
+        delete_dids([{**dataset, "purge_replicas": False, "created_at": None}], account, session=session)
 
 
 # -- rules ------------------------------------------------------------------------------------------------
@@ -289,9 +250,8 @@ def delete_dataset(did: DID, account: InternalAccount, session: Session) -> None
 
 @dataclass(frozen=True)
 class RuleRequest:
-    """A rule the project wants on a DID. Found again afterwards as the one its account made with this comment,
-    RSE expression and copies (Rucio's unique index on rules keeps one per account, expression and copies):
-    a rule another account wrote the same comment on is never taken for it."""
+    """A rule the project wants on a DID, found again as the one its account made with this comment, RSE
+    expression and copies: never a rule another account wrote the same comment on."""
 
     scope: str
     name: str
@@ -328,10 +288,9 @@ def own_rules(dids: Iterable[DID], account: InternalAccount, session: Session) -
 
     table = models.ReplicationRule
     found: dict[RuleKey, str] = {}
+    columns = (table.scope, table.name, table.comments, table.rse_expression, table.copies, table.id)
     for chunk in chunks(sorted(set(dids))):
-        query = select(
-            table.scope, table.name, table.comments, table.rse_expression, table.copies, table.id
-        ).where(did_clause(table, chunk), table.account == account)
+        query = select(*columns).where(did_clause(table, chunk), table.account == account)
         for scope, name, comment, expression, copies, rule_id in session.execute(query):
             found[(scope.external, name, comment or "", expression, copies)] = rule_id
     return found
@@ -341,10 +300,9 @@ def own_rules(dids: Iterable[DID], account: InternalAccount, session: Session) -
 def ensure_rules(wanted: Sequence[RuleRequest], account: InternalAccount) -> dict[RuleRequest, str]:
     """Rule id for each wanted rule, created only where ``account`` has made none like it on its DID.
 
-    Rules alike but for their DID (one policy entry on many run datasets) are made by one ``add_rule`` call,
-    as Rucio takes them: the RSE expression is resolved and the account's quota weighed once, not per DID.
-    Two workers may want the same rule at once: Rucio's unique index on rules turns the second creation
-    into DuplicateRule; the call is then made again DID by DID, and the rule the other one made is used.
+    Rules alike but for their DID are made by one ``add_rule`` call: the RSE expression is resolved and the
+    quota weighed once. Two workers may want the same rule at once: the second gets DuplicateRule (Rucio's unique
+    index on rules), and the call is made again DID by DID, using the rule the other one made.
     """
     from rucio.common.exception import DuplicateRule
 
@@ -393,7 +351,7 @@ def _add_rule_unless_made(request: RuleRequest, account: InternalAccount, sessio
 
 
 def _add_rules(alike: Sequence[RuleRequest], account: InternalAccount, session: Session) -> list[str]:
-    """One rule per request, the requests alike but for their DID; ids in the requests' order."""
+    """One rule per request (alike but for their DID); ids in the requests' order."""
     from rucio.core.rule import add_rule
 
     first = alike[0]
@@ -418,8 +376,6 @@ def _add_rules(alike: Sequence[RuleRequest], account: InternalAccount, session: 
 
 @dataclass(frozen=True)
 class Rule:
-    """What the flow needs to know of a rule it made: whether it still holds as made."""
-
     rule_id: str
     state: str  # OK, REPLICATING, STUCK, SUSPENDED, ...
     account: str
@@ -436,17 +392,10 @@ def rules(rule_ids: Iterable[str]) -> dict[str, Rule | None]:
     ids = [rule_id for rule_id in rule_ids if rule_id]
     table = models.ReplicationRule
     found: dict[str, Rule | None] = dict.fromkeys(ids)
+    columns = (table.id, table.state, table.account, table.rse_expression, table.locked, table.expires_at)
     with reading() as session:
         for chunk in chunks(ids):
-            query = select(
-                table.id,
-                table.state,
-                table.account,
-                table.rse_expression,
-                table.locked,
-                table.expires_at,
-                table.purge_replicas,
-            ).where(table.id.in_(chunk))
+            query = select(*columns, table.purge_replicas).where(table.id.in_(chunk))
             for rule_id, state, account, expression, locked, expires, purge in session.execute(query):
                 found[rule_id] = Rule(rule_id, state.name, account.external, expression, bool(locked), expires, purge)
     return found
@@ -462,9 +411,8 @@ def delete_rule(rule_id: str, purge_replicas: bool, session: Session) -> None:
 
 
 def evaluate_attachments(collections: Iterable[DID], session: Session) -> None:
-    """Give the files just attached to ``collections`` the locks of the collections' rules now, in this
-    transaction, as Rucio's judge-evaluator would later: a file attached to a carrier is held from the
-    moment its attachment commits."""
+    """Give the files just attached to ``collections`` their rules' locks now, as the judge-evaluator would
+    later: a file attached to a carrier is held from the moment its attachment commits."""
     from rucio.core.rule import re_evaluate_did
     from rucio.db.sqla.constants import DIDReEvaluation
 
@@ -484,18 +432,9 @@ def replica_paths(rse: str, dids: Sequence[DID], session: Session) -> dict[DID, 
     table = models.RSEFileAssociation
     found = {}
     for chunk in chunks(list(dids)):
-        query = select(table.scope, table.name, table.path).where(
-            table.rse_id == rse_id(rse), did_clause(table, chunk)
-        )
+        query = select(table.scope, table.name, table.path).where(table.rse_id == rse_id(rse), did_clause(table, chunk))
         found.update({(scope.external, name): path or "" for scope, name, path in session.execute(query)})
     return found
-
-
-def path_forms(path: str) -> tuple[str, str]:
-    """The two ways Rucio stores a path relative to a non-deterministic RSE's prefix: with and without its
-    leading slash (``replica_paths`` strips it, PFNs parsed by Rucio keep it)."""
-    bare = path.lstrip("/")
-    return bare, f"/{bare}"
 
 
 def replicas_on_paths(rse: str, paths: Sequence[str], session: Session) -> dict[str, set[DID]]:
@@ -506,7 +445,8 @@ def replicas_on_paths(rse: str, paths: Sequence[str], session: Session) -> dict[
 
     table = models.RSEFileAssociation
     found: dict[str, set[DID]] = {}
-    forms = sorted({form for path in paths for form in path_forms(path)})
+    # Rucio stores a path relative to the prefix with and without its leading slash (PFNs parsed by Rucio keep it).
+    forms = sorted({form for path in paths for form in (path.lstrip("/"), "/" + path.lstrip("/"))})
     for chunk in chunks(forms):
         query = select(table.scope, table.name, table.path).where(table.rse_id == rse_id(rse), table.path.in_(chunk))
         for scope, name, path in session.execute(query):
@@ -515,7 +455,6 @@ def replicas_on_paths(rse: str, paths: Sequence[str], session: Session) -> dict[
 
 
 def replicas_at(rse: str, dids: Sequence[DID]) -> set[DID]:
-    """The files that still have a replica at ``rse``."""
     with reading() as session:
         return set(replica_paths(rse, dids, session))
 
@@ -525,29 +464,28 @@ def replicas_at(rse: str, dids: Sequence[DID]) -> set[DID]:
 
 @dataclass(frozen=True)
 class ReplicaRow:
-    """A replica as Rucio's table holds it: ``path`` as stored (None where the RSE's lfn2pfn makes it)."""
-
     scope: str
     name: str
-    path: str | None
+    path: str | None  # as stored; None where the RSE's lfn2pfn makes it
     bytes: int | None
     adler32: str | None
     state: str  # ReplicaState name: AVAILABLE, COPYING, BEING_DELETED, BAD, ...
 
 
 def replicas_of_rse(rse: str, batch: int = 5000) -> Iterator[ReplicaRow]:
-    """Every replica of an RSE, fetched ``batch`` rows at a time on one cursor: a whole RSE never sits in memory."""
+    """Every replica of an RSE, ``batch`` rows at a time on one cursor: a whole RSE never sits in memory."""
     from rucio.db.sqla import models
 
     table = models.RSEFileAssociation
-    query = (
-        select(table.scope, table.name, table.path, table.bytes, table.adler32, table.state)
-        .where(table.rse_id == rse_id(rse))
-        .execution_options(yield_per=batch)
-    )
+    query = select(table.scope, table.name, table.path, table.bytes, table.adler32, table.state)
+    for scope, name, path, size, adler32, state in _streamed(query.where(table.rse_id == rse_id(rse)), batch):
+        yield ReplicaRow(scope.external, name, path, size, adler32, state.name)
+
+
+def _streamed(query: Any, batch: int) -> Iterator[Any]:
+    """The rows of ``query``, fetched ``batch`` at a time on one cursor."""
     with reading() as session:
-        for scope, name, path, size, adler32, state in session.execute(query):
-            yield ReplicaRow(scope.external, name, path, size, adler32, state.name)
+        yield from session.execute(query.execution_options(yield_per=batch))
 
 
 def rse_protocol(rse: str, operation: str = "read") -> Any:
@@ -576,54 +514,39 @@ def empty_collections(scopes: Sequence[str], batch: int = 5000) -> Iterator[tupl
 
     did, link = models.DataIdentifier, models.DataIdentifierAssociation
     content = exists().where(link.scope == did.scope, link.name == did.name)
-    query = (
-        select(did.scope, did.name, did.did_type)
-        .where(
-            did.scope.in_([InternalScope(scope) for scope in scopes]),
-            did.did_type.in_([DIDType.DATASET, DIDType.CONTAINER]),
-            ~content,
-        )
-        .execution_options(yield_per=batch)
+    query = select(did.scope, did.name, did.did_type).where(
+        did.scope.in_([InternalScope(scope) for scope in scopes]),
+        did.did_type.in_([DIDType.DATASET, DIDType.CONTAINER]),
+        ~content,
     )
-    with reading() as session:
-        for scope, name, did_type in session.execute(query):
-            yield scope.external, name, did_type.name
+    for scope, name, did_type in _streamed(query, batch):
+        yield scope.external, name, did_type.name
 
 
 def collections_not_made_by(
     scopes: Sequence[str], account: str, batch: int = 5000
 ) -> Iterator[tuple[str, str, str, str, datetime | None]]:
-    """(scope, name, DID type, account, expiry) of every dataset and container of ``scopes`` that ``account``
-    did not make, or that is set to expire."""
+    """(scope, name, DID type, account, expiry) of the collections of ``scopes`` not ``account``'s, or set to expire."""
     from rucio.db.sqla import models
 
     did = models.DataIdentifier
-    query = (
-        select(did.scope, did.name, did.did_type, did.account, did.expired_at)
-        .where(
-            did.scope.in_([InternalScope(scope) for scope in scopes]),
-            did.did_type.in_([DIDType.DATASET, DIDType.CONTAINER]),
-            or_(did.account != InternalAccount(account), did.expired_at.is_not(None)),
-        )
-        .execution_options(yield_per=batch)
+    query = select(did.scope, did.name, did.did_type, did.account, did.expired_at).where(
+        did.scope.in_([InternalScope(scope) for scope in scopes]),
+        did.did_type.in_([DIDType.DATASET, DIDType.CONTAINER]),
+        or_(did.account != InternalAccount(account), did.expired_at.is_not(None)),
     )
-    with reading() as session:
-        for scope, name, did_type, maker, expired_at in session.execute(query):
-            yield scope.external, name, did_type.name, maker.external, expired_at
+    for scope, name, did_type, maker, expired_at in _streamed(query, batch):
+        yield scope.external, name, did_type.name, maker.external, expired_at
 
 
 def collections_of_scope(scope: str, batch: int = 5000) -> Iterator[str]:
-    """The names of the datasets of a scope."""
+    """The names of a scope's datasets."""
     from rucio.db.sqla import models
 
     did = models.DataIdentifier
-    query = (
-        select(did.name)
-        .where(did.scope == InternalScope(scope), did.did_type == DIDType.DATASET)
-        .execution_options(yield_per=batch)
-    )
-    with reading() as session:
-        yield from session.scalars(query)
+    query = select(did.name).where(did.scope == InternalScope(scope), did.did_type == DIDType.DATASET)
+    for (name,) in _streamed(query, batch):
+        yield name
 
 
 @dataclass(frozen=True)
@@ -643,30 +566,15 @@ def rules_in_scopes(scopes: Sequence[str], batch: int = 5000) -> Iterator[RuleRo
     from rucio.db.sqla import models
 
     table = models.ReplicationRule
-    query = (
-        select(
-            table.id,
-            table.scope,
-            table.name,
-            table.comments,
-            table.rse_expression,
-            table.copies,
-            table.account,
-            table.expires_at,
-        )
-        .where(table.scope.in_([InternalScope(scope) for scope in scopes]))
-        .execution_options(yield_per=batch)
-    )
-    with reading() as session:
-        for rule_id, scope, name, comment, expression, copies, account, expires_at in session.execute(query):
-            yield RuleRow(
-                str(rule_id), scope.external, name, comment or "", expression, copies, account.external, expires_at
-            )
+    columns = (table.id, table.scope, table.name, table.comments, table.rse_expression, table.copies)
+    query = select(*columns, table.account, table.expires_at)
+    rows = _streamed(query.where(table.scope.in_([InternalScope(scope) for scope in scopes])), batch)
+    for rule_id, scope, name, comment, expression, copies, account, expires in rows:
+        yield RuleRow(str(rule_id), scope.external, name, comment or "", expression, copies, account.external, expires)
 
 
 def keep_rules(rule_ids: Iterable[str]) -> list[str]:
-    """Take the expiry off rules, as ``update_replication_rule(lifetime=None)`` does: a rule removed through
-    Rucio's API only expires (within the hour, then the judge-cleaner deletes it). Returns the rules kept."""
+    """Take the expiry off rules (Rucio's API removes a rule by setting it to expire); returns the rules kept."""
     from rucio.core.rule import update_rule
 
     expiring = [rule_id for rule_id, rule in rules(rule_ids).items() if rule and rule.expires_at is not None]

@@ -3,12 +3,10 @@
 Rucio 41 offers no call for these, so each is written against what Rucio's own code does, and
 ``tests/unit/test_rucio_internals.py`` fails, naming the table or attribute, when a Rucio release changes it:
 
-- ``updated_dids`` rows, deleted after re-evaluating a collection in the same transaction
-  (``drop_re_evaluations``): the lock of a file on its carrier exists from the commit of its attachment, not
-  when the judge-evaluator comes by (``tools/upstream/in-transaction-re-evaluation.md``);
-- ``dids`` columns and ``did_meta`` rows, written in two statements for a batch of DIDs just created
-  (``write_new_did_metadata``), and the configured metadata plugins (``metadata_plugins``,
-  ``metadata_plugin_takes``): Rucio's ``set_dids_metadata_bulk`` goes DID by DID
+- ``updated_dids`` rows, deleted after re-evaluating a collection in the same transaction: a file's lock on its
+  carrier exists from the commit of its attachment (``tools/upstream/in-transaction-re-evaluation.md``);
+- ``dids`` columns and ``did_meta`` rows, written in two statements for a batch of DIDs just created, and the
+  configured metadata plugins: Rucio's ``set_dids_metadata_bulk`` goes DID by DID
   (``tools/upstream/bulk-did-metadata.md``);
 - the cache regions of four core modules, kept for one transaction (``site_settings_kept``);
 - ``did_clause``: a ``(scope, name) IN`` clause on any Rucio table with those columns.
@@ -104,16 +102,12 @@ def write_new_did_metadata(
 #: Rucio's caches of what a site sets up and seldom changes: RSE attributes and names, the config table, naming
 #: conventions, RSE expressions. Each new lock asks for two RSE attributes, each message for a config value.
 SITE_REGIONS = (
-    "rucio.core.rse",
-    "rucio.core.config",
-    "rucio.core.naming_convention",
-    "rucio.core.rse_expression_parser",
+    "rucio.core.rse", "rucio.core.config", "rucio.core.naming_convention", "rucio.core.rse_expression_parser"
 )
 
 
 class _Kept(ProxyBackend):
-    """Reads through to a Rucio cache region's backend (memcached, or none at all); in a thread inside
-    ``site_settings_kept`` it also keeps what was read or written, until the block ends."""
+    """A Rucio cache region's backend, read through; in a thread inside ``site_settings_kept`` it also keeps values."""
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # dogpile's ProxyBackend.__init__ is unannotated
@@ -201,10 +195,8 @@ def site_settings_kept() -> Iterator[None]:
     """Within the block, in this thread, Rucio asks its database (or memcached) for a site setting once.
 
     Rucio looks up two RSE attributes for each lock it makes and a config value for each message: without
-    memcached each is a query, and each query first flushes the objects pending in the session, so a batch's
-    locks are written one statement at a time. Rucio keeps these settings in memcached for 15 minutes; keeping
-    them for the seconds of one transaction is less. What the block writes or deletes goes to Rucio's cache as
-    before.
+    memcached each is a query that first flushes the session, so a batch's locks are written one statement at a
+    time. Rucio keeps these settings in memcached for 15 minutes; keeping them for one transaction is less.
     """
     proxies = _kept_backends()
     outer = [proxy._kept() for proxy in proxies]
