@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -12,7 +10,6 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -49,11 +46,8 @@ def _sqlite_pragmas(connection: DBAPIConnection, _record: ConnectionPoolEntry) -
 
 
 def upgrade(engine: Engine, schema: str | None = None, revision: str = "head", attempts: int = 5) -> None:
-    """Bring the ledger's tables to ``revision`` (idempotent).
-
-    Daemons starting together may migrate at the same moment: the one that loses the race finds the work
-    done when it tries again.
-    """
+    """Bring the ledger's tables to ``revision`` (idempotent). Of daemons migrating at the same moment, the one that
+    loses the race finds the work done when it tries again."""
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     for attempt in range(attempts):
@@ -68,8 +62,3 @@ def upgrade(engine: Engine, schema: str | None = None, revision: str = "head", a
                 raise
             time.sleep(0.5 * (attempt + 1))
 
-
-@contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    with factory.begin() as session:
-        yield session

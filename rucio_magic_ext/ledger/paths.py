@@ -1,10 +1,8 @@
 """A storage path as ledger text and back, losslessly, whatever bytes the file name holds.
 
-The ledger keeps paths as text, and PostgreSQL refuses text that is not valid UTF-8. A name written by a
-program or a person may hold any byte but '/' and NUL: ``os.scandir`` gives such bytes to Python as lone
-surrogates (``surrogateescape``), which no database stores. Each byte that is not UTF-8 is written ``\\xNN``
-and a backslash ``\\\\``; every other path (all MAGIC paths) is its own text, so the escaping costs nothing
-where it is not needed and two different paths never share one text.
+PostgreSQL refuses text that is not valid UTF-8, and a name may hold any byte but '/' and NUL (``os.scandir``
+gives such bytes as lone surrogates). Each byte that is not UTF-8 is written ``\\xNN`` and a backslash ``\\\\``;
+every other path (all MAGIC paths) is its own text, and two different paths never share one text.
 """
 
 from __future__ import annotations

@@ -22,18 +22,8 @@ class FileState(str, Enum):
     QUARANTINED = "QUARANTINED"  # empty, shrinking or corrupt: left on storage for a person
 
 
-FLOW = (
-    FileState.SEEN,
-    FileState.STABLE,
-    FileState.CHECKSUMMED,
-    FileState.REGISTERED,
-    FileState.PROTECTED,
-    FileState.REPLICATED,
-    FileState.VERIFIED,
-    FileState.RELEASED,
-    FileState.DELETED,
-)
 DEAD_ENDS = frozenset({FileState.REJECTED, FileState.QUARANTINED})
+FLOW = tuple(state for state in FileState if state not in DEAD_ENDS)  # from SEEN to DELETED, as declared above
 
 # Where a file may go from each state. A failed verification sends a file back to PROTECTED, so that the
 # re-transfer is awaited; a file that changes on storage before registration starts again from SEEN.

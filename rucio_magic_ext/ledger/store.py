@@ -1,18 +1,15 @@
-"""Reading and moving files in the ledger, in bulk.
-
-Every move is conditional on the state the caller saw (``UPDATE ... WHERE state = seen``), so two
-workers can never both move one file, and every move writes an event with who moved it and why.
-"""
+"""Reading and moving files in the ledger, in bulk. Every move is conditional on the state the caller saw
+(``UPDATE ... WHERE state = seen``), so two workers never both move one file, and writes who moved it and why."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, Engine, Result, Table, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Engine, Result, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,8 +54,7 @@ class Ledger:
     """The ledger of one deployment: an engine, and the bulk operations that the stages need."""
 
     def __init__(self, engine: Engine, schema: str | None = None) -> None:
-        self.engine = engine
-        self.schema = schema
+        self.engine, self.schema = engine, schema
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
@@ -102,10 +98,8 @@ class Ledger:
             return {path: FolderMark(*mark) for path, *mark in session.execute(query.where(LedgerFolder.rse == rse))}
 
     def folder_failed(self, rse: str, path: str, error: str, backoff: timedelta) -> datetime:
-        """Keep why a folder could not be listed; it is tried again after a backoff that doubles per attempt.
-
-        Returns when. The folder keeps the mtime of its last good listing, so nothing it held is forgotten.
-        """
+        """Keep why a folder could not be listed; returns when it is tried again (the backoff doubles per attempt).
+        The folder keeps the mtime of its last good listing, so nothing it held is forgotten."""
         now = utcnow()
         with self.session() as session:
             query = select(LedgerFolder).where(LedgerFolder.rse == rse, LedgerFolder.path == path)
@@ -173,23 +167,8 @@ class Ledger:
     def add_seen(self, rse: str, files: Iterable[Seen], actor: str) -> int:
         """Record new files as SEEN. A file another worker recorded first is left to it."""
         now = utcnow()
-        rows = [
-            {
-                "rse": rse,
-                "path": seen.path,
-                "size": seen.size,
-                "mtime": seen.mtime,
-                "scope": seen.scope,
-                "name": seen.name,
-                "night": seen.night,
-                "level": seen.level,
-                "state": FileState.SEEN,
-                "attempts": 0,
-                "seen_at": now,
-                "updated_at": now,
-            }
-            for seen in files
-        ]
+        fresh = {"state": FileState.SEEN, "attempts": 0, "seen_at": now, "updated_at": now}
+        rows = [{"rse": rse, **asdict(seen), **fresh} for seen in files]
         if not rows:
             return 0
         added = sizes = 0
@@ -273,10 +252,8 @@ class Ledger:
         detail: str | None = None,
         values: dict[int, dict[str, Any]] | None = None,
     ) -> None:
-        """Move ``files`` (as the caller read them) to ``target``, with per-file column values.
-
-        Raises LostRace, changing nothing, if any of them is no longer in the state the caller saw.
-        """
+        """Move ``files`` (as the caller read them) to ``target``, with per-file column values. Raises LostRace,
+        changing nothing, if any of them is no longer in the state the caller saw."""
         if not files:
             return
         for row in files:
@@ -332,8 +309,7 @@ class Ledger:
         backoff: timedelta,
         at_most: timedelta | None = None,
     ) -> None:
-        """Keep ``files`` where they are, note the error, and retry after a backoff that doubles per attempt
-        (never longer than ``at_most``, when given)."""
+        """Note the error on ``files``; retry after a backoff doubling per attempt, never longer than ``at_most``."""
         now = utcnow()
         with self.session() as session:
             for row in files:
@@ -345,9 +321,7 @@ class Ledger:
                     .where(LedgerFile.id == row.id)
                     .values(attempts=LedgerFile.attempts + 1, last_error=error, retry_after=now + delay, updated_at=now)
                 )
-                row.attempts += 1
-                row.last_error = error
-                row.retry_after = now + delay
+                row.attempts, row.last_error, row.retry_after = row.attempts + 1, error, now + delay
             self._events(session, [row.id for row in files], None, actor, f"error: {error}", now, states=files)
         monitoring.flow_failed(actor, len(files))
 
@@ -360,11 +334,8 @@ class Ledger:
         state: FileState | None = None,
         night: date | None = None,
     ) -> list[LedgerFile]:
-        """Put files back into the flow, as an operator decides: a set-aside file (REJECTED, QUARANTINED) goes
-        back to SEEN and is looked at afresh; a file waiting on a retry is tried at once. Returns them.
-
-        ``paths``, or every file in ``state`` (of ``night``). The history says who and why.
-        """
+        """Put ``paths``, or every file in ``state`` (of ``night``), back into the flow, as an operator decides:
+        a set-aside file goes back to SEEN and is looked at afresh; a file waiting on a retry is tried at once."""
         query = select(LedgerFile).where(LedgerFile.rse == rse)
         if paths:
             query = query.where(or_(LedgerFile.path.in_(list(paths)), LedgerFile.name.in_(list(paths))))
@@ -402,23 +373,11 @@ class Ledger:
 
     def history(self, rse: str, path_or_name: str) -> list[tuple[LedgerFile, list[LedgerEvent]]]:
         """A file's row and events, found by its path on the RSE or by its DID name."""
+        named = or_(LedgerFile.path == path_or_name, LedgerFile.name == path_or_name)
+        events = select(LedgerEvent).order_by(LedgerEvent.id)
         with self.session() as session:
-            rows = session.scalars(
-                select(LedgerFile).where(
-                    LedgerFile.rse == rse, or_(LedgerFile.path == path_or_name, LedgerFile.name == path_or_name)
-                )
-            ).all()
-            return [
-                (
-                    row,
-                    list(
-                        session.scalars(
-                            select(LedgerEvent).where(LedgerEvent.file_id == row.id).order_by(LedgerEvent.id)
-                        )
-                    ),
-                )
-                for row in rows
-            ]
+            rows = session.scalars(select(LedgerFile).where(LedgerFile.rse == rse, named)).all()
+            return [(row, list(session.scalars(events.where(LedgerEvent.file_id == row.id)))) for row in rows]
 
     def counts(self, rse: str | None = None) -> dict[tuple[date | None, FileState], tuple[int, int]]:
         """(files, bytes) per night and state."""
@@ -428,10 +387,6 @@ class Ledger:
         with self.session() as session:
             rows = session.execute(query.group_by(LedgerFile.night, LedgerFile.state))
             return {(night, state): (count, size) for night, state, count, size in rows}
-
-    def forget_folder(self, rse: str, path: str) -> None:
-        with self.session() as session:
-            session.execute(delete(LedgerFolder).where(and_(LedgerFolder.rse == rse, LedgerFolder.path == path)))
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -482,9 +437,8 @@ def _count_moves(files: Sequence[LedgerFile], target: FileState) -> None:
 def finished_nights(ledger: Ledger, rse: str, seen_before: datetime) -> list[date]:
     """Nights of ``rse`` whose last file appeared before ``seen_before`` and that are not closed yet.
 
-    Asked every cycle: the nights are found one after the other along the (rse, night, seen_at) index (a
-    recursive query, each step the next night), and only those not closed have their last file looked up, so
-    the cost follows the number of nights, not of files.
+    Asked every cycle: the nights are found one after the other along the (rse, night, seen_at) index (a recursive
+    query), and only those not closed have their last file looked up: the cost follows the nights, not the files.
     """
     from rucio_magic_ext.ledger.models import LedgerNight
 
