@@ -14,17 +14,6 @@ from datetime import datetime
 from typing import Protocol
 
 
-class RuleFacts(Protocol):
-    """A rule as Rucio holds it (``rucio_db.RuleRow`` and ``rucio_db.Rule`` both fit)."""
-
-    @property
-    def account(self) -> str: ...
-    @property
-    def rse_expression(self) -> str: ...
-    @property
-    def copies(self) -> int: ...
-
-
 class Wanted(Protocol):
     """What the flow asks of a rule (``rucio_db.RuleRequest``, ``replication.RuleSpec``)."""
 
@@ -32,6 +21,13 @@ class Wanted(Protocol):
     def rse_expression(self) -> str: ...
     @property
     def copies(self) -> int: ...
+
+
+class RuleFacts(Wanted, Protocol):
+    """A rule as Rucio holds it (``rucio_db.RuleRow`` and ``rucio_db.Rule`` both fit): what it asks, and who made it."""
+
+    @property
+    def account(self) -> str: ...
 
 
 class MakerFacts(Protocol):
@@ -67,8 +63,7 @@ def foreign_collection(maker: MakerFacts, account: str) -> str | None:
 
 
 def normal_path(path: str) -> str:
-    """The one spelling of a path relative to an RSE's prefix: ``a//b``, ``a/./b`` and ``/a/b`` are the file
-    ``a/b`` on storage."""
+    """The one spelling of a path under an RSE's prefix: ``a//b``, ``a/./b`` and ``/a/b`` are the file ``a/b``."""
     return posixpath.normpath("/" + path).lstrip("/")
 
 

@@ -1,5 +1,2 @@
-"""``rucio-magic audit RSE``: every byte of an RSE accounted for, by its storage, Rucio and the ledger.
-
-``classes`` says how the three views differ (pure), ``views`` reads them, ``output`` writes the summary and
-the lists in the format of Rucio's consistency tools, ``fix`` acts on request, ``command`` ties them together.
-"""
+"""``rucio-magic audit RSE``: ``classes`` says how the three views differ (pure), ``views`` reads them, ``output``
+writes the summary and the lists of Rucio's consistency tools, ``fix`` acts on request, ``command`` ties them up."""

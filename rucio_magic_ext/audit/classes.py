@@ -1,13 +1,10 @@
 """How the three views of an RSE (its storage, Rucio's replicas, the ledger) differ, class by class. Pure.
 
-Rucio's auditor and storage-consistency tools compare a storage dump with a catalogue dump; here the ledger is
-a third view, so that a file the observatory wrote and nobody discovered (dark), a copy Rucio believes in and
-the storage lacks (lost), and a file only the ledger still believes in (ledger-only) are told apart. Carriers,
-empty run datasets and night containers, and rules that no policy entry explains are classified from Rucio's
-and the ledger's records of them.
-
-The catalogue sides (replicas, ledger) are indexed in memory by path; the storage listing is streamed past
-them once. Checksums, which read data, come only through the ``checksum`` function a caller passes.
+Rucio's storage-consistency tools compare a storage dump with a catalogue dump; the ledger is a third view here,
+so that a file nobody discovered (dark), a copy the storage lacks (lost) and a file only the ledger still believes
+in (ledger-only) are told apart. Carriers, collections and rules are classified from Rucio's and the ledger's
+records of them. The catalogue sides are indexed in memory by path; the storage listing is streamed past them
+once. Checksums, which read data, come only through the ``checksum`` function a caller passes.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from typing import Protocol
 from rucio_magic_ext.carrier.model import CARRIER_SCOPE
 from rucio_magic_ext.ledger.states import FLOW, CarrierState, FileState
 from rucio_magic_ext.naming import Level, MagicNameError, Telescope, parse
-from rucio_magic_ext.trust import foreign_collection, foreign_rule, shared_path
+from rucio_magic_ext.trust import RuleFacts, Wanted, foreign_collection, foreign_rule, shared_path
 
 DEFAULT_MIN_AGE = timedelta(days=1)
 
@@ -34,7 +31,7 @@ RULED_AT_SOURCE = frozenset(FLOW[FLOW.index(FileState.REGISTERED) : FLOW.index(F
 
 
 class Kind(str, Enum):
-    """A class of difference; ``tag`` names its file as Rucio's storage-consistency tools name theirs."""
+    """A class of difference; ``tag`` names its file as Rucio's storage-consistency tools (D, M) would."""
 
     DARK = "dark"  # on storage, in neither Rucio nor the ledger
     LOST = "lost"  # an available replica in Rucio, not on storage
@@ -52,39 +49,18 @@ class Kind(str, Enum):
 
     @property
     def tag(self) -> str:
-        return _TAGS[self]
+        return {"dark": "D", "lost": "M"}.get(self.value) or "".join(word.title() for word in self.value.split("-"))
 
     @property
     def out_of_place(self) -> bool:
         return self is not Kind.NEW
 
 
-_TAGS = {
-    Kind.DARK: "D",
-    Kind.LOST: "M",
-    Kind.LEDGER_ONLY: "LedgerOnly",
-    Kind.SIZE: "Size",
-    Kind.CHECKSUM: "Checksum",
-    Kind.ORPHAN_CARRIER: "OrphanCarrier",
-    Kind.EMPTY_COLLECTION: "EmptyCollection",
-    Kind.UNEXPLAINED_RULE: "UnexplainedRule",
-    Kind.MISSING_RULE: "MissingRule",
-    Kind.FOREIGN_RULE: "ForeignRule",
-    Kind.FOREIGN_COLLECTION: "ForeignCollection",
-    Kind.SHARED_PATH: "SharedPath",
-    Kind.NEW: "New",
-}
-
-
-class PolicyEntry(Protocol):
+class PolicyEntry(Wanted, Protocol):
     """What the audit reads of a replication-policy entry (``replication.RuleSpec``, frozen: read-only)."""
 
     @property
     def name(self) -> str: ...
-    @property
-    def rse_expression(self) -> str: ...
-    @property
-    def copies(self) -> int: ...
     @property
     def lifetime(self) -> int | None: ...
     @property
@@ -98,7 +74,7 @@ class PolicyEntry(Protocol):
 
 @dataclass(frozen=True)
 class StoredFile:
-    """A file as the storage lists it; ``path`` relative to the RSE's prefix, as ledger text."""
+    """A file as the storage lists it; paths here are relative to the RSE's prefix, as ledger text."""
 
     path: str
     size: int
@@ -107,14 +83,12 @@ class StoredFile:
 
 @dataclass(frozen=True)
 class Replica:
-    """A replica of the RSE as Rucio holds it; ``path`` relative to the RSE's prefix; ``state`` Rucio's name."""
-
     scope: str
     name: str
     path: str
     bytes: int | None
     adler32: str | None
-    state: str
+    state: str  # Rucio's name
 
 
 @dataclass(frozen=True)
@@ -153,7 +127,7 @@ class Collection:
     expired_at: datetime | None = None
 
 
-class RuleSeen(Protocol):
+class RuleSeen(RuleFacts, Protocol):
     """What the audit reads of a rule on MAGIC data (``rucio_db.RuleRow``, a frozen dataclass: read-only)."""
 
     @property
@@ -164,12 +138,6 @@ class RuleSeen(Protocol):
     def name(self) -> str: ...
     @property
     def comment(self) -> str: ...
-    @property
-    def rse_expression(self) -> str: ...
-    @property
-    def copies(self) -> int: ...
-    @property
-    def account(self) -> str: ...
     @property
     def expires_at(self) -> datetime | None: ...
 
@@ -234,13 +202,13 @@ class Findings:
 
     @property
     def files(self) -> int:
-        """How many files the RSE is concerned with, by the largest of its three records: the base of the fraction."""
+        """The largest of the RSE's three records: the base of the fraction."""
         return max(self.listed, self.registered, self.booked, 1)
 
     @property
     def fraction(self) -> float:
-        """Files out of place (dark, lost, ledger-only) among the files of the RSE: a large one says that the
-        listing or a dump is wrong, not the files, and nothing is acted on."""
+        """Files out of place (dark, lost, ledger-only) among the RSE's: a large one says that the listing or a
+        dump is wrong, not the files, and nothing is acted on."""
         wrong = sum(len(self.found[kind]) for kind in (Kind.DARK, Kind.LOST, Kind.LEDGER_ONLY))
         return wrong / self.files
 
@@ -396,16 +364,10 @@ def _rucio_side(carrier: CarrierSeen) -> str:
 
 # -- MAGIC collections and rules --------------------------------------------------------------------------
 
-_RUN_DATASET = re.compile(
-    r"(?P<telescope>M1|M2|ST)_(?P<level>RAW|Calibrated|Star|SuperStar|Melibea|DL3)_(?P<night>\d{8})(?:_(?P<run>\d{8}))?",
-    re.ASCII,
-)
-_SIMULATION = re.compile(
-    r"MC_(?P<telescope>M1|M2|ST)_(?P<level>RAW|Calibrated|Star|SuperStar|Melibea|DL3)_za\d\dto\d\d_\d+", re.ASCII
-)
-
-
-_TOP_CONTAINER = re.compile(r"(?:MC_)?(M1|M2|ST)_(RAW|Calibrated|Star|SuperStar|Melibea|DL3)", re.ASCII)
+_KIND = r"(?P<telescope>M1|M2|ST)_(?P<level>RAW|Calibrated|Star|SuperStar|Melibea|DL3)"
+_RUN_DATASET = re.compile(_KIND + r"_(?P<night>\d{8})(?:_(?P<run>\d{8}))?", re.ASCII)
+_SIMULATION = re.compile(r"MC_" + _KIND + r"_za\d\dto\d\d_\d+", re.ASCII)
+_TOP_CONTAINER = re.compile(r"(?:MC_)?" + _KIND, re.ASCII)
 
 
 def is_flow_collection(name: str) -> bool:
@@ -424,8 +386,7 @@ def empty_collection(collection: Collection) -> str | None:
 
 
 def unexplained(rule: RuleSeen, policy: Sequence[PolicyEntry]) -> str | None:
-    """Why no policy entry explains a rule on MAGIC data, or None: the policy's rules carry the entry's
-    comment, sit on run datasets of the levels and telescopes it names, and ask its RSEs and copies."""
+    """Why no policy entry explains a rule on MAGIC data (its comment, run dataset, RSEs and copies), or None."""
     spec = next((spec for spec in policy if spec.rule_comment == rule.comment), None)
     if spec is None:
         return f"comment {rule.comment!r} names no policy entry" if rule.comment else "no comment names a policy entry"
@@ -443,8 +404,7 @@ def unexplained(rule: RuleSeen, policy: Sequence[PolicyEntry]) -> str | None:
 
 
 def impostor(rule: RuleSeen, policy: Sequence[PolicyEntry], account: str) -> str | None:
-    """Why a rule that carries a policy entry's comment is not the flow's, or None (no such comment, or the
-    flow's own): it would stand in for the flow's rule to any reader that trusts comments."""
+    """Why a rule with a policy entry's comment is not the flow's, or None: it would stand in for the flow's rule."""
     spec = next((spec for spec in policy if spec.rule_comment == rule.comment), None)
     if spec is None:
         return None
@@ -465,11 +425,10 @@ def missing_rules(
     account: str | None = None,
 ) -> list[Finding]:
     """Run datasets that lack a rule of a policy entry covering their files here. At the source, the files
-    registered and not yet released: their rules were made at registration, so one gone was removed since
-    (by an admin, or the policy gained an entry), and its files are held at the source until it is made
-    again. At a destination, the copies proven there: without their rule nothing keeps them. A rule that
-    expires does not count (Rucio's API removes a rule by setting it to expire), nor one the flow's ``account``
-    did not make as the entry asks, and entries whose rules expire are not required to stand."""
+    registered and not yet released (their rules were made at registration: one gone was removed since, and its
+    files are held until it is made again); at a destination, the copies proven there. A rule that expires (Rucio's
+    API removes a rule so) does not count, nor one the flow's ``account`` did not make as the entry asks, and
+    entries whose rules expire are not required to stand."""
     lasting = [spec for spec in needed if spec.lifetime is None]
     by_comment = {spec.rule_comment: spec for spec in needed}
     have: set[tuple[str, str, str]] = set()

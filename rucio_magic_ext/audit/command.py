@@ -1,7 +1,6 @@
-"""``rucio-magic audit RSE``: every byte of an RSE accounted for by its storage, Rucio and the ledger.
-
-Exit code 0 when nothing is out of place, 1 when something is (or acting was refused), 2 on an error (a storage
-that does not list, a database that does not answer: nothing is concluded from a view that could not be read).
+"""``rucio-magic audit RSE``: every byte of an RSE accounted for by its storage, Rucio and the ledger. Exit 0
+when nothing is out of place, 1 when something is (or acting was refused), 2 on an error (a storage that does not
+list, a database that does not answer: nothing is concluded from a view that could not be read).
 """
 
 from __future__ import annotations

@@ -1,20 +1,18 @@
 """Acting on an audit, only when asked: each class goes to whoever repairs it in the flow, and no source copy
 that is not proven is ever let go.
 
-- a copy lost at a destination is declared BAD through Rucio's own ``declare_bad_file_replicas``: the
-  necromancer and the replica recoverer have it copied again from another replica, as for any bad copy;
-- a dark file at the observatory is put in the ledger as SEEN: the scanner settles, checksums and registers it;
-- a ledger row of the observatory that neither its storage nor Rucio has any longer says so: a RELEASED file
-  was deleted (the reaper's work), any other is set aside QUARANTINED for a person, with the reason;
-- an orphan carrier is closed only when every file it holds is DELETED or RELEASED in the ledger, or held by
-  another live carrier: its rules and dataset go (the source rule purges only when every file is DELETED or
-  RELEASED, that is proven by the flow's own verification); otherwise it stays, and the reason is said. The
-  ledger's word is not enough while a file's replica is still at the source: its copies must stand in Rucio as
-  the carrier asks before a release (``release.verify.assess`` on the flow's own policy rules), or another
-  carrier's source rule of the flow must lock it there, and no other DID's replica may name its path (the
-  reaper deleting that path deletes the other DID's bytes too);
-- a rule the policy asks on a run dataset and found gone is made again as the scanner made it (the policy is
-  the site's word on which copies must exist; an entry no longer wanted is taken out of the policy instead).
+- a copy lost at a destination is declared BAD (``declare_bad_file_replicas``): Rucio's necromancer and replica
+  recoverer have it copied again from another replica;
+- a dark file at the observatory is put in the ledger as SEEN, for the scanner;
+- a ledger row of the observatory that neither its storage nor Rucio has any longer: a RELEASED file was
+  deleted (the reaper's work), any other is set aside QUARANTINED for a person;
+- an orphan carrier goes only when every file it holds is DELETED or RELEASED in the ledger (then its source rule
+  purges), or held by another live carrier. While a file's replica is still at the source the ledger's word is
+  not enough: its copies must stand in Rucio as the carrier asks before a release (``release.verify.assess``), or
+  another carrier's source rule must lock it there, and no other DID's replica may name its path (the reaper
+  deleting that path deletes the other DID's bytes too);
+- a policy rule found gone is made again as the scanner made it (an entry no longer wanted is taken out of the
+  policy instead).
 
 Copies lost at the observatory, sizes and checksums that differ, empty collections and unexplained rules are
 reported only: they need a person. Every action is written in the ledger's history where a file has one.
@@ -90,8 +88,7 @@ class Fixer:
             return
         dids: list[DID] = [(f.scope, f.name) for f in lost if f.scope and f.name]
         refused = [] if self.dry_run else rucio_db.declare_bad_replicas(self.rse, dids, REASON, self.account)
-        for finding in lost:
-            outcome.done.append(f"lost {finding.key}: {self._would}declared bad at {self.rse}, to be copied again")
+        outcome.done += [f"lost {f.key}: {self._would}declared bad at {self.rse}, to be copied again" for f in lost]
         outcome.left += [f"lost: Rucio refused to declare {entry}" for entry in refused]
         if dids and not self.dry_run:
             self.logger(logging.WARNING, "declared %d lost replica(s) of %s bad", len(dids) - len(refused), self.rse)
@@ -102,8 +99,7 @@ class Fixer:
             return
         seen = [Seen(f.key, f.bytes, f.mtime or 0.0) for f in dark]
         added = len(seen) if self.dry_run else self.ledger.add_seen(self.rse, seen, ACTOR)
-        for finding in dark:
-            outcome.done.append(f"dark {finding.key}: {self._would}handed to the scanner (SEEN)")
+        outcome.done += [f"dark {f.key}: {self._would}handed to the scanner (SEEN)" for f in dark]
         if added and not self.dry_run:
             self.logger(logging.INFO, "%d dark file(s) of %s handed to the scanner", added, self.rse)
 
@@ -134,8 +130,7 @@ class Fixer:
                 outcome.left.append(f"ledger-only {finding.key}: moved on meanwhile, left alone")
 
     def _missing_rules(self, missing: Sequence[Finding], outcome: Outcome) -> None:
-        """Made again where gone, kept (the expiry taken off) where removed through Rucio's API but not yet
-        deleted: either way the rule the scanner made stands again."""
+        """Made again where gone, kept (expiry taken off) where removed through Rucio's API and not yet deleted."""
         specs = {spec.name: spec for spec in self.policy}
         wanted: dict[RuleRequest, Finding] = {}
         for finding in missing:
@@ -176,14 +171,13 @@ class Fixer:
             outcome.left.append(f"orphan-carrier {finding.key}: kept, {unproven}")
             return
         purge = all(state in PROVEN for state in files.values())
-        if row is not None and row.state is not CarrierState.GONE:
-            outcome.done.append(f"orphan-carrier {finding.key}: {self._would}closed (GONE), every file proven")
-        else:
-            outcome.done.append(f"orphan-carrier {finding.key}: {self._would}removed from Rucio, every file proven")
+        closing = row is not None and row.state is not CarrierState.GONE
+        what = "closed (GONE)" if closing else "removed from Rucio"
+        outcome.done.append(f"orphan-carrier {finding.key}: {self._would}{what}, every file proven")
         if self.dry_run:
             return
         self._remove(name, purge)
-        if row is not None and row.state is not CarrierState.GONE:
+        if row is not None and closing:
             try:
                 book.move(row, CarrierState.GONE, detail=f"closed by the audit: {finding.detail}; every file proven")
             except LostRace:

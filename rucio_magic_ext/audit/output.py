@@ -40,8 +40,7 @@ def list_name(rse: str, taken_at: datetime, kind: Kind) -> str:
 
 
 def write_lists(findings: Findings, directory: Path, taken_at: datetime, actions: Sequence[str] = ()) -> list[Path]:
-    """A list per class (empty ones too: an empty list says the class was looked at) and the stats file; each
-    written whole under a temporary name first, so a reader never sees half a list."""
+    """A list per class (an empty one says the class was looked at) and the stats file, each written whole."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for kind, found in fixed_order(findings.found):

@@ -1,7 +1,6 @@
 """The three views of an RSE that the audit compares and the census counts, each read as a stream: its storage
-listing (through the RSE's own read protocol, confined to its prefix), Rucio's replicas of it (from Rucio's
-database, or from a replica dump in the format of Rucio's consistency tools), and the ledger's rows; and, from
-Rucio and the ledger, the carriers, the empty collections and the rules of the MAGIC scopes.
+listing (through the RSE's read protocol), Rucio's replicas (from its database, or from a replica dump), and the
+ledger's rows; and the carriers, the empty collections and the rules of the MAGIC scopes.
 
 Every path is relative to the RSE's prefix, as ledger text, so the three views meet on it: the stored path of
 a replica where Rucio keeps one (the observatory's), else the path the RSE's lfn2pfn gives (the data centre's).
@@ -9,6 +8,8 @@ a replica where Rucio keeps one (the observatory's), else the path the RSE's lfn
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import posixpath
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
+from rucio.db.sqla.constants import ReplicaState
 from sqlalchemy import select
 
 from rucio_magic_ext import layout, rucio_db
@@ -44,20 +46,12 @@ from rucio_magic_ext.trust import normal_path
 
 BATCH = 5000
 # Rucio's replica dumps write a replica's state as its one-letter value.
-DUMP_STATES = {
-    "A": "AVAILABLE",
-    "U": "UNAVAILABLE",
-    "C": "COPYING",
-    "B": "BEING_DELETED",
-    "D": "BAD",
-    "T": "TEMPORARY_UNAVAILABLE",
-}
+DUMP_STATES = {state.value: state.name for state in ReplicaState}
 
 
 @dataclass
 class Place:
-    """Where an RSE's files are: its storage confined to the prefix of its read protocol, and how a replica's
-    path relative to that prefix is made (stored, or by the RSE's lfn2pfn)."""
+    """Where an RSE's files are: its storage confined to its read protocol's prefix, and how replica paths are made."""
 
     rse: str
     storage: Storage
@@ -131,7 +125,6 @@ def checksum_reader(where: Place) -> Any:
 
 
 def replicas(where: Place, night: date | None = None) -> Iterator[Replica]:
-    """Rucio's replicas of the RSE, from its database."""
     for row in rucio_db.replicas_of_rse(where.rse, BATCH):
         path = where.path_of(row.scope, row.name, row.path)
         if _in_night(path, night):
@@ -159,8 +152,7 @@ def empty_collections(night: date | None = None) -> Iterator[Collection]:
 
 
 def foreign_collections(account: str, night: date | None = None) -> Iterator[Collection]:
-    """The run datasets and night and top containers of the MAGIC scopes that another account made, or that are
-    set to expire: names the flow would put files into. Other collections there (an analyst's) are not its."""
+    """The run datasets and night and top containers of the MAGIC scopes another account made, or set to expire."""
     for scope, name, did_type, maker, expired_at in rucio_db.collections_not_made_by(layout.SCOPES, account, BATCH):
         if is_flow_collection(name) and (night is None or night_of_name(name) in (night, None)):
             yield Collection(scope, name, did_type, maker, expired_at)
@@ -261,9 +253,7 @@ def carriers(ledger: Ledger, rse: str, night: date | None = None) -> list[Carrie
         states = {name: state for name, state in session.execute(query)}
         carrying = select(LedgerFile.carrier).where(LedgerFile.rse == rse, LedgerFile.carrier.is_not(None))
         loaded = set(session.scalars(carrying.distinct()))
-        of_night = set()
-        if night is not None:
-            of_night = set(session.scalars(carrying.where(LedgerFile.night == night).distinct()))
+        of_night = set(session.scalars(carrying.where(LedgerFile.night == night).distinct())) if night else set()
     mine = f"carrier_{rse}_"
     datasets = {
         name for name in rucio_db.collections_of_scope(CARRIER_SCOPE) if name in states or name.startswith(mine)
@@ -330,11 +320,7 @@ def read(
 def open_dump(path: Path) -> TextIO:
     """A replica dump, plain or compressed as Rucio's dumps come (bz2, gz)."""
     if path.suffix == ".bz2":
-        import bz2
-
         return bz2.open(path, "rt")
     if path.suffix == ".gz":
-        import gzip
-
         return gzip.open(path, "rt")
     return path.open()
