@@ -17,9 +17,7 @@ from rucio_magic_ext.ledger.store import rowcount
 
 class CarrierBook:
     def __init__(self, ledger: Ledger, rse: str, scope: str = CARRIER_SCOPE) -> None:
-        self.ledger = ledger
-        self.rse = rse
-        self.scope = scope
+        self.ledger, self.rse, self.scope = ledger, rse, scope
 
     def open_carriers(self) -> list[OpenCarrier]:
         with self.ledger.session() as session:
@@ -30,24 +28,11 @@ class CarrierBook:
 
     def record(self, opened: Sequence[OpenCarrier], assigned: Mapping[int, str], sizes: Mapping[int, int]) -> None:
         """New carriers, and the files assigned to carriers, with each carrier's counts, in one transaction."""
+        empty = {"rse": self.rse, "scope": self.scope, "state": CarrierState.OPEN, "files": 0, "bytes": 0}
         with self.ledger.session() as session:
             if opened:
-                session.execute(
-                    insert(LedgerCarrier),
-                    [
-                        {
-                            "rse": self.rse,
-                            "scope": self.scope,
-                            "name": c.name,
-                            "policy": c.policy,
-                            "state": CarrierState.OPEN,
-                            "files": 0,
-                            "bytes": 0,
-                            "opened_at": c.opened_at,
-                        }
-                        for c in opened
-                    ],
-                )
+                rows = [{**empty, "name": c.name, "policy": c.policy, "opened_at": c.opened_at} for c in opened]
+                session.execute(insert(LedgerCarrier), rows)
             by_carrier: dict[str, list[int]] = {}
             for file_id, name in assigned.items():
                 by_carrier.setdefault(name, []).append(file_id)
@@ -82,8 +67,7 @@ class CarrierBook:
                     raise LostRace(f"carrier {name} started closing before these files joined it")
 
     def unassign(self, files: Sequence[LedgerFile]) -> None:
-        """Take files back out of their carriers (their registration failed, so Rucio never attached them):
-        they join another carrier when they are tried again."""
+        """Take files whose registration failed back out of their carriers: they join another when tried again."""
         with self.ledger.session() as session:
             for row in files:
                 if row.carrier is None:
@@ -173,14 +157,9 @@ class CarrierBook:
         stamp = {CarrierState.CLOSING: "closed_at", CarrierState.RELEASING: "released_at", CarrierState.GONE: "gone_at"}
         if target in stamp:
             values.setdefault(stamp[target], utcnow())
+        seen = update(LedgerCarrier).where(LedgerCarrier.id == carrier.id, LedgerCarrier.state == carrier.state)
         with self.ledger.session() as session:
-            changed = rowcount(
-                session.execute(
-                    update(LedgerCarrier)
-                    .where(LedgerCarrier.id == carrier.id, LedgerCarrier.state == carrier.state)
-                    .values(state=target, **values)
-                )
-            )
+            changed = rowcount(session.execute(seen.values(state=target, **values)))
         if changed != 1:
             raise LostRace(f"carrier {carrier.name} left {carrier.state.value} meanwhile")
         carrier.state = target

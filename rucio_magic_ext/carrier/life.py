@@ -1,12 +1,10 @@
 """A carrier's whole life, in the ledger and in Rucio: OPEN -> CLOSING -> PROTECTING -> RELEASING -> GONE.
 
-A carrier is created with its locked source rule before any file joins it, and a file is attached to it
-in the transaction that registers the file, its lock made at once: from registration to release, every
-source replica is held by a rule that only the flow's account (or an admin) can remove, and nothing but
-the release makes it OBSOLETE. The scanner assigns files and closes carriers (``assign``, ``hold_at_source``,
-``close_due``); the release daemon checks them, holds them, or releases them (``integrity``, ``hold``,
-``release``). Every ledger move is conditional on the state the caller saw, and Rucio's side of each step
-can be repeated after a crash with the same outcome.
+A carrier is created with its locked source rule before any file joins it, and a file is attached to it in the
+transaction that registers the file: from registration to release, every source replica is held by a rule that
+only the flow's account (or an admin) can remove. The scanner assigns files and closes carriers; the release
+daemon checks, holds or releases them. Rucio's side of each step can be repeated after a crash with the same
+outcome.
 """
 
 from __future__ import annotations
@@ -53,11 +51,8 @@ class Carriers:
         policy: ReplicationPolicy,
         logger: LoggerFunction = logging.log,
     ) -> None:
-        self.ledger = ledger
-        self.rse = rse
+        self.ledger, self.rse, self.policy, self.logger = ledger, rse, policy, logger
         self.account = InternalAccount(account)
-        self.policy = policy
-        self.logger = logger
         self.book = CarrierBook(ledger, rse, CARRIER_SCOPE)
 
     def in_states(self, states: Iterable[CarrierState], worker: int = 0, workers: int = 1) -> list[LedgerCarrier]:
@@ -67,11 +62,9 @@ class Carriers:
         return self.book.files(carrier.name, states)
 
     def specs(self, row: LedgerFile) -> list[RuleSpec]:
-        """The policy entries a file needs."""
         return self.policy.rules_for(row.record.level, row.record.telescope)
 
     def policy_of(self, carrier: LedgerCarrier) -> list[RuleSpec]:
-        """The policy entries every file of the carrier needs."""
         names = policy_names(carrier.policy)
         return [spec for spec in self.policy.rules if spec.name in names]
 
@@ -107,8 +100,7 @@ class Carriers:
                 self.book.update(carrier, source_rule=made[requests[carrier.name]])
 
     def attach(self, rows: Sequence[LedgerFile]) -> None:
-        """Attach registered files to their carriers, with their locks (files registered before carriers
-        were made at registration, or repairs)."""
+        """Attach registered files to their carriers, locks made (repairs, files registered before carriers)."""
         members: dict[DID, list[DID]] = {}
         for row in rows:
             if row.carrier:
@@ -162,9 +154,7 @@ class Carriers:
         waiting = [row for row in files if row.state is FileState.REGISTERED]
         self.ledger.move(waiting, FileState.PROTECTED, actor, f"in carrier {carrier.name}, rules in place")
         self.book.move(carrier, CarrierState.PROTECTING, source_rule=rules[request])
-        self.logger(
-            logging.INFO, "carrier %s closed: %d file(s), %d byte(s)", carrier.name, len(files), carrier.bytes
-        )
+        self.logger(logging.INFO, "carrier %s closed: %d file(s), %d byte(s)", carrier.name, len(files), carrier.bytes)
         return len(waiting)
 
     def _discard(self, carrier: LedgerCarrier, actor: str) -> None:

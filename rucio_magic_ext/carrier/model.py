@@ -1,10 +1,9 @@
 """What a carrier batch is, and how newly registered files are grouped into them. Pure: ``life`` acts.
 
 A carrier is a temporary dataset in the scope ``magic_carrier`` whose source rule pins its files at the
-observatory until their copies are verified. The copies themselves are the policy's permanent rules' work:
-the carrier asks for none of its own. Files share a carrier when they need the same permanent rules (the
-replication policy's entries), so that a batch is proven and released against one set of rules. A carrier
-takes files until it reaches its file or byte limit, or its first file has waited long enough: then it closes.
+observatory until their copies (the policy's permanent rules' work) are verified. Files share a carrier when they
+need the same permanent rules, so that a batch is proven and released against one set of rules. A carrier takes
+files until it reaches its file or byte limit, or its first file has waited long enough: then it closes.
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ def policy_key(rule_names: Iterable[str]) -> str:
 
 
 def policy_names(key: str) -> tuple[str, ...]:
-    """The replication rules named by a policy key."""
     return tuple(name for name in key.split(",") if name)
 
 
@@ -52,8 +50,7 @@ class Fill(Protocol):
 
 
 def carrier_name(rse: str, policy: str, opened_at: datetime, token: str) -> str:
-    """Listable by an operator (``magic_carrier:carrier_ORM-ONSITE_*``): source, opening time, policy, and a
-    token that keeps carriers opened in the same second apart (by several workers, or cycles)."""
+    """Listable by an operator: source, opening time, policy, and a token for carriers opened in one second."""
     digest = hashlib.sha1(policy.encode()).hexdigest()[:6]
     return f"carrier_{rse}_{opened_at:%Y%m%dT%H%M%S}_{digest}_{token}"
 
@@ -111,12 +108,10 @@ def plan_batches(
         carrier.files += 1
         carrier.bytes += new.size
         plan.assigned[new.id] = carrier.name
-        reason = closing_reason(carrier, limits, now, by_age=False)  # age closes carriers on a later cycle
-        if reason:
+        if reason := closing_reason(carrier, limits, now, by_age=False):  # age closes carriers on a later cycle
             plan.full[carrier.name] = reason
             del current[new.policy]
     for carrier in open_carriers:
-        reason = closing_reason(carrier, limits, now)
-        if reason:
+        if reason := closing_reason(carrier, limits, now):
             plan.full.setdefault(carrier.name, reason)
     return plan

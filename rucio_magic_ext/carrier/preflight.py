@@ -1,12 +1,9 @@
 """What the daemons check before their first cycle: the settings the source's safety relies on.
 
-The flow holds every source replica under the carrier's locked source rule from registration to release.
-That promise rests on a few settings that live outside the code: the policy package (its permissions keep
-other writers off the carrier rules, its lfn2pfn places the copies), the account owning the carrier scope,
-no tombstone given to new source replicas, and no policy copy that the source itself could satisfy.
-``problems()`` names each one that does not hold; a daemon refuses to start with them.
-
-The replication policy's file is checked here too (``policy_file``), read through ``settings``.
+The carrier's locked source rule holds every source replica from registration to release; that rests on
+settings outside the code: the policy package (its permissions keep other writers off the carrier rules, its
+lfn2pfn places the copies), the account owning the carrier scope, no tombstone given to new source replicas, and
+no policy copy that the source itself could satisfy. A daemon refuses to start while one does not hold.
 """
 
 from __future__ import annotations
@@ -34,11 +31,7 @@ class UnsafeSetup(RefusedToStart):
 
 def problems(rse: str, account: str, policy: ReplicationPolicy) -> list[str]:
     """Each setting that would let a source copy go before its copies are proven, with what to change."""
-    found = _policy_package()
-    found += _source_rse(rse)
-    found += _carrier_scope(account)
-    found += _policy_expressions(rse, policy)
-    return found
+    return [*_policy_package(), *_source_rse(rse), *_carrier_scope(account), *_policy_expressions(rse, policy)]
 
 
 def check(rse: str, account: str, policy: ReplicationPolicy) -> None:
@@ -68,13 +61,12 @@ def _source_rse(rse: str) -> list[str]:
             attributes = list_rse_attributes(rucio_db.rse_id(rse), session=session)
     except RSENotFound:
         return [f"the source RSE {rse} does not exist in Rucio"]
-    found = []
     if attributes.get("tombstone_delay") not in (None, "", "None"):
-        found.append(
+        return [
             f"RSE {rse} has tombstone_delay={attributes['tombstone_delay']}: new source replicas would carry a "
             "tombstone and be reaped whenever they are unlocked; remove the attribute"
-        )
-    return found
+        ]
+    return []
 
 
 def _carrier_scope(account: str) -> list[str]:
