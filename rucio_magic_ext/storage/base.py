@@ -35,9 +35,7 @@ class OutsideRoot(ValueError):
 
     def __init__(self, location: str, root: str, reason: str) -> None:
         super().__init__(f"{location} is outside the storage root {root}: {reason}")
-        self.location = location
-        self.root = root
-        self.reason = reason
+        self.location, self.root, self.reason = location, root, reason
 
 
 def normalise(path: str) -> str:
@@ -120,8 +118,7 @@ class ChecksumMismatch(OSError):
         problems = "; ".join(f"{name} {found.get(name)} != {value}" for name, value in expected.items()
                              if found.get(name) != value)
         super().__init__(errno.EIO, f"{what} checksum mismatch: {problems}", location)
-        self.expected = expected
-        self.found = found
+        self.expected, self.found = expected, found
 
 
 @dataclass(frozen=True)
@@ -241,8 +238,7 @@ class Storage(ABC):
     # -- the walks ------------------------------------------------------------------------------------------
 
     def list(self, prefix: str) -> Iterator[Entry]:
-        """Every file under `prefix`, recursively, produced lazily (no full listing in memory); an entry refused
-        (see Refused) is no file, a folder that cannot be read is logged and passed over."""
+        """Every file under `prefix`, lazily; a Refused entry is no file, a folder that cannot be read is skipped."""
         where, top = self._locate(prefix)
         pending = [top]
         while pending:
@@ -286,8 +282,7 @@ class Storage(ABC):
             pending.extend(reversed(subfolders))
 
     def files(self, folder: str) -> builtins.list[Entry]:  # `list` is the walk below, in this class
-        """The files directly in `folder` (not below it), a Refused for each entry not taken and why; empty when
-        the folder is gone."""
+        """The files directly in `folder`, a Refused for each entry not taken; empty when the folder is gone."""
         where, path = self._locate(folder)
         try:
             return self._listing(where, path)[0]

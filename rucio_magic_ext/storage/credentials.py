@@ -7,8 +7,7 @@ read again only when it changed, so a token or proxy that a sidecar renews is us
 
 ``[magic-credentials]`` in rucio.cfg sets them for every RSE, ``[magic-credentials:RSE]`` for one (``mechanism``
 ``none``, ``x509`` or ``token``; ``x509_proxy``, ``ca_dir``, ``token_file`` where a site keeps them elsewhere).
-A credential's content never leaves this module: logs, ledger rows and metrics see ``describe()``, its kind,
-where it was found and how long it has left.
+A credential's content never leaves this module: logs, ledger rows and metrics see ``describe()``.
 """
 
 from __future__ import annotations
@@ -28,9 +27,8 @@ from typing import cast
 from rucio_magic_ext.storage.base import AccessRefused
 
 MECHANISMS = ("none", "x509", "token")
-#: How long before its end a credential is worth a warning: a grid proxy is renewed hours ahead (Rucio's Helm
-#: chart renews its proxy every few hours; voms-proxy-init gives 12 hours), a token minutes ahead (a sidecar
-#: renews it at half-life).
+#: How long before its end a credential is worth a warning: a grid proxy is renewed hours ahead (voms-proxy-init
+#: gives 12 hours), a token minutes ahead (a sidecar renews it at half-life).
 WARN_BEFORE = {"x509": timedelta(hours=6), "token": timedelta(minutes=5)}
 GRID_CA_DIR = "/etc/grid-security/certificates"
 SECTION = "magic-credentials"
@@ -243,8 +241,7 @@ OPEN = Credentials()
 
 @cache
 def for_rse(rse: str) -> Credentials:
-    """The credentials rucio.cfg gives ``rse``'s storage (``[magic-credentials:RSE]``, else
-    ``[magic-credentials]``); an open storage when neither section says otherwise."""
+    """The credentials of ``[magic-credentials:RSE]``, else ``[magic-credentials]``; open when neither is there."""
     from rucio.common.config import config_get, config_has_section
 
     from rucio_magic_ext.settings import ConfigError, rucio_cfg, setting

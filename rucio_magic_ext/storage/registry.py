@@ -33,17 +33,13 @@ def _webdav(root: str | None = None, credentials: Credentials = OPEN) -> Storage
 
 _FACTORIES: dict[str, StorageFactory] = {
     PosixStorage.scheme: _posix,
-    "root": _xrootd,
-    "roots": _xrootd,
-    "davs": _webdav,
-    "https": _webdav,
-    "http": _webdav,
+    **dict.fromkeys(("root", "roots"), _xrootd),
+    **dict.fromkeys(("davs", "https", "http"), _webdav),
 }
 
 
 def register_storage(scheme: str, factory: StorageFactory) -> None:
-    """Serve `scheme` with `factory` (e.g. an fsspec-backed root:// storage), called as
-    `factory(root=root, credentials=credentials)`."""
+    """Serve `scheme` with `factory`, called as `factory(root=root, credentials=credentials)`."""
     _FACTORIES[scheme] = factory
 
 

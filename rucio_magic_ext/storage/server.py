@@ -1,9 +1,6 @@
 """What storages behind a server share (root://, davs://): which server a location is on, and keeping to it;
-a stat, a listing and a rename over the server's own answers.
-
-A location is a URL of one server, or a native path on it. The server is the endpoint given, else the
-root's when the root is a URL, else that of the first URL seen. With a root, every location must be on
-that server and under that path: a URL on another server is outside the root, whatever its path.
+a stat, a listing and a rename over the server's own answers. The server is the endpoint given, else the root's
+when the root is a URL, else that of the first URL seen. With a root, a URL on another server is outside it.
 """
 
 from __future__ import annotations
@@ -68,8 +65,7 @@ class ServerStorage(Storage):
 
     @abstractmethod
     def _children(self, endpoint: str, folder: str) -> list[Entry | Folder]:
-        """The files and folders directly in a folder, in path order (entries that are neither left out);
-        FileNotFoundError when it is gone, NotADirectoryError when it is a file."""
+        """The files and folders directly in a folder, in path order; FileNotFoundError or NotADirectoryError."""
 
     @abstractmethod
     def _move(self, endpoint: str, path: str, target: str) -> None:
@@ -82,8 +78,7 @@ class ServerStorage(Storage):
 
     @staticmethod
     @abstractmethod
-    def join_url(endpoint: str, path: str) -> str:
-        """The URL of a native path on an endpoint."""
+    def join_url(endpoint: str, path: str) -> str: ...
 
     def native_path(self, location: str) -> str:
         return self._split(location)[1]
@@ -109,7 +104,6 @@ class ServerStorage(Storage):
         return self.endpoint, location
 
     def _locate(self, location: str) -> tuple[str, str]:
-        """Endpoint and confined native path of a location."""
         endpoint, _ = self._split(location)
         if endpoint is None:
             raise ValueError(f"no server known for {location}: give a {self.scheme}:// URL or an endpoint")

@@ -55,8 +55,7 @@ _OPENSSL_REASON = re.compile(r"\[SSL[^\]]*\] ([^(']+)")
 
 
 def _reason(error: BaseException) -> str:
-    """OpenSSL's own words from a TLS failure (e.g. "certificate verify failed: unable to get local issuer
-    certificate"), without the layers of connection pools around them."""
+    """OpenSSL's own words of a TLS failure ("certificate verify failed: ..."), without the layers around them."""
     said = _OPENSSL_REASON.search(str(error))
     return said.group(1).strip() if said else str(error)[:200]
 
@@ -365,6 +364,3 @@ def _node(item: ElementTree.Element) -> Entry | Folder | None:
     if is_dir:
         return Folder(_href_path(href), mtime)
     return Entry(_href_path(href), int(length) if length.isdigit() else 0, mtime)
-
-
-__all__ = ["TRANSPORTS", "WebDAVStorage", "split_dav_url"]

@@ -146,8 +146,7 @@ class _XRootDReader(PositionalReader):
 
     def __init__(self, handle: Any, endpoint: str, path: str, timeout: int, credentials: Credentials) -> None:
         super().__init__(path)
-        self._handle, self._endpoint, self._timeout = handle, endpoint, timeout
-        self._credentials = credentials
+        self._handle, self._endpoint, self._timeout, self._credentials = handle, endpoint, timeout, credentials
 
     def _read_at(self, offset: int, view: memoryview) -> int:
         status, data = self._handle.read(offset, len(view), self._timeout)
@@ -383,6 +382,3 @@ def _found(path: str, info: Any) -> Entry | Folder:
 
 def _join(directory: str, name: str) -> str:
     return f"{directory.rstrip('/')}/{name}"
-
-
-__all__ = ["XRootDStorage", "split_root_url"]
