@@ -2,14 +2,12 @@
 
     python -m rucio_magic_ext.transfertool.copier JOB_DIR
 
-Each file is copied to a hidden temporary name next to its destination, the copy's size and
-checksums are compared with the source's bytes and with the catalogue's values, and only then
-is it renamed to its final name. Whatever fails, nothing is left at the final name.
-Every source and the destination are confined to their RSE's root (the protocol prefix the submitter
-recorded in the job): a PFN that leads out of it, e.g. from a DID name with ``../``, fails the transfer
-with the reason, and a job that records no root is not copied at all.
-Copies need nothing from Rucio; at the end, when Rucio's database is configured, the copier reports the
-outcome at once (``receiver.py``), and otherwise the poller finds it in the job's status.
+Each file is copied to a hidden temporary name next to its destination, checked against the source's bytes
+and the catalogue's values, and only then renamed to its final name: whatever fails, nothing is left there.
+Every source and the destination are confined to their RSE's root, as recorded in the job: a PFN that leads
+out of it, e.g. from a DID name with ``../``, fails the transfer, and a job that records no root is not copied.
+When Rucio's database is configured the copier reports the outcome at once (``receiver.py``); otherwise the
+poller finds it in the job's status.
 """
 
 from __future__ import annotations
@@ -62,24 +60,17 @@ def _mismatches(found: dict[str, str], wanted: dict[str, str]) -> list[str]:
 
 
 def verify(storage: Storage, location: str, size: int | None, checksums: dict[str, str], what: str) -> str:
-    """Raise TransferError unless the file at `location` has this size and these checksums; say how they
-    were proven (answered by the storage's server, or computed here from the bytes read back)."""
+    """Raise TransferError unless the file at `location` has this size and these checksums; say how they were proven."""
     entry = storage.stat(location)
     if size is not None and entry.size != size:
         raise TransferError(f"{what} size mismatch: {entry.size} != {size} bytes")
-    found, how = _checksums(storage, location, tuple(checksums))
-    problems = _mismatches(found, checksums)
+    if not checksums:
+        return "size only"
+    proven = storage.checksum_detail(location, tuple(checksums))
+    problems = _mismatches(proven.values, checksums)
     if problems:
         raise TransferError(f"{what} checksum mismatch: {'; '.join(problems)}")
-    return how
-
-
-def _checksums(storage: Storage, location: str, algorithms: tuple[str, ...]) -> tuple[dict[str, str], str]:
-    """The checksums of a file and how they were obtained."""
-    if not algorithms:
-        return {}, "size only"
-    proven = storage.checksum_detail(location, algorithms)
-    return proven.values, proven.ways()
+    return proven.ways()
 
 
 def confined_storage(url: str, root: str | None, what: str, rse: str | None) -> Storage:
@@ -105,10 +96,8 @@ def copy_one_source(
     check_cancel: Callable[[int], None],
     logger: LoggerFunction,
 ) -> None:
-    """Copy from one source (an entry of `spec['sources']`) to the destination, verified, or raise.
-
-    `target` is the destination's storage, confined to its RSE's root. Raises TransferError or Cancelled.
-    """
+    """Copy from one source (an entry of `spec['sources']`) to `target`, the destination's confined storage,
+    verified; raises TransferError or Cancelled."""
     destination = spec["dest_url"]
     source_url = source["url"]
     origin = confined_storage(source_url, source.get("root"), "SOURCE", source.get("rse"))
@@ -176,10 +165,8 @@ def transfer_file(
             verify(target, destination, spec.get("bytes"), expected_checksums(spec), "DESTINATION")
         except TransferError as mismatch:
             if not spec.get("overwrite"):
-                return {
-                    "state": FAILED,
-                    "reason": f"DESTINATION file exists and differs ({mismatch}); overwrite is not allowed",
-                }
+                reason = f"DESTINATION file exists and differs ({mismatch}); overwrite is not allowed"
+                return {"state": FAILED, "reason": reason}
         else:
             return {"state": DONE, "reason": "DESTINATION already holds the expected file"}
 

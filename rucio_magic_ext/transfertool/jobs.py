@@ -131,18 +131,12 @@ class JobStore:
 
     def is_held(self, job_id: str) -> bool:
         """True while a copier runs the job."""
-        fd = _try_lock(self.job_dir(job_id) / LOCK_FILE)
-        if fd is None:
-            return True
-        os.close(fd)
-        return False
+        with self.hold(job_id) as free:
+            return not free
 
     @contextlib.contextmanager
     def slot(self, count: int, should_stop: Callable[[], bool], poll_seconds: float = 0.5) -> Iterator[bool]:
-        """Wait for one of `count` copy slots on this host; yields False if `should_stop` said so.
-
-        Bounds the number of concurrent copies, whatever the number of jobs submitted.
-        """
+        """Hold one of this host's `count` copy slots, which bound concurrent copies; False if `should_stop` said so."""
         self.slots.mkdir(parents=True, exist_ok=True)
         fd = None
         while fd is None:

@@ -1,9 +1,8 @@
 """Tell Rucio at once that a copy finished, as FTS's messages and ``rucio-conveyor-receiver`` do.
 
-A looping poller sets aside for ten minutes every request it has seen unfinished (Rucio counts on the
-receiver for prompt news). The copier therefore reports each finished file itself, through the same
-core call the receiver makes; the poller stays the fallback for copies whose report did not arrive
-(a copier killed, a database away).
+A looping poller sets aside for ten minutes every request it has seen unfinished (Rucio counts on the receiver
+for prompt news), so the copier reports each finished file itself, through the receiver's core call; the poller
+stays the fallback for copies whose report did not arrive.
 """
 
 from __future__ import annotations
@@ -33,12 +32,10 @@ def report_finished(job_id: str, files: Mapping[str, Mapping[str, Any]], logger:
             report = MagicTransferStatusReport(request_id, job_id, file_status)
             with db_session(DatabaseOperationType.WRITE) as session:
                 if report.get_db_fields_to_update(session=session, logger=logger):
-                    updated += (
-                        transfer_core.update_transfer_state(
-                            tt_status_report=report, stats_manager=stats, session=session, logger=logger
-                        )
-                        or 0
+                    changed = transfer_core.update_transfer_state(
+                        tt_status_report=report, stats_manager=stats, session=session, logger=logger
                     )
+                    updated += changed or 0
     return updated
 
 
@@ -52,11 +49,7 @@ def report_if_configured(job_id: str, files: Mapping[str, Mapping[str, Any]], lo
         logger(logging.INFO, "Job %s: no Rucio database configured, the poller will report", job_id)
         return
     try:
-        logger(
-            logging.INFO,
-            "Job %s: reported %d finished request(s) to Rucio",
-            job_id,
-            report_finished(job_id, files, logger),
-        )
+        reported = report_finished(job_id, files, logger)
+        logger(logging.INFO, "Job %s: reported %d finished request(s) to Rucio", job_id, reported)
     except Exception:
         logger(logging.WARNING, "Job %s: could not report to Rucio; the poller will", job_id, exc_info=True)

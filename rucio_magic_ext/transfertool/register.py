@@ -1,10 +1,9 @@
 """Make the Rucio conveyor daemons know the `magic` transfertool.
 
-Rucio 41 keeps its transfertools in a fixed dict, `rucio.core.transfer.TRANSFERTOOL_CLASSES_BY_NAME`,
-with no plugin hook; the poller even falls back to FTS3 for names it does not know. The preparer,
-submitter and poller are the daemons that look names up there. For each of them this module offers
-an entry point that adds the tool to the dict and then runs the stock daemon script, unchanged, with
-the same arguments: options, signal handling and logging stay Rucio's own.
+Rucio 41 keeps its transfertools in a fixed dict, `rucio.core.transfer.TRANSFERTOOL_CLASSES_BY_NAME`, with no
+plugin hook (the poller even falls back to FTS3 for names it does not know). For the preparer, submitter and
+poller this module offers an entry point that adds the tool to the dict and then runs the stock daemon script
+unchanged: options, signal handling and logging stay Rucio's own.
 
     rucio-magic-conveyor-submitter --run-once      (same options as rucio-conveyor-submitter)
     python -m rucio_magic_ext.transfertool.register submitter --run-once

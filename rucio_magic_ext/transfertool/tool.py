@@ -1,9 +1,7 @@
 """A Rucio transfertool that copies files itself, between RSE storages reachable from this host.
 
-For a site (or a test stack) without FTS: the conveyor submitter hands the transfers to
-`MagicCopyTransfertool.submit`, which stores a job and starts a detached copier process
-(`rucio_magic_ext.transfertool.copier`); the poller reads the job's status back through
-`bulk_query`. Nothing waits for the bytes in the daemons themselves.
+For a site (or a test stack) without FTS: the conveyor submitter hands the transfers to `submit`, which stores a
+job and starts a detached copier process (`copier`); the poller reads the job's status back through `bulk_query`.
 """
 
 from __future__ import annotations
@@ -11,6 +9,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import datetime
+import functools
 import logging
 import os
 import socket
@@ -29,14 +28,12 @@ from rucio.db.sqla.constants import RequestState
 from rucio.transfertool.transfertool import TransferStatusReport, Transfertool, TransferToolBuilder
 
 import rucio_magic_ext
-from rucio_magic_ext.storage import protocol_root as storage_protocol_root
-from rucio_magic_ext.storage import scheme_of, supported_schemes
+from rucio_magic_ext.storage import protocol_root, scheme_of, supported_schemes
 from rucio_magic_ext.transfertool.jobs import DONE, FAILED, FINISHED, LOG_FILE, QUEUED, JobStore
 
 if TYPE_CHECKING:
     from rucio.common.types import LoggerFunction
     from rucio.core.request import DirectTransfer, RequestSource
-    from rucio.rse.protocols.protocol import RSEProtocol
     from sqlalchemy.orm import Session
 
 CONFIG_SECTION = "conveyor"
@@ -51,10 +48,7 @@ PURGE_INTERVAL_SECONDS = 3600
 
 def configured_transfer_dir() -> str:
     """Where jobs live: `[conveyor] magic_transfer_dir`; submitter and poller must agree on it."""
-    directory: str = config_get(
-        CONFIG_SECTION, "magic_transfer_dir", raise_exception=False, default=DEFAULT_TRANSFER_DIR
-    )
-    return directory
+    return str(config_get(CONFIG_SECTION, "magic_transfer_dir", raise_exception=False, default=DEFAULT_TRANSFER_DIR))
 
 
 def default_external_host() -> str:
@@ -100,29 +94,14 @@ class MagicTransferStatusReport(TransferStatusReport):
         }
 
 
-def protocol_root(protocol: RSEProtocol) -> str:
-    """The root of an RSE protocol's storage, as a URL: what every PFN the protocol builds starts with.
-
-    Rucio joins `scheme://hostname:port`, the prefix and the path; the copier confines each PFN to this
-    root (`storage.protocol_root`), so a path that climbs out of the prefix, or leads to another server, is
-    refused.
-    """
-    return storage_protocol_root(protocol.attributes)
-
-
 _children: list[subprocess.Popen[bytes]] = []
-
-
 COPIER_CONFIG = "rucio.cfg"
 
 
 def copier_config(job_dir: Path) -> Path | None:
     """The submitter's ``rucio.cfg`` without Rucio's metrics server, for a copier; None when it serves none.
-
     Rucio binds ``[monitor] metrics_port`` when a process imports its monitor: a copier reading the submitter's
-    file would find the port taken and die before it reports its copies. It reports through the same
-    database, with the metrics left to the submitter.
-    """
+    file would find the port taken and die before it reports its copies."""
     from rucio.common.config import Config
 
     parser = configparser.ConfigParser(interpolation=None)
@@ -187,17 +166,10 @@ class MagicCopyTransfertool(Transfertool):
     ) -> None:
         super().__init__(external_host or default_external_host(), logger)
         self.store = JobStore(transfer_dir or configured_transfer_dir())
-        self.group_bulk = group_bulk or config_get_int(
-            CONFIG_SECTION, "magic_group_bulk", raise_exception=False, default=DEFAULT_GROUP_BULK
-        )
-        self.max_active = max_active or config_get_int(
-            CONFIG_SECTION, "magic_max_active", raise_exception=False, default=DEFAULT_MAX_ACTIVE
-        )
-        self.retention = datetime.timedelta(
-            days=config_get_int(
-                CONFIG_SECTION, "magic_job_retention_days", raise_exception=False, default=DEFAULT_RETENTION_DAYS
-            )
-        )
+        setting = functools.partial(config_get_int, CONFIG_SECTION, raise_exception=False)
+        self.group_bulk = group_bulk or setting("magic_group_bulk", default=DEFAULT_GROUP_BULK)
+        self.max_active = max_active or setting("magic_max_active", default=DEFAULT_MAX_ACTIVE)
+        self.retention = datetime.timedelta(days=setting("magic_job_retention_days", default=DEFAULT_RETENTION_DAYS))
 
     @classmethod
     def copyable_sources(cls, hop: DirectTransfer) -> list[RequestSource]:
@@ -226,18 +198,13 @@ class MagicCopyTransfertool(Transfertool):
     @staticmethod
     def _overwrite_allowed(hop: DirectTransfer) -> bool:
         """As FTS3 is configured by Rucio: disks may be overwritten, tapes only when asked to."""
-        if hop.rws.attributes.get("overwrite"):
+        if hop.rws.attributes.get("overwrite") or not hop.dst.rse.is_tape():
             return True
-        if hop.dst.rse.is_tape():
-            return bool(hop.dst.rse.attributes.get("overwrite", False))
-        return True
+        return bool(hop.dst.rse.attributes.get("overwrite", False))
 
     def file_spec(self, hop: DirectTransfer) -> dict[str, Any]:
-        """What the copier needs to know about one transfer, and nothing from the database.
-
-        With each URL goes the root of its RSE's protocol (`root`, `dest_root`): the copier reads and
-        writes nothing outside it.
-        """
+        """What the copier needs to know about one transfer, and nothing from the database. With each URL goes
+        the root of its RSE's protocol (`root`, `dest_root`): the copier reads and writes nothing outside it."""
         rws = hop.rws
         return {
             "request_id": rws.request_id,
@@ -250,14 +217,14 @@ class MagicCopyTransfertool(Transfertool):
             "sources": [
                 {
                     "url": hop.source_url(s),
-                    "root": protocol_root(hop.source_protocol(s)),
+                    "root": protocol_root(hop.source_protocol(s).attributes),
                     "rse": s.rse.name,
                     "rse_id": s.rse.id,
                 }
                 for s in self.copyable_sources(hop)
             ],
             "dest_url": hop.dest_url,
-            "dest_root": protocol_root(hop.dest_protocol()),
+            "dest_root": protocol_root(hop.dest_protocol().attributes),
             "dest_rse": hop.dst.rse.name,
             "dest_rse_id": hop.dst.rse.id,
             "overwrite": self._overwrite_allowed(hop),
