@@ -28,6 +28,5 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-
 class RefusedToStart(RuntimeError):
     """A daemon's settings would make it unsafe to run: the message says which, and what to change."""

@@ -1,11 +1,8 @@
 """Where MAGIC data goes in Rucio: scopes, DID hierarchy and storage paths, from a parsed name.
 
-Pure functions, no I/O: the policy package, the scanner and the tools all place data through here, so
-a file's scope, datasets and path can be predicted from its name alone.
-
-The hierarchy is file -> run dataset -> night container -> top container, one top container per
-telescope and level (``M1_RAW``, ``M2_Calibrated``, ``ST_SuperStar``, ...). Simulations are grouped by
-zenith range and production instead of night.
+Pure: a file's scope, datasets and path follow from its name alone. The hierarchy is file -> run dataset ->
+night container -> top container, one top container per telescope and level (``M1_RAW``, ``M2_Calibrated``,
+``ST_SuperStar``, ...). Simulations are grouped by zenith range and production instead of night.
 """
 
 from __future__ import annotations
@@ -109,18 +106,12 @@ def hashed_path(scope: str, name: str) -> str:
 
 
 def path_of_did(scope_name: str, name: str) -> str:
-    """Path of any DID: the MAGIC layout when the name parses and sits in its own scope, else hashed.
-
-    A MAGIC name registered in a foreign scope (a user's copy, say) is hashed too, so that two DIDs never
-    share a path.
-    """
+    """The MAGIC layout of a DID whose name parses in its own scope, else Rucio's hash (two DIDs never share a path)."""
     try:
         record = parse(name)
     except MagicNameError:
         return hashed_path(scope_name, name)
-    if scope(record) != scope_name:
-        return hashed_path(scope_name, name)
-    return path(record)
+    return path(record) if scope(record) == scope_name else hashed_path(scope_name, name)
 
 
 _COLLECTION = re.compile(

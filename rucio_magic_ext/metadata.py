@@ -1,8 +1,5 @@
-"""DID metadata from a MAGIC name, so data can be found by what it is (``list_dids`` filters).
-
-Rucio's own DID columns take what they can hold (``run_number``, ``datatype``, ``project``); the rest
-goes to the JSON metadata plugin under MAGIC's names.
-"""
+"""DID metadata from a MAGIC name, so data can be found by what it is (``list_dids`` filters): Rucio's own DID
+columns take what they can hold (``run_number``, ``datatype``, ``project``), the JSON metadata plugin the rest."""
 
 from __future__ import annotations
 

@@ -1,15 +1,13 @@
 """The MAGIC file-name grammar: the one place that knows how a MAGIC file is named.
 
-``parse`` turns a bare file name into an immutable :class:`MagicName`; ``format_name`` turns it back,
-byte for byte. Every other part of the project (layout, policy, scanner) reads names through here.
+``parse`` turns a bare file name into an immutable :class:`MagicName`; ``format_name`` turns it back, byte for
+byte. A name is matched against one grammar per family; when it does not match, the grammar is replayed part by
+part so that the error says which part is wrong.
 
-A name is matched against one grammar per family. When it does not match, the grammar is replayed
-part by part so that the error says which part is wrong, not only that something is.
-
-A MAGIC name is printable ASCII without spaces. The grammars match ASCII digits only and the whole name
-(no trailing newline or space): ``\\d`` would take Arabic-Indic or full-width digits, which ``int`` reads
-as the same run, and ``$`` would let a final newline through, so one file would reach Rucio under two
-names. ``parse`` also checks that the record formats back to the very name it read.
+A MAGIC name is printable ASCII without spaces. The grammars match ASCII digits only and the whole name:
+``\\d`` would take Arabic-Indic or full-width digits, which ``int`` reads as the same run, and ``$`` would let a
+final newline through, so one file would reach Rucio under two names. ``parse`` also checks that the record
+formats back to the very name it read.
 """
 
 from __future__ import annotations
@@ -29,9 +27,7 @@ class MagicNameError(ValueError):
 
     def __init__(self, name: str, part: str, reason: str) -> None:
         super().__init__(f"{name!r}: {part}: {reason}")
-        self.name = name
-        self.part = part
-        self.reason = reason
+        self.name, self.part, self.reason = name, part, reason
 
 
 class Telescope(str, Enum):
@@ -52,8 +48,6 @@ class Level(str, Enum):
 
 
 class Family(str, Enum):
-    """Naming families: each has its own grammar below."""
-
     RAW = "raw"  # DAQ output of any run type
     MERPP = "merpp"  # raw run converted to ROOT
     CALIBRATED = "calibrated"  # sorcerer, type Y
@@ -225,11 +219,6 @@ CALIBRATION_CONSTANTS_GRAMMAR: Grammar = (
 _COMPILED: dict[int, re.Pattern[str]] = {}
 
 
-def _compile(regex: str) -> re.Pattern[str]:
-    """ASCII semantics: ``\\d`` is [0-9], never another script's digits."""
-    return re.compile(regex, re.ASCII)
-
-
 def _foreign_character(name: str) -> str:
     """The first character no MAGIC name holds (not printable ASCII, or a space), described; else ''."""
     for position, character in enumerate(name):
@@ -242,22 +231,19 @@ def _foreign_character(name: str) -> str:
 def _match(grammar: Grammar, name: str) -> re.Match[str]:
     key = id(grammar)
     if key not in _COMPILED:
-        _COMPILED[key] = _compile("".join(regex for _, regex, _ in grammar))
+        _COMPILED[key] = re.compile("".join(regex for _, regex, _ in grammar), re.ASCII)
     found = _COMPILED[key].fullmatch(name)
     if found:
         return found
     for count, (part, _, expected) in enumerate(grammar, start=1):
-        if not _compile("".join(regex for _, regex, _ in grammar[:count])).match(name):
+        if not re.compile("".join(regex for _, regex, _ in grammar[:count]), re.ASCII).match(name):
             raise MagicNameError(name, part, f"expected {expected}{_foreign_character(name)}")
     raise MagicNameError(name, "name", "does not match the MAGIC grammar")  # pragma: no cover
 
 
 def _grammar_for(name: str) -> tuple[Grammar, Family | None]:
-    """Pick the grammar from the first characters: families never share a prefix.
-
-    Digits of any script pick the grammar here, so that the grammar (ASCII digits only) then names the
-    part that holds the foreign digit.
-    """
+    """Pick the grammar from the first characters: families never share a prefix. Digits of any script pick it
+    here, so that the grammar (ASCII digits only) then names the part that holds the foreign digit."""
     if name.startswith("GA_M"):
         return SIMULATION_TELESCOPE_GRAMMAR, Family.SIMULATION
     if name.startswith("GA_"):
@@ -321,11 +307,9 @@ def parse(name: str) -> MagicName:
             else _ANALYSIS_TYPE_FAMILY[str(run_type)]
         )
     telescope = Telescope("M" + groups["telescope"]) if groups.get("telescope") else Telescope.STEREO
-    zenith = None
-    if groups.get("zenith_min"):
-        zenith = (int(groups["zenith_min"]), int(groups["zenith_max"]))
-        if zenith[0] >= zenith[1]:
-            raise MagicNameError(name, "zenith range", f"za{groups['zenith_min']}to{groups['zenith_max']} is empty")
+    zenith = (int(groups["zenith_min"]), int(groups["zenith_max"])) if groups.get("zenith_min") else None
+    if zenith and zenith[0] >= zenith[1]:
+        raise MagicNameError(name, "zenith range", f"za{groups['zenith_min']}to{groups['zenith_max']} is empty")
     record = MagicName(
         family=family,
         telescope=telescope,
@@ -349,10 +333,9 @@ def parse(name: str) -> MagicName:
 
 
 def _target(record: MagicName) -> str:
-    wobble = ""
-    if record.wobble_offset is not None:
-        wobble = f"-W{record.wobble_offset:.2f}+{record.wobble_angle:03d}"
-    return f"{record.source}{wobble}"
+    if record.wobble_offset is None:
+        return f"{record.source}"
+    return f"{record.source}-W{record.wobble_offset:.2f}+{record.wobble_angle:03d}"
 
 
 def _suffix(record: MagicName) -> str:

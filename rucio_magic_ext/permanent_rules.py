@@ -8,8 +8,7 @@ from rucio_magic_ext.rucio_db import RuleRequest
 
 
 def permanent_rule(spec: RuleSpec, scope: str, dataset: str) -> RuleRequest:
-    """A chained entry's rule copies only from its source, and waits (STUCK, repaired by the judge-repairer)
-    until the first copy is there."""
+    """A chained entry's rule copies only from its source, waiting (STUCK) until the first copy is there."""
     return RuleRequest(
         scope,
         dataset,

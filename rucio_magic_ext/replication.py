@@ -1,11 +1,8 @@
 """The replication policy: which copies each data level needs, read from ``etc/replication-policy.toml``.
 
-Pure: the scanner turns it into rules on run datasets, and the carrier hook asks it which rules must be
-satisfied before a source copy may go.
-
-An entry may take its copies from another entry's copies (``source``, Rucio's ``source_replica_expression``),
-so that a file crosses the slow link from the observatory once: the first destination copies it from La Palma,
-the others from that copy.
+Pure: the scanner turns it into rules on run datasets. An entry may take its copies from another entry's copies
+(``source``, Rucio's ``source_replica_expression``), so that a file crosses the slow link from the observatory
+once: the first destination copies it from La Palma, the others from that copy.
 """
 
 from __future__ import annotations
@@ -131,18 +128,8 @@ def load_policy(path: Path | str) -> ReplicationPolicy:
 def _rule(index: int, entry: dict[str, Any]) -> RuleSpec:
     name = str(entry.get("name") or f"rule-{index}")
     where = f"rule {name!r}"
-    known = {
-        "name",
-        "levels",
-        "telescopes",
-        "rse_expression",
-        "copies",
-        "activity",
-        "lifetime_days",
-        "grouping",
-        "comment",
-        "source",
-    }
+    known = {"name", "levels", "telescopes", "rse_expression", "copies", "activity", "lifetime_days", "grouping",
+             "comment", "source"}  # fmt: skip
     unknown = set(entry) - known
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
