@@ -1,7 +1,7 @@
-"""Per night and source RSE: how much data, how far it got, and how long each stage took.
+"""Per night and source RSE: how much data, how far it got, and how long each stage took. Pure.
 
-Pure. Milestones count the files whose current state is at or beyond them along the flow, as the demo's
-summary does; stage latencies come from the ``<state>_at`` columns of each file.
+Milestones count the files whose current state is at or beyond them along the flow, as the demo's summary does;
+stage latencies come from the ``<state>_at`` columns of each file.
 """
 
 from __future__ import annotations
@@ -69,9 +69,7 @@ def _latency(rows: Sequence[FileRow], start: str, end: str) -> Latency | None:
         begin, finish = getattr(row, start), getattr(row, end)
         if begin is not None and finish is not None and finish >= begin:
             spans.append((finish - begin).total_seconds())
-    if not spans:
-        return None
-    return Latency(len(spans), statistics.median(spans), max(spans))
+    return Latency(len(spans), statistics.median(spans), max(spans)) if spans else None
 
 
 def nights(rows: Iterable[FileRow]) -> list[Night]:
@@ -79,20 +77,18 @@ def nights(rows: Iterable[FileRow]) -> list[Night]:
     grouped: dict[tuple[str, date | None], list[FileRow]] = {}
     for row in rows:
         grouped.setdefault((row.rse, row.night), []).append(row)
-    result = []
-    for (rse, night), members in sorted(grouped.items(), key=lambda item: (item[0][0], item[0][1] or date.max)):
-        result.append(
-            Night(
-                rse=rse,
-                night=night,
-                files=len(members),
-                bytes=sum(row.size for row in members),
-                reached={name: sum(at_or_beyond(row.state, state) for row in members) for name, state in MILESTONES},
-                refused=sum(row.state in DEAD_ENDS for row in members),
-                latencies={name: _latency(members, start, end) for name, start, end in STAGES},
-            )
+    return [
+        Night(
+            rse=rse,
+            night=night,
+            files=len(members),
+            bytes=sum(row.size for row in members),
+            reached={name: sum(at_or_beyond(row.state, state) for row in members) for name, state in MILESTONES},
+            refused=sum(row.state in DEAD_ENDS for row in members),
+            latencies={name: _latency(members, start, end) for name, start, end in STAGES},
         )
-    return result
+        for (rse, night), members in sorted(grouped.items(), key=lambda item: (item[0][0], item[0][1] or date.max))
+    ]
 
 
 def _slug(name: str) -> str:

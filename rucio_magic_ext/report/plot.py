@@ -1,8 +1,5 @@
-"""The timeline as a PNG: one step line per series, on a UTC time axis.
-
-matplotlib is imported only here, and only when a plot is drawn: the daemons and the rest of the command
-line do not need it. It draws on a bare Agg canvas, without pyplot, so no display and no global backend.
-"""
+"""The timeline as a PNG: one step line per series, on a UTC time axis. matplotlib is imported only here, when a
+plot is drawn, and draws on a bare Agg canvas, without pyplot: no display and no global backend."""
 
 from __future__ import annotations
 

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 
 from rucio_magic_ext.ledger.states import FileState
-
-# The ledger columns a report reads, in the order of ``FileRow``'s fields.
-COLUMNS = (
-    "rse",
-    "night",
-    "level",
-    "size",
-    "state",
-    "seen_at",
-    "registered_at",
-    "protected_at",
-    "replicated_at",
-    "verified_at",
-    "deleted_at",
-)
 
 
 @dataclass(frozen=True)
@@ -38,3 +23,7 @@ class FileRow:
     replicated_at: datetime | None = None
     verified_at: datetime | None = None
     deleted_at: datetime | None = None
+
+
+# The ledger columns a report reads: ``FileRow``'s fields, each named as its column.
+COLUMNS = tuple(field.name for field in fields(FileRow))

@@ -1,5 +1,4 @@
 """How many files stood where, over time: the observatory's backlog, the transfers in flight, the copies at PIC.
-
 Pure. Each file moves the series only at its own ``<state>_at`` instants, so the series are step functions:
 exact when sampled at every change instant, and sampled on an even grid when there are too many of those.
 """

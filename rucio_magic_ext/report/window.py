@@ -1,8 +1,5 @@
 """``--since`` and ``--until``: an ISO date or date-time, or a duration back from now such as ``7d`` or ``12h``.
-
-Pure. Instants come out as naive UTC, as the ledger (and Rucio) store them; an ISO time without an offset is
-taken as UTC.
-"""
+Pure. Instants come out as naive UTC, as the ledger (and Rucio) store them; an ISO time without an offset is UTC."""
 
 from __future__ import annotations
 

@@ -37,9 +37,8 @@ def write_table(rows: Sequence[FileRow], path: Path) -> Path:
 
 def time_range(since: datetime, until: datetime) -> str:
     """The range as a title says it: the date once when both ends fall on the same day."""
-    if since.date() == until.date():
-        return f"{since:%Y-%m-%d %H:%M} to {until:%H:%M} UTC"
-    return f"{since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC"
+    end = f"{until:%H:%M}" if since.date() == until.date() else f"{until:%Y-%m-%d %H:%M}"
+    return f"{since:%Y-%m-%d %H:%M} to {end} UTC"
 
 
 def write_plot(rows: Sequence[FileRow], path: Path, since: datetime, until: datetime, what: str = "") -> Path:
