@@ -4,6 +4,7 @@ gammapy data store. Client-side: the Rucio client reads rucio.cfg (``RUCIO_CONFI
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -78,16 +79,8 @@ def _utc(text: str) -> datetime:
 
 
 def selection_of(args: argparse.Namespace) -> Selection:
-    return Selection(
-        source=args.source,
-        night=args.night,
-        start=args.start,
-        end=args.end,
-        zenith_min=args.zenith_min,
-        zenith_max=args.zenith_max,
-        min_livetime=args.min_livetime,
-        telescope=args.telescope,
-    )
+    """The selection flags, named as the fields of ``Selection``."""
+    return Selection(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Selection)})
 
 
 def render(rows: Sequence[Mapping[str, Any]]) -> str:

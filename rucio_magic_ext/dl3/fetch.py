@@ -1,9 +1,6 @@
 """A gammapy data store of selected DL3 runs: the files downloaded (or found where the storage is mounted) and
-the GADF index tables written beside them.
-
-Downloads go through Rucio's ``DownloadClient``, which checks each file's adler32 against the catalogue, into
-Rucio's usual layout ``DIR/<scope>/<name>``. Without a download the index points at the replicas themselves: the
-path of each file's PFN at one RSE, for sites whose analysis machines mount that storage.
+the GADF index tables written beside them. Downloads go through Rucio's ``DownloadClient`` (adler32 checked) into
+``DIR/<scope>/<name>``; without a download the index points at the paths of the replicas' PFNs at one RSE.
 """
 
 from __future__ import annotations
@@ -48,8 +45,7 @@ def mounted(client: Any, rows: Rows, rse: str | None = None) -> list[IndexedFile
     dids = [{"scope": row["scope"], "name": row["name"]} for row in rows]
     chosen = {}
     for replica in client.list_replicas(dids, rse_expression=rse):
-        pfn = replica_path(replica["pfns"], rse)
-        if pfn is not None:
+        if (pfn := replica_path(replica["pfns"], rse)) is not None:
             chosen[replica["name"]] = pfn
     missing = [row["name"] for row in rows if row["name"] not in chosen]
     if missing:
@@ -69,12 +65,10 @@ def replica_path(pfns: Mapping[str, Mapping[str, Any]], rse: str | None = None) 
 
 def write_index(files: Sequence[IndexedFile], directory: Path) -> tuple[Path, Path]:
     """Write ``hdu-index.fits.gz`` and ``obs-index.fits.gz`` into ``directory``, replacing older ones."""
-    written = []
-    for name, table in ((HDU_INDEX, hdu_index(files)), (OBS_INDEX, obs_index(files))):
-        path = directory / name
+    written = directory / HDU_INDEX, directory / OBS_INDEX
+    for path, table in zip(written, (hdu_index(files), obs_index(files))):
         fits.HDUList([fits.PrimaryHDU(), table]).writeto(path, overwrite=True)
-        written.append(path)
-    return written[0], written[1]
+    return written
 
 
 def fetch(

@@ -1,11 +1,9 @@
 """Which DL3 runs a user asks for, as Rucio ``list_dids`` filters that the server evaluates on the JSON metadata.
 
-Every key lives in Rucio's JSON metadata plugin, and one query may use one plugin only, so the DID columns
-(``run_number``, ``datatype``) stay out: the scope ``magic_dl3`` and ``did_type='file'`` say "DL3 files".
-Times go as strings in the stored form minus the zone letter ("2013-10-04T04:20:52.435217"): the server casts a
-string it reads as a date (``FilterEngine``'s ``VALID_DATE_FORMATS``, the stored "...ffffffZ" included) into a
-datetime that the JSON path cannot compare, while this form stays a string and orders against the stored
-"YYYY-MM-DDTHH:MM:SS.ffffffZ" exactly, to the microsecond: equal up to the stored ``Z``, which sorts after.
+One query may use one metadata plugin only, so the DID columns stay out: the scope ``magic_dl3`` and
+``did_type='file'`` say "DL3 files". Times go as strings in the stored form minus the zone letter: the server
+would cast a string it reads as a date into a datetime the JSON path cannot compare, while this form stays a
+string and orders against the stored "YYYY-MM-DDTHH:MM:SS.ffffffZ" to the microsecond (the ``Z`` sorts after).
 """
 
 from __future__ import annotations
@@ -65,11 +63,8 @@ def time_bound(moment: datetime) -> str:
 
 
 def find(client: Any, selection: Selection) -> list[dict[str, Any]]:
-    """The metadata of every DL3 file the selection matches (with ``scope`` and ``name``), in time order.
-
-    ``client`` is a Rucio ``Client`` (``DIDClient`` suffices). The server does the selecting; the metadata of the
-    matches comes back in bulk from every plugin, so the DID columns (``did_type``, ``bytes``) come along.
-    """
+    """The metadata of every DL3 file the selection matches (with ``scope`` and ``name``), in time order, as a
+    Rucio ``DIDClient`` gets it in bulk from every plugin (so the DID columns ``did_type``, ``bytes`` come along)."""
     names = sorted(set(client.list_dids(SCOPE, filters=filters(selection), did_type="file")))
     rows = [row for row in _metadata(client, names) if str(row.get("did_type", "FILE")).upper() == "FILE"]
     return sorted(rows, key=lambda row: (str(row.get("tstart", "")), row["name"]))
