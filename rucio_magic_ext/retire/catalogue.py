@@ -1,16 +1,14 @@
 """A scope as Rucio holds it, and the changes that retire it, each through Rucio's core API.
 
-Each step runs in transactions of its own and can be run again: a retirement cut short is finished by
-running the command once more. Rucio's daemons do the deleting: the undertaker removes the expired
-collections, the reaper the OBSOLETE replicas and, with a file's last replica, the file's DID.
-
-The facts the plan needs to keep other scopes' bytes are gathered here too: who else names each path of the
-scope's replicas at non-deterministic RSEs, and whether each copy that a source copy's fate hangs on is really
-at its storage (read there, size and adler32, as the carrier reads a copy before a release).
+Each step runs in transactions of its own and can be run again: a retirement cut short is finished by running
+the command once more. Rucio's daemons (undertaker, reaper) do the deleting. The facts the plan needs to keep
+other scopes' bytes are gathered here too: who else names each path of the scope's replicas at non-deterministic
+RSEs, and whether each copy a source copy's fate hangs on is really at its storage (size and adler32 read there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 
@@ -93,11 +91,11 @@ def _on_paths(replicas: Sequence[ReplicaEntry], session: Session) -> tuple[OnPat
     for replica in replicas:
         if not replica.deterministic and replica.path:
             paths.setdefault(replica.rse, set()).add(replica.path)
-    found = []
-    for rse, wanted in sorted(paths.items()):
-        for path, dids in sorted(rucio_db.replicas_on_paths(rse, sorted(wanted), session).items()):
-            found.append(OnPath(rse, path, tuple(sorted(dids))))
-    return tuple(found)
+    return tuple(
+        OnPath(rse, path, tuple(sorted(dids)))
+        for rse, wanted in sorted(paths.items())
+        for path, dids in sorted(rucio_db.replicas_on_paths(rse, sorted(wanted), session).items())
+    )
 
 
 def _proven(replicas: list[ReplicaEntry], adler32s: dict[ReplicaEntry, str | None]) -> list[ReplicaEntry]:
@@ -229,7 +227,8 @@ def obsolete(replicas: tuple[ReplicaEntry, ...], scope: str) -> tuple[list[Repli
     shared: list[Kept] = []
     for chunk in chunks(list(replicas)):
         with rucio_db.writing() as session:
-            sharing = {entry.replica: entry.reason for entry in _shared_now(chunk, scope, session)}
+            now = Inventory(scope, replicas=tuple(chunk), on_paths=_on_paths(chunk, session))
+            sharing = {entry.replica: entry.reason for entry in shared_paths(now)}
             for replica in chunk:
                 if replica in sharing:
                     shared.append(Kept(replica, sharing[replica]))
@@ -246,10 +245,6 @@ def obsolete(replicas: tuple[ReplicaEntry, ...], scope: str) -> tuple[list[Repli
     return locked, shared
 
 
-def _shared_now(replicas: Sequence[ReplicaEntry], scope: str, session: Session) -> tuple[Kept, ...]:
-    return shared_paths(Inventory(scope, replicas=tuple(replicas), on_paths=_on_paths(replicas, session)))
-
-
 @rucio_db.retried_when_locked
 def expire(collections: list[tuple[str, str]]) -> None:
     """Expire now: the undertaker deletes expired collections that no locked rule holds."""
@@ -259,11 +254,8 @@ def expire(collections: list[tuple[str, str]]) -> None:
     for chunk in chunks(collections):
         with rucio_db.writing() as session:
             for scope, name in chunk:
-                try:
-                    with session.begin_nested():
-                        set_metadata(InternalScope(scope), name, "lifetime", 0, session=session)
-                except DataIdentifierNotFound:
-                    pass
+                with contextlib.suppress(DataIdentifierNotFound), session.begin_nested():
+                    set_metadata(InternalScope(scope), name, "lifetime", 0, session=session)
 
 
 def _did(did: tuple[str, str]) -> str:

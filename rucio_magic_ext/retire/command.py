@@ -100,8 +100,7 @@ def kept_counts(plan: Plan) -> dict[str, int]:
 
 
 def wait(scope: str, timeout: float, kept: dict[str, int] | None = None, every: float = 5) -> int:
-    """Poll until no DID, rule or replica of ``scope`` is left but those ``kept``; 1 if more are still there at
-    the timeout."""
+    """Poll until no DID, rule or replica of ``scope`` is left but those ``kept``; 1 if more remain at the timeout."""
     from rucio_magic_ext.retire import catalogue
 
     kept = kept or {}

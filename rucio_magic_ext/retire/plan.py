@@ -1,14 +1,13 @@
 """What retiring a scope would do, decided from a snapshot of the scope in Rucio: pure, so every refusal can
 be tested case by case.
 
-Rucio 41 has no scope deletion. Its own ways to empty one are: rules removed (their locks go), collections
-detached and given an expiry (the undertaker deletes them), replicas without locks given an OBSOLETE tombstone
-(the reaper deletes the bytes, and with a file's last replica its DID). The plan lists each of those steps.
+Rucio 41 has no scope deletion. Its own ways to empty one, which the plan lists: rules removed (their locks go),
+collections detached and given an expiry (the undertaker deletes them), replicas without locks given an OBSOLETE
+tombstone (the reaper deletes the bytes, and with a file's last replica its DID).
 
-At a non-deterministic RSE a replica is a path that anyone allowed to register there may name: the reaper
-deleting it deletes the file on storage, whoever else's replica names it too. So a replica whose path another
-scope's DID names is kept in place (its file's DID stays), and a copy elsewhere counts for a file only when it
-was read at its storage and holds the registered bytes: a replica written into the catalogue alone is no copy.
+At a non-deterministic RSE the reaper deleting a replica deletes the file on storage, whoever else's replica
+names its path too: such a replica is kept in place (its file's DID stays). A copy elsewhere counts for a file
+only when it was read at its storage and holds the registered bytes.
 """
 
 from __future__ import annotations
@@ -117,8 +116,7 @@ class Plan:
 def protected_scopes(
     magic_scopes: Iterable[str], policy_scopes: Iterable[str], site_scopes: Iterable[str]
 ) -> frozenset[str]:
-    """Scopes retirement never touches: MAGIC's own, the carrier's, those the replication policy places files in
-    and those the site's ``[magic-policy] scopes`` adds."""
+    """Scopes retirement never touches: MAGIC's, the carrier's, the policy's and ``[magic-policy] scopes``."""
     return frozenset(s.strip() for s in (*magic_scopes, *policy_scopes, *site_scopes) if s.strip())
 
 
@@ -181,8 +179,7 @@ def make_plan(inventory: Inventory, protected: frozenset[str], force_only_copies
 
 
 def shared_paths(inventory: Inventory) -> tuple[Kept, ...]:
-    """The scope's replicas at non-deterministic RSEs whose path a DID of another scope names too: deleting
-    the path would delete that DID's bytes, so they stay. DIDs of the scope itself sharing a path go together."""
+    """The scope's replicas at non-deterministic RSEs whose path another scope's DID names too: they stay."""
     named = {(entry.rse, entry.path.lstrip("/")): entry.dids for entry in inventory.on_paths}
     kept = []
     for replica in sorted(inventory.replicas, key=_replica_key):
