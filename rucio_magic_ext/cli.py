@@ -31,16 +31,10 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
 
 def _examples(args: argparse.Namespace) -> int:
-    """The example files shipped with the package, written out for editing."""
     from rucio_magic_ext.site import EXAMPLES, write_examples
 
-    values = {
-        "database": args.database,
-        "host": args.host,
-        "port": str(args.port),
-        "root_identity": args.root_identity,
-        "root_password": args.root_password,
-    }
+    names = ("database", "host", "port", "root_identity", "root_password")
+    values = {name: str(getattr(args, name)) for name in names}
     args.directory.mkdir(parents=True, exist_ok=True)
     written = write_examples(args.directory, values, trial=args.trial)
     for path in written:
@@ -52,7 +46,6 @@ def _examples(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    """When did a file change state, why, and which copies were verified before its source went."""
     from rucio_magic_ext.ledger import Ledger
     from rucio_magic_ext.scanner.config import load_config
 
@@ -70,7 +63,6 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
-    """Put files back into the flow: set-aside files to SEEN, files waiting on a retry to now; who and why kept."""
     import getpass
     from datetime import date
 
@@ -84,8 +76,7 @@ def _retry(args: argparse.Namespace) -> int:
     night = date.fromisoformat(args.night) if args.night else None
     state = FileState(args.state) if args.state else None
     who = args.who or getpass.getuser()
-    ledger = Ledger.from_config()
-    back = ledger.retry(rse, who, args.why, paths=args.paths, state=state, night=night)
+    back = Ledger.from_config().retry(rse, who, args.why, paths=args.paths, state=state, night=night)
     for row in back:
         print(f"{row.path}: {row.state.value}")
     print(f"{len(back)} file(s) put back into the flow at {rse} by {who}: {args.why}")
@@ -96,7 +87,6 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    """Every byte of an RSE accounted for: its storage, Rucio's replicas and the ledger compared."""
     from rucio_magic_ext.audit.command import Settings, run
     from rucio_magic_ext.scanner.config import load_config
 
@@ -105,16 +95,14 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    """Where the flow stands: per source RSE and night, files per state, what is at risk, rules, errors."""
     import json
 
     from rucio_magic_ext import census, status
+    from rucio_magic_ext.common import utcnow
     from rucio_magic_ext.ledger import Ledger
 
     ledger = Ledger.from_url(args.ledger_url) if args.ledger_url else Ledger.from_config()
     if not ledger.exists():
-        from rucio_magic_ext.common import utcnow
-
         empty = census.Census(taken_at=utcnow())
         if args.rse and not args.ledger_only:
             empty.credentials = census.outlooks([args.rse])
@@ -145,7 +133,6 @@ def _timing() -> Any:
 
 
 def _add_bootstrap(subparsers: Subparsers) -> None:
-    """``bootstrap``: the site description made true in Rucio's catalogue."""
     boot = subparsers.add_parser(
         "bootstrap",
         help="create the site's RSEs, accounts and scopes (idempotent)",
@@ -168,7 +155,6 @@ def _add_bootstrap(subparsers: Subparsers) -> None:
 
 
 def _add_examples(subparsers: Subparsers) -> None:
-    """``examples``: the package's example files written out."""
     examples = subparsers.add_parser(
         "examples",
         help="write the example files (rucio.cfg, alembic.ini, site.cfg, replication policy, Grafana dashboard)",
@@ -188,7 +174,6 @@ def _add_examples(subparsers: Subparsers) -> None:
 
 
 def _add_history(subparsers: Subparsers) -> None:
-    """``history``: a file's story from the ledger."""
     history = subparsers.add_parser(
         "history",
         help="a file's story from the ledger: every state change, when, and why",
@@ -200,7 +185,6 @@ def _add_history(subparsers: Subparsers) -> None:
 
 
 def _add_retry(subparsers: Subparsers) -> None:
-    """``retry``: files put back into the flow by a person."""
     retry = subparsers.add_parser(
         "retry",
         help="put files back into the flow (quarantined, rejected, or waiting on a retry), recorded with who and why",
@@ -218,7 +202,6 @@ def _add_retry(subparsers: Subparsers) -> None:
 
 
 def _add_status(subparsers: Subparsers) -> None:
-    """``status``: where the flow stands."""
     state = subparsers.add_parser(
         "status",
         help="where the flow stands: files per state and night, data at risk, carriers, rules, recent errors",
@@ -262,7 +245,6 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser: each of SUBCOMMANDS adds its own."""
     parser = argparse.ArgumentParser(prog="rucio-magic", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     subparsers = parser.add_subparsers(dest="command", required=True)

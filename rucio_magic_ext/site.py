@@ -1,8 +1,7 @@
 """Bootstrap of a MAGIC site in Rucio: RSEs, protocols, attributes, distances, accounts, limits, scopes.
 
-The site is described in an INI file (``etc/site.cfg`` is the development one), so that names, folders
-and ports are configuration. ``bootstrap()`` runs server-side through Rucio's core API in one transaction
-and is idempotent: it only creates or corrects what differs from the description, and returns what it did.
+The site is described in an INI file (``etc/site.cfg`` is the development one). ``bootstrap()`` runs server-side
+through Rucio's core API in one transaction and only creates or corrects what differs from the description.
 """
 
 from __future__ import annotations
@@ -55,14 +54,11 @@ class Site:
 def _value(text: str) -> str | bool:
     """RSE attribute values: true/false become booleans (as Rucio's clients send them), the rest stays text."""
     lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    return text.strip()
+    return lowered == "true" if lowered in ("true", "false") else text.strip()
 
 
 def load_site(path: Path | str | Sequence[Path | str], defines: Mapping[str, str] | None = None) -> Site:
-    """Read a site description, from one file or several (later ones add to and override earlier ones);
-    ``defines`` override entries of its ``[vars]`` section."""
+    """A site description from one file or several (later ones win); ``defines`` override entries of ``[vars]``."""
     parser = configparser.ConfigParser(interpolation=configparser.ExtendedInterpolation())
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # RSE and attribute names keep their case
     for one in [path] if isinstance(path, (str, Path)) else path:
@@ -70,16 +66,13 @@ def load_site(path: Path | str | Sequence[Path | str], defines: Mapping[str, str
             with open(one) as handle:
                 parser.read_file(handle)
         except FileNotFoundError:
-            raise SiteError(
-                f"{one}: no such site description (rucio-magic examples DIR writes one to edit)"
-            ) from None
+            raise SiteError(f"{one}: no such site description (rucio-magic examples DIR writes one to edit)") from None
         except (OSError, configparser.Error) as error:
             raise SiteError(f"{one}: {' '.join(str(error).split())}") from None
-    if defines:
-        if not parser.has_section("vars"):
-            parser.add_section("vars")
-        for key, value in defines.items():
-            parser.set("vars", key, value)
+    if defines and not parser.has_section("vars"):
+        parser.add_section("vars")
+    for key, value in (defines or {}).items():
+        parser.set("vars", key, value)
 
     def section(name: str) -> dict[str, str]:
         return dict(parser.items(name)) if parser.has_section(name) else {}
@@ -155,11 +148,8 @@ def _columns(domains: Mapping[str, Mapping[str, int | None]]) -> dict[str, int]:
 
 
 def bootstrap(site: Site) -> list[str]:
-    """Make Rucio's catalogue match ``site``; return one line per change (empty when nothing changed).
-
-    Needs a server-side Rucio config (``[database]``). Runs in one write transaction, so a failure
-    leaves the catalogue as it was.
-    """
+    """Make Rucio's catalogue match ``site``; return one line per change. Needs a server-side Rucio config
+    (``[database]``); runs in one write transaction, so a failure leaves the catalogue as it was."""
     from rucio_magic_ext import rucio_db
 
     changes: list[str] = []
