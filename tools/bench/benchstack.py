@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tools.devstack import database, processes
 from tools.devstack.config import REPO
@@ -40,18 +41,20 @@ class Place:
     port: int = 0
     pg_database: str = DATABASE
 
-    def stack(self, extra: dict[str, dict[str, str]]) -> Stack:
-        return Stack(self.state, db="postgresql", port=self.port, pg_database=self.pg_database, extra=extra, cache=True)
+    def stack(self, extra: dict[str, dict[str, str]], **settings: Any) -> Stack:
+        return Stack(self.state, db="postgresql", port=self.port, pg_database=self.pg_database, extra=extra, cache=True,
+                     **settings)
 
 
 @contextmanager
-def running(place: Place, extra: dict[str, dict[str, str]], log: str) -> Iterator[Stack]:
-    """A fresh stack (server only, no daemon), stopped and its database dropped afterwards."""
-    stack = place.stack(extra)
+def running(place: Place, extra: dict[str, dict[str, str]], log: str, **settings: Any) -> Iterator[Stack]:
+    """A fresh stack (server only, no daemon), stopped and its database dropped afterwards. ``settings``: the
+    stack's others (``storage="xrootd"``, ``link_mbit``), its site then the one they ask for."""
+    stack = place.stack(extra, **settings)
     stack.reset()
     print(f"{log}: starting a Rucio stack on PostgreSQL ({place.pg_database}) at {stack.url}", file=sys.stderr)
     try:
-        stack.up(daemons=[], site=SITE_CFG)
+        stack.up(daemons=[], site=None if settings else SITE_CFG)
         yield stack
     finally:
         stack.down()

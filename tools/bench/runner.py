@@ -21,8 +21,8 @@ from tools.bench.report import Figure, write_json
 from tools.devstack.config import REPO
 
 DEFAULT_JSON = REPO / ".state" / "bench" / "results.json"
-NAMES = ("registration", "incremental", "checksum", "latency", "xrootd", "chain")
-LONG = ("chain",)  # run only when named in --only
+NAMES = ("registration", "incremental", "checksum", "latency", "xrootd", "chain", "link")
+LONG = ("chain", "link")  # run only when named in --only
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         help=f"comma-separated benchmarks to run (default: {', '.join(n for n in NAMES if n not in LONG)}; "
-        f"{', '.join(LONG)} only when named: a real night's 2,763 files through the whole chain, about 35 minutes)",
+        f"{', '.join(LONG)} only when named: a real night's 2,763 files through the whole chain, about 35 minutes, and "
+        "over a link between two sites, about 45 minutes)",
     )
     parser.add_argument("--quick", action="store_true", help="scaled down, for a quick look (figures not comparable)")
     parser.add_argument("--scale", type=float, help="chain: file sizes of a real night times this (default 1e-3)")
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--files", type=int, help="chain: the night's first N files only (default 2763, the whole night)"
     )
+    parser.add_argument("--rate", type=float, help="link: the link's rate in Mbit/s (default 10)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="results file (default: %(default)s)")
     parser.add_argument("--state", type=Path, default=benchstack.DEFAULT_STATE, help="the stack's state folder")
     parser.add_argument("--pg-database", default=benchstack.DATABASE, help="PostgreSQL database of the stack")
@@ -57,7 +59,7 @@ def chosen(only: str | None) -> list[str]:
 
 
 def benchmarks(args: argparse.Namespace, place: benchstack.Place) -> dict[str, Callable[[], list[Figure]]]:
-    from tools.bench import chain, checksum_figures, incremental, latency, registration, xrootd
+    from tools.bench import chain, checksum_figures, incremental, latency, link, registration, xrootd
 
     quick = args.quick
     profile_dir = args.state.parent / f"{args.state.name}-profiles" if args.profile else None
@@ -73,6 +75,7 @@ def benchmarks(args: argparse.Namespace, place: benchstack.Place) -> dict[str, C
             place,
             chain.setup(chain.QUICK if quick else chain.FULL, scale=args.scale, trickle=args.trickle, files=args.files),
         ),
+        "link": lambda: link.run(place, link.with_rate(link.QUICK if quick else link.FULL, args.rate)),
     }
 
 
