@@ -280,7 +280,7 @@ class Hook:
                 continue
             if row.state is FileState.REPLICATED or again:
                 read += 1
-                whole = row.state is FileState.REPLICATED and _self_checked(row) and not self._answered(row)
+                whole = row.state is FileState.REPLICATED and not self._answered(row)
                 readings = [self._read(c.rse, c.pfn, row if whole and i == 0 else None)
                             for i, c in enumerate(assessment.copies)]
                 wrong, cannot = mismatches(row.size, str(row.adler32), readings), unreadable(readings)
@@ -374,10 +374,6 @@ class Hook:
         gone = [row for row in released if row.did not in present]
         self.ledger.move(gone, FileState.DELETED, ACTOR, f"source replica deleted from {self.config.rse}")
         return len(gone)
-
-
-def _self_checked(row: LedgerFile) -> bool:
-    return row.path.endswith(".gz") or row.record.level is Level.DL3
 
 
 def _self_check(storage: Storage, pfn: str, size: int, row: LedgerFile) -> str | None:
