@@ -67,8 +67,12 @@ def run(place: benchstack.Place, setup: Setup) -> list[Figure]:
     limit = night * 8 / (setup.rate_mbit * 1e6)
     print(f"link: {len(plan)} files, {night / 1e6:.0f} MB over {setup.rate_mbit:g} Mbit/s: the link's limit "
           f"{limit:.0f} s", file=sys.stderr)
-    runs = [_stock(place, plan, setup), _magic(place, plan, setup, 0.0)]
-    runs.append(_magic(place, plan, setup, limit / len(plan)))  # the night written over the link's limit
+    runs: list[LinkRun] = []
+    for measure in (lambda: _stock(place, plan, setup), lambda: _magic(place, plan, setup, 0.0),
+                    lambda: _magic(place, plan, setup, limit / len(plan))):  # the last written over the link's limit
+        runs.append(measure())
+        for figure in figures(runs):  # as each run ends: a run stopped later keeps what was measured
+            print(f"link: {figure.line()}", file=sys.stderr)
     return figures(runs)
 
 
