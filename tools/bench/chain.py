@@ -138,12 +138,12 @@ def _chain(place: benchstack.Place, plan: list[PlannedFile], setup: Setup) -> Ch
         writer = threading.Thread(target=write_night, args=(plan, root), kwargs=options, daemon=True)
         writer.start()
         print(f"chain: the night is being written; {len(names)} daemons looping", file=sys.stderr)
-        gone, rows = _watch(stack, root, plan, closed, setup.timeout)
+        gone, rows = watch(stack, root, plan, closed, setup.timeout)
         tracks = sampler.stop()
         load = (load_start, os.getloadavg()[0])
         first = min(closed.values(), default=float("nan"))
         milestones = _milestones(stack, rows, gone, first)
-        copy_started = _earliest(stack, FIRST_REQUEST, ("requests", "requests_history")) - first
+        copy_started = earliest(stack, FIRST_REQUEST, ("requests", "requests_history")) - first
         reads = _source_reads(stack)
     last = max(gone.values(), default=float("nan"))
     return ChainRun(
@@ -172,7 +172,7 @@ def _started(sampler: procstat.Sampler, timeout: float = 180) -> None:
     sampler.mark()
 
 
-def _watch(
+def watch(
     stack: Stack, root: Path, plan: list[PlannedFile], closed: dict[str, float], timeout: float
 ) -> tuple[dict[str, float], dict[str, LedgerFile]]:
     """Until every file is done in the ledger and gone from the storage: when each file went (epoch), the rows."""
@@ -222,7 +222,7 @@ def _milestones(stack: Stack, rows: dict[str, LedgerFile], gone: dict[str, float
         if times:
             found[name] = max(times) - first
     for name, query in (("queued", LAST_REQUEST), ("copied", LAST_COPY)):
-        moment = _latest(stack, query, ("requests", "requests_history") if name == "queued" else ("",))
+        moment = latest(stack, query, ("requests", "requests_history") if name == "queued" else ("",))
         if not math.isnan(moment):
             found[name] = moment - first
     if gone:
@@ -250,12 +250,12 @@ def _source_reads(stack: Stack) -> tuple[int, int]:
     return sum(int(count) for count, _ in rows), sum(int(total) for _, total in rows)
 
 
-def _latest(stack: Stack, query: str, tables: tuple[str, ...]) -> float:
+def latest(stack: Stack, query: str, tables: tuple[str, ...]) -> float:
     """The latest time (epoch) ``query`` finds for PIC-DISK over ``tables``; NaN when none."""
     return max(_moments(stack, query, tables), default=float("nan"))
 
 
-def _earliest(stack: Stack, query: str, tables: tuple[str, ...]) -> float:
+def earliest(stack: Stack, query: str, tables: tuple[str, ...]) -> float:
     return min(_moments(stack, query, tables), default=float("nan"))
 
 

@@ -123,8 +123,8 @@ class _Watch:
 
 
 def _copies_due(stack: Stack) -> tuple[float, float]:
-    return (chain._earliest(stack, chain.FIRST_REQUEST, ("requests", "requests_history")),
-            chain._latest(stack, chain.LAST_COPY, ("",)))
+    return (chain.earliest(stack, chain.FIRST_REQUEST, ("requests", "requests_history")),
+            chain.latest(stack, chain.LAST_COPY, ("",)))
 
 
 def _stock(place: benchstack.Place, plan: list[PlannedFile], setup: Setup) -> LinkRun:
@@ -170,7 +170,7 @@ def _magic(place: benchstack.Place, plan: list[PlannedFile], setup: Setup, trick
                                   kwargs={"trickle": trickle or None, "observe": watch.observer(stack)})
         writer.start()
         print(f"link: the night is being written ({written}); {len(names)} daemons looping", file=sys.stderr)
-        gone, _ = chain._watch(stack, root, plan, watch.closed, setup.timeout + trickle * len(plan))
+        gone, _ = chain.watch(stack, root, plan, watch.closed, setup.timeout + trickle * len(plan))
         samples = watch.stop()
         first = min(watch.closed.values(), default=float("nan"))
         return LinkRun("magic", "at once" if not trickle else "trickled", len(plan), sum(p.size for p in plan),
