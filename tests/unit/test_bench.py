@@ -91,6 +91,8 @@ def test_production_sleep_drops_the_dev_stacks_sleep_time() -> None:
 def test_production_sleep_is_the_helm_charts_where_it_sets_one() -> None:
     daemon = Daemon("conveyor-submitter", ("{bin}/submitter", "--sleep-time", "5"))
     assert production_sleep(daemon).argv == ("{bin}/submitter", "--sleep-time", "10")
+    reaper = Daemon("reaper", ("{bin}/rucio-reaper", "--sleep-time", "5"))
+    assert production_sleep(reaper).argv == ("{bin}/rucio-reaper", "--threads", "4")
 
 
 def test_only_chooses_benchmarks_in_the_runners_order() -> None:

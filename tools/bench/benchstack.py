@@ -61,20 +61,20 @@ def running(place: Place, extra: dict[str, dict[str, str]], log: str, **settings
         database.drop(stack.settings)
 
 
-# Sleep times Rucio's Helm chart (rucio/helm-charts, charts/rucio-daemons/values.yaml) deploys daemons with where
-# it sets one; every other daemon runs at its own default. The chart's submitter loops every 10 s, not 600 s.
-HELM_CHART_SLEEP = {"conveyor-submitter": "10"}
+# What Rucio's Helm chart (rucio/helm-charts, charts/rucio-daemons/values.yaml) deploys daemons with, beyond
+# their own defaults: the submitter loops every 10 s, not 600 s; the reaper runs 4 threads (each deletes one file
+# at a time). The project's own values (etc/k8s/values-rucio-daemons.yaml) keep both.
+HELM_CHART = {"conveyor-submitter": ("--sleep-time", "10"), "reaper": ("--threads", "4")}
 
 
 def production_sleep(daemon: Daemon) -> Daemon:
-    """The daemon without the dev stack's ``--sleep-time``, looping as sites deploy it: at the sleep time of
-    Rucio's Helm chart where it sets one, else at its own default."""
+    """The daemon without the dev stack's ``--sleep-time``, looping as sites deploy it: with the options of
+    Rucio's Helm chart where it sets them, else at its own defaults."""
     argv = list(daemon.argv)
     while "--sleep-time" in argv:
         at = argv.index("--sleep-time")
         del argv[at : at + 2]
-    if daemon.name in HELM_CHART_SLEEP:
-        argv += ["--sleep-time", HELM_CHART_SLEEP[daemon.name]]
+    argv += HELM_CHART.get(daemon.name, ())
     return dataclasses.replace(daemon, argv=tuple(argv))
 
 
