@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from tools.bench.link_figures import LinkRun, Sample, figures
@@ -48,3 +49,18 @@ def test_figures_stand_beside_the_links_limit_and_stock_rucio() -> None:
     assert found["link.utilisation[trickled]"].baseline == stock.utilisation()
     assert "link.peak_held[trickled]" in found and "link.peak_held[at_once]" not in found
     assert found["link.stock_copy_time"].value == 100.0
+
+
+def test_bytes_per_file_beyond_the_framing_weigh_on_a_real_nights_sizes_as_they_do_on_the_scaled_ones() -> None:
+    # 10 files, 100 MB, 104 MB carried: framing 1.02 gives 2 MB, 200 kB per file, the rest; at 1,000 times the size
+    # those 2 MB are on 100 GB
+    scaled = dataclasses.replace(_run("magic", "at once", _steady(80, 1_300_000)), real_bytes=100_000 * MB)
+    projected, per_file = scaled.at_real_sizes(1.02)
+    assert math.isclose(per_file, 200_000) and math.isclose(projected, 1.02002)
+    stock = dataclasses.replace(_run("stock", "registered beforehand", _steady(80, 1_250_000)),
+                                real_bytes=100_000 * MB, framing=1.0)
+    found = {figure.name: figure for figure in figures([stock, scaled])}
+    real = found["link.bytes_per_byte_at_real_sizes[at_once]"]
+    assert math.isclose(real.value, 1.0 + 0.04 / 1000) and real.met and math.isclose(real.baseline or 0, 1.0)
+    assert "400.0 kB per file" in real.detail
+    assert "link.bytes_per_byte_at_real_sizes[at_once]" not in {f.name for f in figures([scaled])}  # no framing

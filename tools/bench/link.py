@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +36,8 @@ from tools.devstack.daemons import DAEMONS
 from tools.devstack.link import Link
 from tools.devstack.stack import Stack
 from tools.make_night import PlannedFile, write_night
+
+CALIBRATION_BYTES = 16 * 2**20  # one plain copy, long enough that its set-up is lost in its framing
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,14 @@ QUICK = Setup(files=300, scale=2e-4, settle=5, carrier_max_age=10, own_sleep=Fal
 def run(place: benchstack.Place, setup: Setup) -> list[Figure]:
     plan = chain.night(setup.chain_setup())
     night = sum(planned.size for planned in plan)
+    real = sum(planned.size for planned in chain.night(dataclasses.replace(setup.chain_setup(), scale=1.0)))
     limit = night * 8 / (setup.rate_mbit * 1e6)
     print(f"link: {len(plan)} files, {night / 1e6:.0f} MB over {setup.rate_mbit:g} Mbit/s: the link's limit "
           f"{limit:.0f} s", file=sys.stderr)
     runs: list[LinkRun] = []
     for measure in (lambda: _stock(place, plan, setup), lambda: _magic(place, plan, setup, 0.0),
                     lambda: _magic(place, plan, setup, limit / len(plan))):  # the last written over the link's limit
-        runs.append(measure())
+        runs.append(dataclasses.replace(measure(), real_bytes=real))
         for figure in figures(runs):  # as each run ends: a run stopped later keeps what was measured
             print(f"link: {figure.line()}", file=sys.stderr)
     return figures(runs)
@@ -122,6 +126,24 @@ class _Watch:
         return observe
 
 
+def _framing(stack: Stack) -> float:
+    """Bytes over the link per byte of one plain xrdcp of a large file from ORM's server, outside the night's
+    folder: the link's framing (IP, TCP and Ethernet headers, which its counters count), nothing per file."""
+    assert stack.link is not None
+    server = stack.xrootd_servers()["orm"]
+    path = server.data / "link-calibration"
+    path.write_bytes(os.urandom(CALIBRATION_BYTES))
+    server.adopt(path)
+    try:
+        before = stack.link.crossed()["from_orm"]
+        subprocess.run(["xrdcp", "--force", "--nopbar", server.url("/link-calibration"), "/dev/null"], check=True,
+                       capture_output=True, timeout=CALIBRATION_BYTES * 8 / (stack.link.rate_mbit * 1e6) * 5 + 30,
+                       env={**os.environ, **server.client_env()})
+        return (stack.link.crossed()["from_orm"] - before) / CALIBRATION_BYTES
+    finally:
+        path.unlink()
+
+
 def _copies_due(stack: Stack) -> tuple[float, float]:
     return (chain.earliest(stack, chain.FIRST_REQUEST, ("requests", "requests_history")),
             chain.latest(stack, chain.LAST_COPY, ("",)))
@@ -130,6 +152,8 @@ def _copies_due(stack: Stack) -> tuple[float, float]:
 def _stock(place: benchstack.Place, plan: list[PlannedFile], setup: Setup) -> LinkRun:
     with _two_sites(place, setup, {}, "link (stock Rucio)") as stack:
         assert stack.link is not None
+        framing = _framing(stack)
+        print(f"link: one plain xrdcp carries {framing:.4f} bytes per byte", file=sys.stderr)
         root = stack.data_folder(benchstack.ORM)
         write_night(plan, root, stamp_times=True)
         for planned in plan:
@@ -149,7 +173,8 @@ def _stock(place: benchstack.Place, plan: list[PlannedFile], setup: Setup) -> Li
         samples = watch.stop()
         print(f"link: stock Rucio: {count} of {len(plan)} AVAILABLE at PIC-DISK", file=sys.stderr)
         return LinkRun("stock", "registered beforehand", len(plan), sum(p.size for p in plan), setup.rate_mbit,
-                       count, float(registered["first_rule_at"]), last, _copies_due(stack), samples)
+                       count, float(registered["first_rule_at"]), last, _copies_due(stack), samples,
+                       framing=framing)
 
 
 def _magic(place: benchstack.Place, plan: list[PlannedFile], setup: Setup, trickle: float) -> LinkRun:

@@ -43,6 +43,8 @@ class LinkRun:
     finished: float  # epoch: the last file gone from the observatory (magic), the last copy AVAILABLE (stock)
     copies_due: tuple[float, float]  # epoch: the first transfer request made, the last copy done
     samples: Sequence[Sample]
+    real_bytes: int = 0  # the same night at a real night's sizes
+    framing: float = math.nan  # bytes over the link per byte of one large plain copy (stock's run measures it)
 
     @property
     def limit(self) -> float:
@@ -59,6 +61,14 @@ class LinkRun:
         if len(inside) < 2:
             return 0, 0
         return inside[-1].from_orm - inside[0].from_orm, inside[-1].to_orm - inside[0].to_orm
+
+    def at_real_sizes(self, framing: float) -> tuple[float, float]:
+        """Bytes over the link per byte of the night at a real night's sizes, and the bytes per file beyond the
+        framing. A file costs the same listing, queries, header ranges, copy set-up and deletion whatever its size,
+        so the bytes per file measured here are added to a real night's framed bytes."""
+        carried, _ = self.crossed()
+        per_file = (carried - framing * self.bytes) / self.files
+        return framing + per_file * self.files / self.real_bytes, per_file
 
     def utilisation(self) -> float:
         """The link's use while copies are due: bytes from the observatory over what its rate could carry."""
@@ -113,6 +123,14 @@ def figures(runs: Sequence[LinkRun]) -> list[Figure]:
             f"{carried / 1e6:.1f} MB from ORM, {back / 1e6:.1f} MB to it, for a night of {run.bytes / 1e6:.1f} MB "
             "(the link's own counters, framing included)",
         ))
+        if stock is not None and run.real_bytes and not math.isnan(stock.framing):
+            projected, per_file = run.at_real_sizes(stock.framing)
+            out.append(Figure(
+                f"link.bytes_per_byte_at_real_sizes[{tag}]", projected, "", stock.at_real_sizes(stock.framing)[0],
+                "stock Rucio", Target(BYTES_TARGET, "<="),
+                f"{per_file / 1e3:.1f} kB per file beyond the framing ({stock.framing:.4f} per byte: one plain "
+                f"xrdcp in the same run), added to a night of {run.real_bytes / 1e9:.0f} GB in {run.files} files",
+            ))
         if run.written != "at once":
             held, ideal = run.backlog()
             out.append(Figure(
