@@ -89,9 +89,9 @@ class XrootdSite:
 @pytest.fixture(scope="module")
 def site(rucio_stack: Stack) -> Iterator[XrootdSite]:
     """Two XRootD servers for ORM-XRD and PIC-XRD, registered in the test stack; stopped at the end."""
-    reason = xrootd.missing()
+    reason = xrootd.missing() or xrootd.gfal_missing()
     if reason:
-        pytest.skip(f"no XRootD server here: {reason}")
+        pytest.skip(f"no XRootD site here: {reason}")
     pytest.importorskip("XRootD.client", reason="root:// storage needs XRootD's Python client", exc_type=ImportError)
     state = Path(tempfile.mkdtemp(prefix="rucio-magic-xrd-flow-"))
     state.chmod(0o755)  # the servers run as nobody under root

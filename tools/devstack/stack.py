@@ -36,7 +36,7 @@ from .guard import AUTHS, guard
 from .link import Link
 from .link import missing as link_missing
 from .prometheus import PrometheusServer
-from .xrootd import XrootdServer
+from .xrootd import XrootdServer, gfal_missing
 from .zygote import Zygote
 
 ONCE_SCRIPT = Path(__file__).with_name("once.py")
@@ -101,6 +101,8 @@ class Stack:
             raise StackError(f"unknown storage {self.settings.storage!r}: use {' or '.join(STORAGES)}")
         chosen = list(DAEMONS) if daemons is None else [by_name(name) for name in daemons]
         self.settings.cache_port = free_port() if self.settings.cache and shutil.which("memcached") else 0
+        if self.settings.storage == "xrootd" and (reason := gfal_missing()):
+            raise StackError(reason)
         if self.settings.storage == "xrootd" and not self.settings.xrootd_ports:
             self.settings.xrootd_ports = {name: [free_port(), free_port()] for name in XROOTD_RSES}
         guarded_sites = self._guard()

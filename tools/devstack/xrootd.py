@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import os
 import pwd
 import shutil
@@ -89,6 +90,18 @@ def missing(auth: str = "none") -> str | None:
                 f"apt-get install {' '.join(sorted({package for _, package in plugins}))}")
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
         return "setpriv not found (to run xrootd unprivileged under root): apt-get install util-linux"
+    return None
+
+
+#: The observatory's root:// door is Rucio's gfal protocol (etc/site-xrootd.cfg): gfal2's module and XRootD plugin.
+GFAL_PACKAGES = ("python3-gfal2", "gfal2-plugin-xrootd")
+
+
+def gfal_missing() -> str | None:
+    """Why Rucio's gfal protocol cannot reach a root:// door from this Python, or None when it can."""
+    if importlib.util.find_spec("gfal2") is None or not _has_plugin("gfal2-plugins/libgfal_plugin_xrootd.so"):
+        return (f"Rucio's gfal protocol reaches the observatory's root:// door with gfal2 and its XRootD plugin: "
+                f"apt-get install {' '.join(GFAL_PACKAGES)} (tools/devstack check links gfal2 into .venv)")
     return None
 
 
