@@ -57,6 +57,16 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     write_configs(stack.settings)
     os.environ["RUCIO_CONFIG"] = str(stack.settings.rucio_cfg)
+    # A pytest-xdist worker starts with the controller's environment, and importing this file already made Rucio
+    # read the controller's rucio.cfg and open an engine on its database (rucio.core.monitor asks the config table
+    # at import), a database never made: both are dropped, so this worker's are used from here on.
+    import rucio.db.sqla.session as rucio_session
+    from rucio.common.config import clean_cached_config
+
+    clean_cached_config()
+    if rucio_session._ENGINE is not None:
+        rucio_session._ENGINE.dispose()
+        rucio_session._ENGINE = rucio_session._MAKER = None
     config.stash[STACK_KEY] = stack
     # XRootD's client takes its CA folder (X509_CERT_DIR) once, at its first use in a process, and must find it
     # made: the run's grid is made now, so that guarded servers are trusted whatever test uses the client first.
