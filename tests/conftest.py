@@ -57,9 +57,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     write_configs(stack.settings)
     os.environ["RUCIO_CONFIG"] = str(stack.settings.rucio_cfg)
-    # A pytest-xdist worker starts with the controller's environment, and importing this file already made Rucio
-    # read the controller's rucio.cfg and open an engine on its database (rucio.core.monitor asks the config table
-    # at import), a database never made: both are dropped, so this worker's are used from here on.
+    # A pytest-xdist worker starts with the controller's environment, and the conftest files of the paths it was
+    # given are imported before this hook: tests/integration/conftest.py makes Rucio read the controller's rucio.cfg
+    # and open an engine on its database (rucio.core.monitor asks the config table at import), a database never
+    # made. Both are dropped, so this worker's are used from here on.
     import rucio.db.sqla.session as rucio_session
     from rucio.common.config import clean_cached_config
 

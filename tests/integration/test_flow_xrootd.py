@@ -2,12 +2,13 @@
 
 Two XRootD servers (tools/devstack/xrootd.py: root:// and WebDAV, adler32 computed by the server, root://
 third-party copy) serve two RSEs added to the test stack, ORM-XRD (non-deterministic, the observatory) and
-PIC-XRD (deterministic, lfn2pfn magic), with Rucio's own xrootd protocol (tests/integration/site-xrootd.cfg).
+PIC-XRD (deterministic, lfn2pfn magic), with Rucio's own protocols (tests/integration/site-xrootd.cfg: gfal at
+ORM-XRD's root:// door, xrootd at PIC-XRD's).
 The night is written straight into the ORM server's data folder, as the DAQ writes on site; from then on
 every daemon goes through the RSEs' protocols: the scanner lists and checksums on the server, the transfer
 tool copies server to server and proves the copy with the destination server's checksum, the carrier asks
-PIC's server for each copy's adler32, Rucio's reaper deletes with xrdfs. The scanner and the carrier run with
-a rucio.cfg of their own (same database and REST server) that points them at ORM-XRD.
+PIC's server for each copy's adler32, Rucio's reaper deletes through gfal2's XRootD plugin. The scanner and the
+carrier run with a rucio.cfg of their own (same database and REST server) that points them at ORM-XRD.
 """
 
 from __future__ import annotations

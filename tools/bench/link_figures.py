@@ -67,8 +67,8 @@ class LinkRun:
         framing. A file costs the same listing, queries, header ranges, copy set-up and deletion whatever its size,
         so the bytes per file measured here are added to a real night's framed bytes."""
         carried, _ = self.crossed()
-        per_file = (carried - framing * self.bytes) / self.files
-        return framing + per_file * self.files / self.real_bytes, per_file
+        beyond = carried - framing * self.bytes
+        return framing + beyond / self.real_bytes, beyond / self.files
 
     def utilisation(self) -> float:
         """The link's use while copies are due: bytes from the observatory over what its rate could carry."""
